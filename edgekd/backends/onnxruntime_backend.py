@@ -1,0 +1,177 @@
+"""ONNX Runtime backend (CPUExecutionProvider by default).
+
+Sessions run sequentially with full graph optimisation, so latency reflects one
+request on ``threads`` intra-op threads. ORT executes the arithmetic the graph
+holds, so the executed precision is read from the graph itself (see
+:func:`onnx_executed_precision`), not from the request.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekd.backends.base import BACKENDS, Backend, Session, SessionOptions
+from edgekd.errors import ConfigError, InputFileError, RuntimeUnavailable
+
+# Ops that quantize activations or compute in integers: their presence means int8 arithmetic.
+# A graph with DequantizeLinear only (weight-only quantization) still computes in float.
+_INT8_OPS = frozenset(
+    {
+        "QuantizeLinear",
+        "DynamicQuantizeLinear",
+        "ConvInteger",
+        "MatMulInteger",
+        "MatMulIntegerToFloat",
+        "DynamicQuantizeMatMul",
+        "QGemm",
+        "QAttention",
+    }
+)
+_OPT_LEVELS = {
+    "disable": "ORT_DISABLE_ALL",
+    "basic": "ORT_ENABLE_BASIC",
+    "extended": "ORT_ENABLE_EXTENDED",
+    "all": "ORT_ENABLE_ALL",
+}
+_PROVIDERS = {"CPU": "CPUExecutionProvider", "CUDA": "CUDAExecutionProvider", "GPU": "CUDAExecutionProvider"}
+
+
+def _op_types(graph: Any) -> set[str]:
+    """Op types of ``graph`` and of every subgraph (If/Loop bodies)."""
+    ops: set[str] = set()
+    for node in graph.node:
+        ops.add(node.op_type)
+        for attr in node.attribute:
+            if attr.HasField("g"):
+                ops |= _op_types(attr.g)
+            for sub in attr.graphs:
+                ops |= _op_types(sub)
+    return ops
+
+
+def onnx_executed_precision(path: Path) -> str:
+    """ "int8" when the graph quantizes activations (QDQ or QOperator/integer ops), else the
+    dominant float type of the initializers: "fp16", "bf16" or "fp32"."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    ops = _op_types(model.graph)
+    for function in model.functions:
+        ops |= {node.op_type for node in function.node}
+    if ops & _INT8_OPS or any(op.startswith("QLinear") for op in ops):
+        return "int8"
+    weight: dict[int, int] = {}
+    for init in model.graph.initializer:
+        count = int(np.prod(init.dims)) if init.dims else 1
+        weight[init.data_type] = weight.get(init.data_type, 0) + count
+    tp = onnx.TensorProto
+    floats = {tp.FLOAT: "fp32", tp.FLOAT16: "fp16", tp.BFLOAT16: "bf16"}
+    present = {label: weight.get(code, 0) for code, label in floats.items()}
+    best = max(present, key=lambda k: present[k])
+    return best if present[best] else "fp32"
+
+
+class OrtSession(Session):
+    backend = "onnxruntime"
+
+    def __init__(self, session: Any, *, artifact: Path, options: SessionOptions, executed: str) -> None:
+        inputs = session.get_inputs()
+        if len(inputs) != 1:
+            names = ", ".join(i.name for i in inputs)
+            raise InputFileError(
+                f"{artifact.name} has {len(inputs)} inputs ({names}); edgekd feeds exactly one"
+            )
+        spec = inputs[0]
+        if spec.type not in ("tensor(float)", "tensor(float16)"):
+            raise InputFileError(
+                f"{artifact.name} input {spec.name!r} is {spec.type}; edgekd feeds float32 frames"
+            )
+        self._session = session
+        self._input_name = spec.name
+        self._output_names = [session.get_outputs()[0].name]
+        # An fp16-I/O model gets its input cast here, inside the timed call, as a deployment would.
+        self._cast = np.float16 if spec.type == "tensor(float16)" else None
+        shape = tuple(d if isinstance(d, int) and d > 0 else None for d in spec.shape)
+        super().__init__(
+            artifact=artifact,
+            input_shape=shape,
+            requested_precision=options.precision,
+            executed_precision=executed,
+        )
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        if self._cast is not None:
+            x = x.astype(self._cast)
+        return self._session.run(self._output_names, {self._input_name: x})[0]
+
+
+class OnnxRuntimeBackend(Backend):
+    name = "onnxruntime"
+    suffixes = (".onnx",)
+
+    def _probe(self) -> str | None:
+        try:
+            import onnxruntime  # noqa: F401
+        except ImportError as exc:
+            return f"onnxruntime is not installed ({exc}): pip install onnxruntime"
+        return None
+
+    def _load(self, path: Path, options: SessionOptions) -> Session:
+        import onnxruntime as ort
+
+        provider = _PROVIDERS.get(options.device.upper())
+        if provider is None or provider not in ort.get_available_providers():
+            raise RuntimeUnavailable(
+                f"onnxruntime has no provider for device {options.device!r} here; "
+                f"available: {', '.join(ort.get_available_providers())}"
+            )
+        so = _session_options(ort, options)
+        try:
+            session = ort.InferenceSession(str(path), sess_options=so, providers=[provider])
+            executed = onnx_executed_precision(path)
+        except Exception as exc:  # ORT raises its own classes (InvalidProtobuf, Fail, ...)
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise InputFileError(
+                f"{path} is not a loadable ONNX model: {first}", hint="re-export the model"
+            ) from None
+        return OrtSession(session, artifact=path, options=options, executed=executed)
+
+
+def _session_options(ort: Any, options: SessionOptions) -> Any:
+    """SessionOptions: sequential, ORT_ENABLE_ALL, intra-op threads; ``extra`` may override.
+
+    Known ``extra`` keys: ``graph_optimization_level`` (disable|basic|extended|all),
+    ``inter_op_num_threads``; any other key is passed to ``add_session_config_entry``
+    (e.g. ``session.intra_op.allow_spinning``).
+    """
+    so = ort.SessionOptions()
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.log_severity_level = 3  # warnings about unused initializers etc. are noise in a benchmark
+    if options.threads is not None:
+        so.intra_op_num_threads = options.threads
+        so.inter_op_num_threads = 1
+    for key, value in options.extra.items():
+        if key == "graph_optimization_level":
+            level = _OPT_LEVELS.get(str(value).lower())
+            if level is None:
+                raise ConfigError(
+                    f"onnxruntime graph_optimization_level {value!r} is unknown",
+                    hint=f"use one of {', '.join(_OPT_LEVELS)}",
+                )
+            so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
+        elif key == "inter_op_num_threads":
+            if not str(value).isdigit():
+                raise ConfigError(
+                    f"onnxruntime inter_op_num_threads must be a positive integer, got {value!r}"
+                )
+            so.inter_op_num_threads = int(value)
+        else:
+            so.add_session_config_entry(key, str(value))
+    return so
+
+
+BACKENDS.register("onnxruntime", OnnxRuntimeBackend())

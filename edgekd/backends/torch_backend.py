@@ -1,0 +1,138 @@
+"""PyTorch eager backend: the fp32 reference every other runtime is compared with.
+
+``.pt`` checkpoints are opened through :func:`edgekd.models.checkpoint.load_checkpoint`
+(``weights_only`` loading). :func:`session_from_module` wraps a module already in memory.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from edgekd.backends.base import BACKENDS, Backend, Session, SessionOptions
+
+if TYPE_CHECKING:
+    import torch
+
+# Requested precision -> torch dtype name; "auto" keeps the module's own dtype.
+_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+_LABELS = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16", "float64": "fp64"}
+
+
+class TorchSession(Session):
+    backend = "torch"
+
+    def __init__(
+        self,
+        module: torch.nn.Module,
+        *,
+        artifact: Path | None,
+        input_shape: tuple[int | None, ...],
+        options: SessionOptions,
+    ) -> None:
+        import torch
+
+        dtype_name = _DTYPES.get(options.precision)
+        if dtype_name is not None and _first_float_dtype(module) not in (None, getattr(torch, dtype_name)):
+            # nn.Module.to casts in place: copy so the caller's module keeps its dtype.
+            module = copy.deepcopy(module).to(getattr(torch, dtype_name))
+        self._module = module.eval()
+        self._threads = options.threads
+        executed = executed_precision(module)
+        # Inputs follow the parameters' dtype so a bf16 module is fed bf16 (no silent upcast).
+        self._dtype = _first_float_dtype(module) or torch.float32
+        super().__init__(
+            artifact=artifact,
+            input_shape=input_shape,
+            requested_precision=options.precision,
+            executed_precision=executed,
+        )
+        self._apply_threads()
+
+    def _apply_threads(self) -> None:
+        import torch
+
+        # The thread count is process-wide in torch: re-assert it in case another session changed it.
+        if self._threads is not None and torch.get_num_threads() != self._threads:
+            torch.set_num_threads(self._threads)
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        import torch
+
+        self._apply_threads()
+        with torch.inference_mode():
+            tensor = torch.from_numpy(x)
+            if tensor.dtype != self._dtype:
+                tensor = tensor.to(self._dtype)
+            out = self._module(tensor)
+            if isinstance(out, (tuple, list)):
+                out = out[0]
+            return out.float().numpy()
+
+
+def _first_float_dtype(module: torch.nn.Module) -> Any:
+    for tensor in (*module.parameters(), *module.buffers()):
+        if tensor.is_floating_point():
+            return tensor.dtype
+    return None
+
+
+def executed_precision(module: torch.nn.Module) -> str:
+    """Label of what ``module`` computes in: "int8" when it holds quantized tensors or
+    quantized modules (torch.ao), else its floating parameters' dtype ("fp32", "bf16", ...)."""
+    for sub in module.modules():
+        if ".quantized" in type(sub).__module__:
+            return "int8"
+    for tensor in (*module.parameters(), *module.buffers()):
+        if tensor.is_quantized:
+            return "int8"
+    dtype = _first_float_dtype(module)
+    return _LABELS.get(str(dtype).removeprefix("torch."), "fp32") if dtype is not None else "fp32"
+
+
+def session_from_module(
+    module: torch.nn.Module,
+    sample_shape: tuple[int, ...],
+    options: SessionOptions | None = None,
+    *,
+    artifact: Path | None = None,
+) -> Session:
+    """Wrap an in-memory module as a session with a dynamic batch axis.
+
+    Args:
+        module: the network; it is put in eval mode (and cast when ``options.precision``
+            is "bf16" or "fp16").
+        sample_shape: shape of one sample without the batch axis, e.g. ``(2, 128)``.
+        options: threads and precision; device must be "CPU".
+    """
+    options = options or SessionOptions()
+    options.validate()
+    return TorchSession(module, artifact=artifact, input_shape=(None, *sample_shape), options=options)
+
+
+class TorchBackend(Backend):
+    name = "torch"
+    suffixes = (".pt", ".pth")
+    precisions = ("fp32", "bf16", "fp16", "auto")
+
+    def _probe(self) -> str | None:
+        try:
+            import torch  # noqa: F401
+        except ImportError as exc:
+            return f"torch is not installed ({exc}): pip install torch"
+        return None
+
+    def _load(self, path: Path, options: SessionOptions) -> Session:
+        from edgekd.errors import RuntimeUnavailable
+        from edgekd.models.checkpoint import load_checkpoint
+
+        if options.device.upper() != "CPU":
+            raise RuntimeUnavailable(f"the torch backend runs on CPU only, not {options.device!r}")
+        module, meta = load_checkpoint(path)
+        return session_from_module(module, tuple(meta.input_shape), options, artifact=path)
+
+
+BACKENDS.register("torch", TorchBackend())

@@ -1,0 +1,123 @@
+"""The one accuracy evaluator every backend is scored with: overall, per class, per SNR."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+from edgekd.data.dataset import ArrayDataset
+from edgekd.errors import InputFileError, ShapeError
+
+
+@dataclasses.dataclass
+class AccuracyReport:
+    """Top-1 accuracy of a session on a labelled dataset; accuracies are fractions in [0, 1].
+
+    ``per_class`` maps class name -> accuracy (None for a class with no frames);
+    ``per_snr`` maps SNR in dB -> accuracy (empty when the dataset has no SNR labels);
+    ``confusion[true][predicted]`` counts frames; ``predictions`` int64 [N] is kept for
+    agreement checks and left out of :meth:`to_dict`.
+    """
+
+    n: int
+    overall: float
+    per_class: dict[str, float | None]
+    per_snr: dict[int, float]
+    confusion: list[list[int]]
+    predictions: np.ndarray = dataclasses.field(repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: SNR keys become strings of ints ("-20", "18")."""
+        return {
+            "n": self.n,
+            "overall": self.overall,
+            "per_class": dict(self.per_class),
+            "per_snr": {str(k): v for k, v in self.per_snr.items()},
+            "confusion": [list(row) for row in self.confusion],
+        }
+
+
+def predict(session: Any, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Arg-max class of every frame, int64 [N].
+
+    A session with a static batch B (``session.input_shape[0] == B``) is fed exactly B
+    frames per call, the last chunk padded by repeating frames (their predictions are
+    dropped); a dynamic-batch session is fed ``batch_size`` frames per call.
+    """
+    static = _static(session)
+    step = static if static else batch_size
+    preds = np.empty(len(x), dtype=np.int64)
+    for start in range(0, len(x), step):
+        chunk = x[start : start + step]
+        real = len(chunk)
+        if static and real < step:
+            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], step - real, axis=0)])
+        logits = np.asarray(session.run(chunk))
+        preds[start : start + real] = logits.reshape(len(chunk), -1)[:real].argmax(axis=1)
+    return preds
+
+
+def evaluate_accuracy(session: Any, dataset: ArrayDataset, batch_size: int = 256) -> AccuracyReport:
+    """Run ``session`` over every frame of ``dataset`` and score its top-1 predictions.
+
+    Args:
+        session: anything with ``run(x) -> logits [B, num_classes]`` and ``input_shape``.
+        dataset: frames x float32 [N, C, L], labels y [N], optional snr [N] in dB.
+        batch_size: frames per call for a dynamic-batch session.
+
+    Raises:
+        InputFileError: an empty dataset.
+        ShapeError: the model's output width is not the dataset's class count.
+    """
+    n = len(dataset)
+    if n == 0:
+        raise InputFileError("the evaluation dataset has no frames", hint="check the split")
+    # One probe call checks the output width before a long run over the whole set.
+    probe = np.asarray(session.run(np.repeat(dataset.x[:1], _static(session) or 1, axis=0)))
+    width = probe.reshape(probe.shape[0], -1).shape[1]
+    if width != dataset.num_classes:
+        raise ShapeError(
+            f"the model outputs {width} scores per frame but the dataset has {dataset.num_classes} classes",
+            hint="evaluate the model on the dataset it was trained for",
+        )
+    preds = predict(session, dataset.x, batch_size)
+    return score(preds, dataset)
+
+
+def _static(session: Any) -> int | None:
+    return getattr(session, "input_shape", (None,))[0]
+
+
+def score(preds: np.ndarray, dataset: ArrayDataset) -> AccuracyReport:
+    """Score predictions int64 [N] against ``dataset``'s labels (a pure function)."""
+    y = dataset.y
+    k = dataset.num_classes
+    correct = preds == y
+    confusion = np.zeros((k, k), dtype=np.int64)
+    np.add.at(confusion, (y, preds), 1)
+    per_class: dict[str, float | None] = {}
+    for i, name in enumerate(dataset.class_names):
+        mask = y == i
+        per_class[name] = float(correct[mask].mean()) if mask.any() else None
+    per_snr: dict[int, float] = {}
+    if dataset.snr is not None:
+        for snr in np.unique(dataset.snr):
+            per_snr[int(snr)] = float(correct[dataset.snr == snr].mean())
+    return AccuracyReport(
+        n=len(y),
+        overall=float(correct.mean()),
+        per_class=per_class,
+        per_snr=per_snr,
+        confusion=confusion.tolist(),
+        predictions=preds,
+    )
+
+
+def agreement(pred_a: np.ndarray, pred_b: np.ndarray) -> float:
+    """Fraction of frames on which two models predict the same class, in [0, 1]."""
+    a, b = np.asarray(pred_a), np.asarray(pred_b)
+    if a.shape != b.shape or a.size == 0:
+        raise ShapeError(f"cannot compare predictions of shapes {list(a.shape)} and {list(b.shape)}")
+    return float((a == b).mean())

@@ -1,0 +1,263 @@
+"""Bench harness: load each candidate, time it, score it, and build the bench document.
+
+A runtime that is not available here becomes a "skipped" entry with its reason; an
+error while running one candidate becomes a "failed" entry with a one-line reason,
+and the others still run. Nothing is ever estimated or filled in for a missing runtime.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import hashlib
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekd.artifacts import sha256_file
+from edgekd.backends.base import BACKENDS, PRECISIONS, SessionOptions, session_from_artifact
+from edgekd.bench.accuracy import agreement, evaluate_accuracy
+from edgekd.bench.environment import fingerprint
+from edgekd.bench.latency import LatencyConfig, measure_latency
+from edgekd.bench.schema import BENCH_SCHEMA
+from edgekd.config import to_dict
+from edgekd.data.dataset import ArrayDataset
+from edgekd.errors import ConfigError, EdgeKDError, RuntimeUnavailable
+from edgekd.registry import suggestion
+
+
+@dataclasses.dataclass
+class BenchConfig:
+    """The ``bench`` config section.
+
+    ``backends`` lists the entries to run as ``<backend>/<precision>`` ids; the caller
+    maps each to an artifact (a :class:`BenchCandidate`). ``threads`` (None = runtime
+    default) applies to every backend; ``accuracy_batch_size`` is the batch of the
+    accuracy pass for dynamic-batch models.
+    """
+
+    latency: LatencyConfig = dataclasses.field(default_factory=LatencyConfig)
+    threads: int | None = None
+    accuracy_batch_size: int = 256
+    backends: list[str] = dataclasses.field(
+        default_factory=lambda: ["torch/fp32", "onnxruntime/fp32", "onnxruntime/int8", "openvino/fp32"]
+    )
+
+    def validate(self) -> None:
+        self.latency.validate()
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"bench.threads must be >= 1 or null, got {self.threads}")
+        if self.accuracy_batch_size < 1:
+            raise ConfigError(f"bench.accuracy_batch_size must be >= 1, got {self.accuracy_batch_size}")
+        if not self.backends:
+            raise ConfigError("bench.backends is empty", hint="list entries such as onnxruntime/fp32")
+        for item in self.backends:
+            backend, sep, precision = item.partition("/")
+            if not sep:
+                raise ConfigError(
+                    f"bench.backends entry {item!r} is not <backend>/<precision>",
+                    hint="write e.g. onnxruntime/int8",
+                )
+            if backend not in BACKENDS:
+                raise ConfigError(
+                    f"bench.backends entry {item!r}: unknown backend {backend!r}",
+                    hint=suggestion(backend, BACKENDS.names(), "backends"),
+                )
+            if precision not in PRECISIONS:
+                raise ConfigError(
+                    f"bench.backends entry {item!r}: unknown precision {precision!r}",
+                    hint=suggestion(precision, list(PRECISIONS), "precisions"),
+                )
+        if len(set(self.backends)) != len(self.backends):
+            raise ConfigError("bench.backends lists an entry twice")
+
+
+@dataclasses.dataclass
+class BenchCandidate:
+    """One entry to bench: a backend, the precision label, the artifact it opens.
+
+    ``params``/``macs`` (counts, from the model stage) are copied into the entry.
+    ``options`` overrides the session options; by default ``SessionOptions(threads=
+    cfg.threads, precision=precision)``.
+    """
+
+    backend: str
+    precision: str
+    artifact: Path
+    params: int | None = None
+    macs: int | None = None
+    options: SessionOptions | None = None
+
+    @property
+    def id(self) -> str:
+        return f"{self.backend}/{self.precision}"
+
+
+def artifact_files(path: Path) -> list[Path]:
+    """Files that make up an artifact: an OpenVINO IR is its .xml and its .bin."""
+    if path.suffix.lower() == ".xml" and path.with_suffix(".bin").is_file():
+        return [path, path.with_suffix(".bin")]
+    return [path]
+
+
+def artifact_record(path: Path, out_dir: Path) -> dict[str, Any]:
+    """``{"path", "sha256", "size_bytes"}``; path relative to ``out_dir`` when inside it.
+    For a multi-file artifact (IR) the hash covers the files' hashes in order and the size
+    their sum, so the size is what a device must store."""
+    path = Path(path)
+    try:
+        shown = os.path.relpath(path.resolve(), Path(out_dir).resolve())
+        if shown.startswith(".."):
+            shown = str(path.resolve())
+    except ValueError:  # another drive on Windows
+        shown = str(path.resolve())
+    files = [f for f in artifact_files(path) if f.is_file()]
+    if not files:
+        return {"path": shown, "sha256": None, "size_bytes": None}
+    if len(files) == 1:
+        digest = sha256_file(files[0])
+    else:
+        digest = hashlib.sha256("".join(sha256_file(f) for f in files).encode()).hexdigest()
+    return {"path": shown, "sha256": digest, "size_bytes": sum(f.stat().st_size for f in files)}
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, EdgeKDError):
+        return exc.one_line()
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+
+
+def latency_batch(x: np.ndarray, batch_size: int) -> np.ndarray:
+    """The first ``batch_size`` real frames of ``x`` (cycled when there are fewer)."""
+    return np.ascontiguousarray(x[np.arange(batch_size) % len(x)])
+
+
+def _empty_entry(cand: BenchCandidate, out_dir: Path) -> dict[str, Any]:
+    return {
+        "id": cand.id,
+        "backend": cand.backend,
+        "precision": cand.precision,
+        "executed_precision": None,
+        "status": "failed",
+        "reason": None,
+        "artifact": artifact_record(cand.artifact, out_dir),
+        "params": cand.params,
+        "macs": cand.macs,
+        "load_ms": None,
+        "latency_ms": None,
+        "noisy": None,
+        "accuracy": None,
+        "agreement_with_reference": None,
+    }
+
+
+def _bench_one(
+    cand: BenchCandidate, dataset: ArrayDataset, cfg: BenchConfig, out_dir: Path
+) -> tuple[dict[str, Any], np.ndarray | None]:
+    entry = _empty_entry(cand, out_dir)
+    options = cand.options or SessionOptions(precision=cand.precision)
+    if options.threads is None and cfg.threads is not None:
+        options = dataclasses.replace(options, threads=cfg.threads)
+    try:
+        # Asked first: a runtime that is not installed usually also left no artifact behind,
+        # and "not installed" is the cause worth reporting.
+        reason = BACKENDS.get(cand.backend).unavailable_reason()
+        if reason is not None:
+            raise RuntimeUnavailable(reason)
+        session = session_from_artifact(cand.backend, cand.artifact, options)
+        stats = measure_latency(session, latency_batch(dataset.x, cfg.latency.batch_size), cfg.latency)
+        report = evaluate_accuracy(session, dataset, cfg.accuracy_batch_size)
+    except RuntimeUnavailable as exc:
+        entry.update(status="skipped", reason=exc.one_line())
+        return entry, None
+    except Exception as exc:  # one broken candidate must not sink the whole bench
+        entry.update(status="failed", reason=_one_line(exc))
+        return entry, None
+    latency = stats.to_dict()
+    noisy = latency.pop("noisy")
+    entry.update(
+        status="ok",
+        executed_precision=session.executed_precision,
+        load_ms=session.load_seconds * 1e3,
+        latency_ms=latency,
+        noisy=noisy,
+        accuracy=report.to_dict(),
+    )
+    return entry, report.predictions
+
+
+def run_bench(
+    candidates: list[BenchCandidate],
+    dataset: ArrayDataset,
+    cfg: BenchConfig,
+    *,
+    name: str,
+    out_dir: Path,
+    reference_id: str = "torch/fp32",
+    log: Callable[[str], None] | None = None,
+    dataset_name: str = "dataset",
+    split: str = "test",
+) -> dict[str, Any]:
+    """Bench every candidate on ``dataset`` and return the bench document (not yet written).
+
+    Args:
+        candidates: entries to run, in order; ids must be unique.
+        dataset: the evaluation frames (usually the test split), x float32 [N, C, L].
+        cfg: latency settings, threads, accuracy batch size.
+        name: the bench's title (model or run name).
+        out_dir: the folder bench.json will be written to; artifact paths inside it are
+            recorded relative to it.
+        reference_id: the entry whose predictions the others' agreement is measured against;
+            agreement is null when that entry is absent or did not run.
+        log: receives one progress line per step (e.g. ``console.print``).
+        dataset_name, split: recorded in the document's ``dataset`` section.
+    """
+    cfg.validate()
+    say = log or (lambda _line: None)
+    ids = [c.id for c in candidates]
+    if len(set(ids)) != len(ids):
+        raise ConfigError(f"bench candidates repeat an id: {', '.join(ids)}")
+    entries: list[dict[str, Any]] = []
+    predictions: dict[str, np.ndarray] = {}
+    for i, cand in enumerate(candidates, 1):
+        say(f"[{i}/{len(candidates)}] {cand.id}: {cand.artifact}")
+        entry, preds = _bench_one(cand, dataset, cfg, Path(out_dir))
+        if preds is not None:
+            predictions[cand.id] = preds
+            lat, acc = entry["latency_ms"], entry["accuracy"]
+            say(
+                f"    p50 {lat['p50']:.3f} ms, accuracy {100 * acc['overall']:.2f}%, "
+                f"executes {entry['executed_precision']}" + (" (noisy)" if entry["noisy"] else "")
+            )
+        else:
+            say(f"    {entry['status']}: {entry['reason']}")
+        entries.append(entry)
+    reference = predictions.get(reference_id)
+    for entry in entries:
+        if reference is not None and entry["id"] in predictions:
+            entry["agreement_with_reference"] = agreement(predictions[entry["id"]], reference)
+    snrs = sorted(int(s) for s in np.unique(dataset.snr)) if dataset.snr is not None else []
+    return {
+        "schema": BENCH_SCHEMA,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "name": name,
+        "environment": fingerprint(),
+        "dataset": {
+            "name": dataset_name,
+            "split": split,
+            "n": len(dataset),
+            "class_names": list(dataset.class_names),
+            "snrs": snrs,
+        },
+        "settings": {
+            **to_dict(cfg.latency),
+            "threads": cfg.threads,
+            "accuracy_batch_size": cfg.accuracy_batch_size,
+        },
+        "reference": reference_id,
+        "entries": entries,
+    }

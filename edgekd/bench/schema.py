@@ -1,0 +1,291 @@
+"""bench.json: the document ``edgekd bench`` writes and ``edgekd gate`` reads.
+
+The field reference is docs/bench-schema.md. Versioning: additive changes (a new
+optional field) keep ``edgekd.bench/1``; renaming, removing or re-typing a field
+bumps the number, and readers refuse a version they do not know.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from edgekd.artifacts import atomic_write_json
+from edgekd.errors import ConfigError, InputFileError
+
+BENCH_SCHEMA = "edgekd.bench/1"
+STATUSES = ("ok", "skipped", "failed")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Scalar:
+    name: str
+
+    def accepts(self, value: Any) -> bool:
+        if self.name == "string":
+            return isinstance(value, str)
+        if self.name == "boolean":
+            return isinstance(value, bool)
+        if isinstance(value, bool):  # bool is an int subclass; JSON keeps them apart
+            return False
+        if self.name == "integer":
+            return isinstance(value, int)
+        return isinstance(value, (int, float)) and math.isfinite(value)  # number: no NaN/inf in JSON
+
+
+@dataclasses.dataclass(frozen=True)
+class _Opt:
+    inner: Any
+
+
+@dataclasses.dataclass(frozen=True)
+class _List:
+    item: Any
+
+
+@dataclasses.dataclass(frozen=True)
+class _Map:
+    """An object with free keys; ``int_keys`` requires keys like "-20"."""
+
+    value: Any
+    int_keys: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class _OneOf:
+    choices: tuple[str, ...]
+
+
+STR, INT, NUM, BOOL = _Scalar("string"), _Scalar("integer"), _Scalar("number"), _Scalar("boolean")
+
+_LATENCY = {
+    k: NUM
+    for k in (
+        "p50",
+        "p90",
+        "p95",
+        "p99",
+        "mean",
+        "std",
+        "cv",
+        "min",
+        "max",
+        "first_inference_ms",
+        "throughput_per_s",
+    )
+}
+_LATENCY["runs"] = INT
+_ACCURACY = {
+    "n": INT,
+    "overall": NUM,
+    "per_class": _Map(_Opt(NUM)),
+    "per_snr": _Map(NUM, int_keys=True),
+    "confusion": _List(_List(INT)),
+}
+_ENTRY = {
+    "id": STR,
+    "backend": STR,
+    "precision": STR,
+    "executed_precision": _Opt(STR),
+    "status": _OneOf(STATUSES),
+    "reason": _Opt(STR),
+    "artifact": {"path": STR, "sha256": _Opt(STR), "size_bytes": _Opt(INT)},
+    "params": _Opt(INT),
+    "macs": _Opt(INT),
+    "load_ms": _Opt(NUM),
+    "latency_ms": _Opt(_LATENCY),
+    "noisy": _Opt(BOOL),
+    "accuracy": _Opt(_ACCURACY),
+    "agreement_with_reference": _Opt(NUM),
+}
+_SETTINGS = {
+    "warmup_runs": INT,
+    "warmup_seconds": NUM,
+    "min_runs": INT,
+    "min_seconds": NUM,
+    "max_seconds": NUM,
+    "batch_size": INT,
+    "threads": _Opt(INT),
+    "accuracy_batch_size": INT,
+}
+_DOCUMENT = {
+    "schema": STR,
+    "created": STR,
+    "name": STR,
+    "environment": _Map(None),
+    "dataset": {"name": STR, "split": STR, "n": INT, "class_names": _List(STR), "snrs": _List(INT)},
+    "settings": _SETTINGS,
+    "reference": _Opt(STR),
+    "entries": _List(_ENTRY),
+}
+# Fields an "ok" entry must fill (they may be null only when the entry did not run).
+_OK_REQUIRED = ("executed_precision", "load_ms", "latency_ms", "noisy", "accuracy")
+
+
+def _describe(spec: Any) -> str:
+    if isinstance(spec, _Scalar):
+        return spec.name
+    if isinstance(spec, _Opt):
+        return f"{_describe(spec.inner)} or null"
+    if isinstance(spec, _List):
+        return f"array of {_describe(spec.item)}"
+    if isinstance(spec, _Map):
+        return "object" + (" with integer keys" if spec.int_keys else "")
+    if isinstance(spec, _OneOf):
+        return "one of " + ", ".join(map(repr, spec.choices))
+    return "object"
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    return {dict: "object", list: "array", str: "string", int: "integer", float: "number"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def _bad(path: str, spec: Any, value: Any) -> InputFileError:
+    got = repr(value) if isinstance(value, float) and not math.isfinite(value) else _kind(value)
+    return InputFileError(
+        f"bench document field {path} must be {_describe(spec)}, got {got}",
+        hint="re-run edgekd bench, or fix the file by hand",
+    )
+
+
+def _check(value: Any, spec: Any, path: str) -> None:
+    if spec is None:  # free-form (the environment fingerprint)
+        return
+    if isinstance(spec, _Opt):
+        if value is not None:
+            # Checked here so the message says "integer or null", not just "integer".
+            if not _top_level_fits(value, spec.inner):
+                raise _bad(path, spec, value)
+            _check(value, spec.inner, path)
+        return
+    if not _top_level_fits(value, spec):
+        raise _bad(path, spec, value)
+    if isinstance(spec, _List):
+        for i, item in enumerate(value):
+            _check(item, spec.item, f"{path}[{i}]")
+    elif isinstance(spec, _Map):
+        for key, item in value.items():
+            if spec.int_keys and not _is_int_string(key):
+                raise InputFileError(
+                    f"bench document field {path} has key {key!r}; keys must be integers as strings"
+                )
+            _check(item, spec.value, f"{path}.{key}")
+    elif isinstance(spec, dict):
+        for key, sub in spec.items():
+            if key not in value:
+                raise InputFileError(
+                    f"bench document field {path}.{key} is missing (expected {_describe(sub)})",
+                    hint="re-run edgekd bench with this edgekd version",
+                )
+            _check(value[key], sub, f"{path}.{key}")
+
+
+def _top_level_fits(value: Any, spec: Any) -> bool:
+    if isinstance(spec, _Scalar):
+        return spec.accepts(value)
+    if isinstance(spec, _OneOf):
+        return value in spec.choices
+    if isinstance(spec, _List):
+        return isinstance(value, list)
+    return isinstance(value, dict)
+
+
+def _is_int_string(key: Any) -> bool:
+    try:
+        return isinstance(key, str) and str(int(key)) == key
+    except ValueError:
+        return False
+
+
+def validate_bench(doc: Any) -> None:
+    """Raise InputFileError naming the JSON path (``$.entries[1].latency_ms.p50``) of the first
+    missing or mistyped field and the type expected there. Unknown extra fields are allowed."""
+    if not isinstance(doc, dict):
+        raise InputFileError(f"a bench document is a JSON object, got {_kind(doc)}")
+    schema = doc.get("schema")
+    if schema != BENCH_SCHEMA:
+        if isinstance(schema, str) and schema.startswith("edgekd.bench/"):
+            raise InputFileError(
+                f"bench document has schema {schema}; this edgekd reads {BENCH_SCHEMA}",
+                hint="use the edgekd version that wrote it, or re-run edgekd bench",
+            )
+        raise InputFileError(
+            f"not an edgekd bench document ($.schema is {schema!r}, expected {BENCH_SCHEMA!r})",
+            hint="pass the bench.json written by edgekd bench",
+        )
+    _check(doc, _DOCUMENT, "$")
+    seen: set[str] = set()
+    for i, entry in enumerate(doc["entries"]):
+        where = f"$.entries[{i}]"
+        if entry["id"] != f"{entry['backend']}/{entry['precision']}":
+            raise InputFileError(
+                f"bench document field {where}.id must be '<backend>/<precision>', got {entry['id']!r}"
+            )
+        if entry["id"] in seen:
+            raise InputFileError(
+                f"bench document field {where}.id repeats {entry['id']!r}; ids must be unique"
+            )
+        seen.add(entry["id"])
+        if entry["status"] == "ok":
+            for key in _OK_REQUIRED:
+                if entry[key] is None:
+                    raise InputFileError(
+                        f"bench document field {where}.{key} is null but the entry's status is 'ok'"
+                    )
+        elif not entry["reason"]:
+            raise InputFileError(
+                f"bench document field {where}.reason must say why the entry is {entry['status']}"
+            )
+
+
+def load_bench(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read and validate a bench.json; any problem is one line naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputFileError(
+            f"bench file {path} does not exist", hint="run edgekd bench first, or check the path"
+        )
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise InputFileError(
+            f"{path} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})",
+            hint="re-run edgekd bench; the file may be truncated",
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputFileError(f"cannot read bench file {path}: {exc}") from None
+    try:
+        validate_bench(doc)
+    except InputFileError as exc:
+        raise InputFileError(f"{path}: {exc.message}", hint=exc.hint) from None
+    return doc
+
+
+def write_bench(doc: dict[str, Any], path: str | os.PathLike[str]) -> None:
+    """Validate ``doc`` and write it atomically (a killed run leaves no half file)."""
+    validate_bench(doc)
+    atomic_write_json(path, doc)
+
+
+def entry_ids(doc: dict[str, Any]) -> list[str]:
+    return [e["id"] for e in doc.get("entries", [])]
+
+
+def find_entry(doc: dict[str, Any], backend: str, precision: str) -> dict[str, Any]:
+    """The entry ``<backend>/<precision>``; ConfigError listing the ids present otherwise."""
+    wanted = f"{backend}/{precision}"
+    for entry in doc.get("entries", []):
+        if entry.get("id") == wanted:
+            return entry
+    present = ", ".join(entry_ids(doc)) or "none"
+    raise ConfigError(f"bench has no entry {wanted!r}", hint=f"entries present: {present}")

@@ -1,0 +1,85 @@
+"""``edgekd bench``: latency and accuracy of models through one harness, any runtime."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from edgekd.cli.common import make_console, make_log, out_option, quiet_option
+
+
+@click.command()
+@click.argument("models", metavar="MODEL...", nargs=-1, required=True)
+@click.option(
+    "--data",
+    "data_path",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Dataset .npz; its test split is evaluated.",
+)
+@out_option(default="bench-out", help_text="Folder for bench.json and report.html.")
+@click.option("--name", default="bench", show_default=True, help="Name recorded in bench.json.")
+@click.option("--threads", type=int, help="Threads per runtime (default: the runtime's own).")
+@click.option("--min-runs", type=int, default=200, show_default=True, help="Timed runs at least.")
+@click.option("--min-seconds", type=float, default=1.0, show_default=True, help="Timed seconds at least.")
+@click.option(
+    "--reference",
+    default="torch/fp32",
+    show_default=True,
+    help="Entry that agreement and accuracy drop are measured against.",
+)
+@quiet_option
+def bench(
+    models: tuple[str, ...],
+    data_path: Path,
+    out_dir: Path,
+    name: str,
+    threads: int | None,
+    min_runs: int,
+    min_seconds: float,
+    reference: str,
+    quiet: bool,
+) -> None:
+    """Benchmark each MODEL: latency at batch 1, accuracy overall, per class and per SNR.
+
+    A MODEL is a file (.pt runs in PyTorch, .onnx in ONNX Runtime, .xml in OpenVINO)
+    or BACKEND/PRECISION=FILE to choose, e.g. openvino/fp32=student.onnx.
+
+    \b
+    Example:
+      edgekd bench runs/modrec/student.pt runs/modrec/student.onnx \\
+          runs/modrec/student.int8.onnx --data runs/modrec/data.npz --out runs/modrec
+    """
+    from edgekd.artifacts import require_file
+    from edgekd.bench.runner import BenchConfig
+    from edgekd.bench.table import print_bench
+    from edgekd.config import from_dict
+    from edgekd.errors import ConfigError
+    from edgekd.pipeline import stages
+
+    artifacts: dict[str, Path] = {}
+    for spec in models:
+        entry_id, sep, file_name = spec.partition("=")
+        path = require_file(file_name if sep else spec, "model")
+        entry_id = entry_id if sep else stages.entry_for_artifact(path)
+        if entry_id in artifacts:
+            raise ConfigError(
+                f"two models would both be {entry_id!r}", hint="name one: BACKEND/PRECISION=FILE"
+            )
+        artifacts[entry_id] = path
+    student = next((p for k, p in artifacts.items() if k.startswith("torch/")), None)
+    cfg = from_dict(
+        BenchConfig,
+        {
+            "threads": threads,
+            "backends": list(artifacts),
+            "latency": {"min_runs": min_runs, "min_seconds": min_seconds},
+        },
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    doc = stages.stage_bench(
+        artifacts, student, data_path, cfg, out_dir, name=name, reference=reference, log=make_log(quiet)
+    )
+    print_bench(doc, console=make_console())
+    click.echo(f"{out_dir / 'bench.json'}\n{out_dir / 'report.html'}")

@@ -1,0 +1,96 @@
+"""The ``edgekd`` command: a Click group whose sub-commands are imported on demand.
+
+``edgekd --help`` and ``edgekd CMD --help`` import neither torch nor onnx: each
+command module imports its heavy dependencies inside the command body.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import traceback
+
+import click
+
+from edgekd import __version__
+from edgekd.errors import EdgeKDError
+
+# name -> "module:attribute"; the module is imported only when the command is used.
+COMMANDS = {
+    "distill": "edgekd.cli.distill:distill",
+    "export": "edgekd.cli.export:export",
+    "quantize": "edgekd.cli.quantize:quantize",
+    "bench": "edgekd.cli.bench:bench",
+    "gate": "edgekd.cli.gate:gate",
+    "run": "edgekd.cli.run:run",
+    "demo": "edgekd.cli.run:demo",
+}
+INTERNAL_ERROR_EXIT = 3
+
+
+class LazyGroup(click.Group):
+    """Root group: lazy sub-commands, and one-line errors instead of tracebacks."""
+
+    def __init__(self, *args, lazy_commands: dict[str, str], **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy_commands = lazy_commands
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy_commands})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy_commands:
+            module_name, attr = self.lazy_commands[cmd_name].split(":")
+            return getattr(importlib.import_module(module_name), attr)
+        return super().get_command(ctx, cmd_name)
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except EdgeKDError as exc:
+            if ctx.params.get("debug"):
+                traceback.print_exc()
+            click.echo(f"edgekd: error: {exc.one_line()}", err=True)
+            ctx.exit(exc.exit_code)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except KeyboardInterrupt:
+            click.echo("edgekd: interrupted", err=True)
+            ctx.exit(130)
+        except Exception as exc:  # an edgekd bug, not a user mistake: say so in one line
+            if ctx.params.get("debug"):
+                traceback.print_exc()
+            first = (str(exc).strip().splitlines() or [""])[0]
+            click.echo(
+                f"edgekd: internal error: {type(exc).__name__}: {first} "
+                "(re-run with --debug for the traceback, and please report it)",
+                err=True,
+            )
+            ctx.exit(INTERNAL_ERROR_EXIT)
+
+
+@click.group(
+    cls=LazyGroup,
+    lazy_commands=COMMANDS,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+@click.version_option(__version__, "--version", prog_name="edgekd")
+@click.option("--debug", is_flag=True, envvar="EDGEKD_DEBUG", help="Show tracebacks for errors.")
+def cli(debug: bool) -> None:
+    """edgekd: distil a large network into a small, fast, verified model for an edge device.
+
+    \b
+    Pipeline:  distill -> export -> quantize -> bench -> gate
+    Everything from one recipe:  edgekd run RECIPE   (edgekd demo runs the built-in one)
+
+    Exit codes: 0 success, 1 a gate check failed, 2 bad input or configuration,
+    3 internal error.
+    """
+
+
+def main(argv: list[str] | None = None) -> None:
+    cli.main(args=argv, prog_name="edgekd")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

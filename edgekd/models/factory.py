@@ -1,0 +1,155 @@
+"""create_model: one entry point for every source of a network.
+
+Names (the part before the first ``:`` picks the source):
+
+* ``resnet1d`` or ``edgekd:resnet1d`` — the built-in zoo, listed by ``MODELS.names()``.
+* ``module:pkg.mod:factory`` — imports ``pkg.mod`` and calls ``factory(num_classes,
+  in_channels, **kwargs)``. Importing code named by the user is an explicit choice made
+  on the command line or in a recipe, the same trust as ``python -m pkg.mod``.
+* ``timm:NAME`` — ``timm.create_model`` when timm is installed (imported only then).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+from torch import nn
+
+from edgekd.errors import ConfigError, RuntimeUnavailable
+from edgekd.models import zoo1d
+from edgekd.registry import Registry, suggestion
+
+ModelFactory = Callable[..., nn.Module]
+
+MODELS: Registry[ModelFactory] = Registry("model")
+MODELS.register("resnet1d", zoo1d.ResNet1d)
+MODELS.register("cnn1d_small", zoo1d.CNN1dSmall)
+MODELS.register("mobilenet1d", zoo1d.MobileNet1d)
+
+_SOURCES = ("edgekd", "module", "timm")
+
+
+def create_model(name: str, num_classes: int, in_channels: int = 2, **kwargs: Any) -> nn.Module:
+    """Build a freshly initialised network mapping [N, in_channels, ...] -> [N, num_classes].
+
+    Args:
+        name: ``"resnet1d"``, ``"edgekd:resnet1d"``, ``"module:pkg.mod:factory"`` or ``"timm:NAME"``.
+        num_classes: number of output logits.
+        in_channels: input channels (2 for IQ frames, 3 for RGB images).
+        **kwargs: model-specific settings, e.g. ``width=48`` for ``resnet1d``.
+
+    Raises:
+        ConfigError: unknown name (with "did you mean"), unknown or bad argument.
+        RuntimeUnavailable: ``timm:`` names where timm is not installed.
+
+    >>> model = create_model("cnn1d_small", num_classes=11)
+    >>> model(torch.zeros(4, 2, 128)).shape
+    torch.Size([4, 11])
+    """
+    source, sep, rest = name.partition(":")
+    if not sep:
+        source, rest = "edgekd", name
+    if source == "edgekd":
+        return _build(name, MODELS.get(rest), num_classes, in_channels, kwargs)
+    if source == "module":
+        return _build(name, _import_factory(name, rest), num_classes, in_channels, kwargs)
+    if source == "timm":
+        return _create_timm(rest, num_classes, in_channels, kwargs)
+    raise ConfigError(
+        f"unknown model source {source!r} in model name {name!r}",
+        hint=suggestion(source, list(_SOURCES), "sources (write SOURCE:NAME)"),
+    )
+
+
+def _import_factory(name: str, target: str) -> ModelFactory:
+    module_name, sep, attr = target.rpartition(":")
+    if not sep or not module_name or not attr:
+        raise ConfigError(
+            f"model name {name!r} is not module:pkg.mod:factory", hint="e.g. module:mypkg.nets:build"
+        )
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(
+            f"model {name!r}: cannot import {module_name!r}: {exc}",
+            hint="install the package or put it on PYTHONPATH",
+        ) from None
+    factory = getattr(module, attr, None)
+    if not callable(factory):
+        public = [n for n in dir(module) if not n.startswith("_") and callable(getattr(module, n))]
+        raise ConfigError(
+            f"model {name!r}: {module_name} has no callable {attr!r}",
+            hint=suggestion(attr, public, f"callables in {module_name}"),
+        )
+    return factory
+
+
+def _check_arguments(name: str, factory: ModelFactory, kwargs: dict[str, Any]) -> None:
+    """Name the first argument the factory does not take, before calling it."""
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):  # builtins without a signature: let the call decide
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    kinds = inspect.Parameter
+    positional = [
+        p.name for p in params.values() if p.kind in (kinds.POSITIONAL_ONLY, kinds.POSITIONAL_OR_KEYWORD)
+    ]
+    # The first two positional slots receive num_classes and in_channels.
+    accepted = [
+        p.name
+        for p in params.values()
+        if p.kind in (kinds.POSITIONAL_OR_KEYWORD, kinds.KEYWORD_ONLY) and p.name not in positional[:2]
+    ]
+    for key in kwargs:
+        if key not in accepted:
+            raise ConfigError(
+                f"model {name!r} has no argument {key!r}",
+                hint=suggestion(key, accepted, f"arguments of {name}")
+                if accepted
+                else f"{name} takes no extra arguments; remove {key!r}",
+            )
+
+
+def _build(
+    name: str, factory: ModelFactory, num_classes: int, in_channels: int, kwargs: dict[str, Any]
+) -> nn.Module:
+    _check_arguments(name, factory, kwargs)
+    try:
+        # Positional: user factories may call the second argument in_chans, channels, ...
+        model = factory(num_classes, in_channels, **kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(
+            f"model {name!r} cannot be built with {kwargs or 'its defaults'}: {exc}",
+            hint="check the model arguments in the config",
+        ) from None
+    if not isinstance(model, nn.Module):
+        raise ConfigError(
+            f"model {name!r}: the factory returned {type(model).__name__}, not a torch.nn.Module",
+            hint="make the factory return the network",
+        )
+    return model
+
+
+def _create_timm(arch: str, num_classes: int, in_channels: int, kwargs: dict[str, Any]) -> nn.Module:
+    if importlib.util.find_spec("timm") is None:
+        raise RuntimeUnavailable(
+            f"model 'timm:{arch}' needs timm, which is not installed here",
+            hint="pip install timm, or use a built-in (edgekd:NAME) or module:pkg.mod:factory model",
+        )
+    import timm  # heavy; imported only when a timm model is asked for
+
+    if not timm.is_model(arch):
+        raise ConfigError(
+            f"unknown timm model {arch!r}",
+            hint=suggestion(arch, timm.list_models(f"{arch[:3]}*"), "similar timm models"),
+        )
+    try:
+        return timm.create_model(arch, num_classes=num_classes, in_chans=in_channels, **kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"model 'timm:{arch}' cannot be built with {kwargs}: {exc}") from None

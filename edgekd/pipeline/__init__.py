@@ -1,0 +1,1 @@
+"""The pipeline: a recipe (YAML) and the stages that turn it into artifacts."""

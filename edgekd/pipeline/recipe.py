@@ -1,0 +1,103 @@
+"""The recipe: one YAML file that configures every stage of the pipeline.
+
+Sections mirror the stages (data, teacher, student, distill, export, quantize,
+bench, gate); each is a typed dataclass owned by its stage's module, so the
+recipe stays in step with the code. Unknown keys fail with "did you mean".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, Literal
+
+from edgekd import resources
+from edgekd.bench.runner import BenchConfig
+from edgekd.config import apply_overrides, from_dict, load_yaml
+from edgekd.data.modulation import SyntheticModulationConfig
+from edgekd.distill.train import KDConfig, TrainConfig
+from edgekd.errors import ConfigError
+from edgekd.export.onnx_export import ExportConfig
+from edgekd.quantize.ort_static import QuantizeConfig
+
+
+@dataclasses.dataclass
+class DataSection:
+    """Where the frames come from: generated on the fly, or an npz file."""
+
+    source: Literal["synthetic_modulation", "npz"] = "synthetic_modulation"
+    path: str | None = None
+    synthetic: SyntheticModulationConfig = dataclasses.field(default_factory=SyntheticModulationConfig)
+
+    def validate(self) -> None:
+        if self.source == "npz" and not self.path:
+            raise ConfigError(
+                "data.source is 'npz' but data.path is empty", hint="set data.path to the .npz file"
+            )
+
+
+@dataclasses.dataclass
+class StudentSection:
+    model: str = "edgekd:cnn1d_small"
+    kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class TeacherSection:
+    """A teacher to train (``model``) or to load (``checkpoint``, which wins when set)."""
+
+    model: str = "edgekd:resnet1d"
+    kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
+    checkpoint: str | None = None
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+
+
+@dataclasses.dataclass
+class DistillSection:
+    kd: KDConfig = dataclasses.field(default_factory=KDConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+
+
+@dataclasses.dataclass
+class GateSection:
+    target: str = "x86-cpu-onnxruntime-int8"
+    enabled: bool = True
+
+
+@dataclasses.dataclass
+class Recipe:
+    name: str = "modrec"
+    data: DataSection = dataclasses.field(default_factory=DataSection)
+    teacher: TeacherSection = dataclasses.field(default_factory=TeacherSection)
+    student: StudentSection = dataclasses.field(default_factory=StudentSection)
+    distill: DistillSection = dataclasses.field(default_factory=DistillSection)
+    export: ExportConfig = dataclasses.field(default_factory=ExportConfig)
+    quantize: QuantizeConfig = dataclasses.field(default_factory=QuantizeConfig)
+    bench: BenchConfig = dataclasses.field(default_factory=BenchConfig)
+    gate: GateSection = dataclasses.field(default_factory=GateSection)
+    # Folder that relative paths in the recipe are read from (the recipe file's folder).
+    base_dir: str = "."
+
+    def path(self, value: str) -> Path:
+        """A path from the recipe: relative to the recipe file when it exists there, else as given.
+
+        Recipe files name their data relative to themselves; a ``--set`` override
+        typed on the command line names it relative to the working directory.
+        """
+        path = Path(value)
+        beside_recipe = Path(self.base_dir) / path
+        return beside_recipe if not path.is_absolute() and beside_recipe.exists() else path
+
+
+def load_recipe(name_or_path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
+    """Load a recipe by path or built-in name, apply ``a.b=c`` overrides, validate strictly."""
+    path = resources.resolve("recipes", name_or_path)
+    data = apply_overrides(load_yaml(path), overrides)
+    if "base_dir" in data:
+        raise ConfigError(f"{path}: 'base_dir' is set by edgekd, not by the recipe", hint="remove it")
+    try:
+        recipe = from_dict(Recipe, data)
+    except ConfigError as exc:
+        raise ConfigError(f"recipe {path}: {exc.message}", hint=exc.hint) from None
+    recipe.base_dir = str(path.resolve().parent)
+    return recipe

@@ -1,0 +1,43 @@
+"""Run a whole recipe: data -> teacher -> distill -> export -> quantize -> bench -> report -> gate."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from edgekd.artifacts import atomic_write_text
+from edgekd.config import dump_yaml
+from edgekd.pipeline import stages
+from edgekd.pipeline.recipe import Recipe
+
+
+def run_recipe(recipe: Recipe, out_dir: Path, log: stages.Log = stages._quiet) -> dict[str, Any]:
+    """Run every stage into ``out_dir``; return paths, the bench document and the gate result."""
+    started = time.perf_counter()
+    stages.preflight_models(recipe)
+    log(f"edgekd: running recipe {recipe.name!r} into {out_dir}/")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    # The resolved config, saved first so a failed run still says what it ran.
+    atomic_write_text(out_dir / "recipe.resolved.yaml", dump_yaml(recipe))
+    resolve = recipe.path
+
+    data = stages.stage_data(recipe.data, out_dir, resolve, log)
+    teacher = stages.stage_teacher(recipe.teacher, data, out_dir, resolve, log)
+    student = stages.stage_distill(recipe.student, recipe.distill, data, teacher, out_dir, log)
+    exported = stages.stage_export(student, data, recipe.export, out_dir, log)
+    int8 = stages.stage_quantize(exported["onnx"], data, recipe.quantize, out_dir / "student.int8.onnx", log)
+
+    artifacts = {"torch/fp32": student, "onnxruntime/fp32": exported["onnx"], "onnxruntime/int8": int8}
+    if "openvino" in exported:
+        artifacts["openvino/fp32"] = exported["openvino"]
+    bench_doc = stages.stage_bench(artifacts, student, data, recipe.bench, out_dir, name=recipe.name, log=log)
+    gate_result = None
+    if recipe.gate.enabled:
+        gate_result = stages.stage_gate(bench_doc, recipe.gate.target)
+    return {
+        "out_dir": out_dir,
+        "bench": bench_doc,
+        "gate": gate_result,
+        "seconds": time.perf_counter() - started,
+    }

@@ -1,0 +1,81 @@
+"""Target-device profiles: where a model runs, how, and the budgets it must meet.
+
+A profile is YAML data (``targets/*.yaml``), loaded strictly: an unknown key or
+a wrong type fails with the key's path and the reason.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Literal
+
+from edgekd import resources
+from edgekd.config import from_dict, load_yaml
+from edgekd.errors import ConfigError
+
+Runtime = Literal["torch", "onnxruntime", "openvino", "tensorrt"]
+
+
+@dataclasses.dataclass
+class Budgets:
+    """Limits a result must meet; a budget left out (null) is not checked.
+
+    Accuracies are fractions in [0, 1]; ``max_accuracy_drop`` is absolute (0.01 =
+    one point) against the bench's reference entry (PyTorch FP32 of the same model).
+    """
+
+    max_size_bytes: int | None = None
+    max_params: int | None = None
+    max_macs: int | None = None
+    max_p50_ms: float | None = None
+    max_p90_ms: float | None = None
+    min_accuracy: float | None = None
+    max_accuracy_drop: float | None = None
+
+    def validate(self) -> None:
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if value is not None and value < 0:
+                raise ConfigError(f"budgets.{field.name} must be >= 0, got {value}")
+        for name in ("min_accuracy", "max_accuracy_drop"):
+            value = getattr(self, name)
+            if value is not None and value > 1:
+                raise ConfigError(
+                    f"budgets.{name} is {value}, but accuracies are fractions in [0, 1]",
+                    hint=f"write e.g. {value / 100:g} for {value:g}%",
+                )
+
+
+@dataclasses.dataclass
+class TargetProfile:
+    name: str
+    runtime: Runtime
+    description: str = ""
+    precision: Literal["fp32", "fp16", "bf16", "int8"] = "fp32"
+    device: str = "CPU"
+    threads: int | None = None
+    host: str = "local"
+    input_shape: list[int] | None = None
+    budgets: Budgets = dataclasses.field(default_factory=Budgets)
+
+    @property
+    def entry_id(self) -> str:
+        """The bench entry this target judges: ``<runtime>/<precision>``."""
+        return f"{self.runtime}/{self.precision}"
+
+    def validate(self) -> None:
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"threads must be >= 1, got {self.threads}")
+        if self.host != "local" and not self.host.startswith("ssh://"):
+            raise ConfigError(f"host {self.host!r} is neither 'local' nor ssh://user@host[:port]")
+
+
+def load_target(name_or_path: str | Path) -> TargetProfile:
+    """Load a profile by path or built-in name (see ``edgekd/resources.py``)."""
+    path = resources.resolve("targets", name_or_path)
+    data = load_yaml(path)
+    try:
+        return from_dict(TargetProfile, data)
+    except ConfigError as exc:
+        raise ConfigError(f"target profile {path}: {exc.message}", hint=exc.hint) from None

@@ -1,0 +1,131 @@
+"""The demo recipe end to end, at tiny size, through the real CLI; then each stage alone."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from edgekd.cli.main import cli
+
+TINY = [
+    "data.synthetic.frames_per_class_snr=3",
+    "data.synthetic.snr_min=-4",
+    "data.synthetic.snr_max=18",
+    "teacher.train.epochs=1",
+    "distill.train.epochs=1",
+    "bench.latency.min_runs=20",
+    "bench.latency.min_seconds=0.05",
+    "bench.latency.warmup_runs=2",
+    "bench.latency.warmup_seconds=0.0",
+    # tiny, barely trained models: INT8 may disagree with FP32 on many frames
+    "quantize.min_top1_agreement=0.0",
+]
+LOOSE_TARGET = """
+name: loose
+runtime: onnxruntime
+precision: int8
+budgets:
+  max_size_bytes: 10000000
+  max_params: 1000000
+  max_p90_ms: 1000
+  min_accuracy: 0.0
+"""
+STRICT_TARGET = LOOSE_TARGET.replace("max_p90_ms: 1000", "max_p90_ms: 0.000001")
+
+
+def _sets(items):
+    return [arg for item in items for arg in ("--set", item)]
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("e2e")
+    target = root / "loose.yaml"
+    target.write_text(LOOSE_TARGET)
+    out = root / "run"
+    result = CliRunner().invoke(
+        cli, ["demo", "--out", str(out), "--quiet", *_sets([*TINY, f"gate.target={target}"])]
+    )
+    assert result.exit_code == 0, result.output
+    return out
+
+
+@pytest.mark.slow
+def test_demo_writes_bench_report_and_artifacts(demo_run):
+    bench = json.loads((demo_run / "bench.json").read_text())
+    ids = {entry["id"]: entry for entry in bench["entries"]}
+    assert set(ids) == {"torch/fp32", "onnxruntime/fp32", "onnxruntime/int8", "openvino/fp32"}
+    for entry in ids.values():
+        assert entry["status"] == "ok", entry.get("reason")
+        assert entry["latency_ms"]["p50"] > 0
+        assert 0.0 <= entry["accuracy"]["overall"] <= 1.0
+        assert entry["accuracy"]["per_snr"]
+    html = (demo_run / "report.html").read_text()
+    assert "<svg" in html
+    for name in ("data.npz", "teacher.pt", "student.pt", "student.onnx", "student.xml", "student.int8.onnx"):
+        assert (demo_run / name).is_file(), name
+        manifest = json.loads((demo_run / f"{name}.json").read_text())
+        assert len(manifest["sha256"]) == 64
+    student = json.loads((demo_run / "student.pt.json").read_text())
+    assert student["metrics"]["compression"] >= 10
+    int8 = json.loads((demo_run / "student.int8.onnx.json").read_text())
+    assert len(int8["metrics"]["calibration"]["sha256"]) == 64
+    assert not list(demo_run.glob("*.tmp")) and not list(demo_run.glob(".*"))
+
+
+@pytest.mark.slow
+def test_gate_alone_passes_and_fails_by_exit_code(demo_run, tmp_path):
+    runner = CliRunner()
+    loose, strict = tmp_path / "loose.yaml", tmp_path / "strict.yaml"
+    loose.write_text(LOOSE_TARGET)
+    strict.write_text(STRICT_TARGET)
+    bench = str(demo_run / "bench.json")
+    assert runner.invoke(cli, ["gate", bench, "--target", str(loose)]).exit_code == 0
+    failed = runner.invoke(cli, ["gate", bench, "--target", str(strict), "--json", str(tmp_path / "v.json")])
+    assert failed.exit_code == 1, failed.output
+    verdict = json.loads((tmp_path / "v.json").read_text())
+    assert verdict["passed"] is False
+    assert [c["metric"] for c in verdict["checks"] if not c["passed"]] == ["p90_ms"]
+
+
+@pytest.mark.slow
+def test_stages_run_alone_from_the_artifacts_before(demo_run, tmp_path):
+    runner = CliRunner()
+    data = str(demo_run / "data.npz")
+    student = tmp_path / "student.pt"
+    student.write_bytes((demo_run / "student.pt").read_bytes())
+    (tmp_path / "student.pt.json").write_bytes((demo_run / "student.pt.json").read_bytes())
+    exported = runner.invoke(cli, ["export", str(student), "--data", data, "--no-openvino", "-q"])
+    assert exported.exit_code == 0, exported.output
+    onnx_path = tmp_path / "student.onnx"
+    assert onnx_path.is_file() and not (tmp_path / "student.xml").exists()
+    quantized = runner.invoke(
+        cli, ["quantize", str(onnx_path), "--data", data, "--activation-type", "uint8", "-q"]
+    )
+    assert quantized.exit_code == 0, quantized.output
+    int8 = tmp_path / "student.int8.onnx"
+    assert int8.is_file()
+    benched = runner.invoke(
+        cli,
+        [
+            "bench",
+            str(student),
+            str(onnx_path),
+            str(int8),
+            "--data",
+            data,
+            "--out",
+            str(tmp_path / "b"),
+            "--min-runs",
+            "10",
+            "--min-seconds",
+            "0.01",
+            "-q",
+        ],
+    )
+    assert benched.exit_code == 0, benched.output
+    ids = [e["id"] for e in json.loads((tmp_path / "b" / "bench.json").read_text())["entries"]]
+    assert ids == ["torch/fp32", "onnxruntime/fp32", "onnxruntime/int8"]
