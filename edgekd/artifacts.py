@@ -23,7 +23,7 @@ from typing import Any
 from edgekd.errors import InputFileError
 
 MANIFEST_SCHEMA = "edgekd.manifest/1"
-_TRACKED_LIBRARIES = ("edgekd", "torch", "numpy", "onnx", "onnxruntime", "openvino")
+_TRACKED_LIBRARIES = ("edgekd", "torch", "numpy", "onnx", "onnxruntime", "openvino", "nncf", "tensorrt")
 
 
 def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:

@@ -21,8 +21,13 @@ Runtime = Literal["torch", "onnxruntime", "openvino", "tensorrt"]
 class Budgets:
     """Limits a result must meet; a budget left out (null) is not checked.
 
-    Accuracies are fractions in [0, 1]; ``max_accuracy_drop`` is absolute (0.01 =
-    one point) against the bench's reference entry (PyTorch FP32 of the same model).
+    Accuracies are fractions in [0, 1]. ``max_accuracy_drop`` is absolute (0.01 = one
+    point), ``max_accuracy_drop_relative`` a fraction of the compared accuracy (0.02 =
+    2% of it); both compare with ``accuracy_drop_vs``: the baseline result (``--baseline``),
+    the bench's reference entry (PyTorch FP32 of the same model), or ``auto`` (the
+    baseline when one is given, else the reference). ``max_latency_regression`` is a
+    fraction (0.1 = 10% slower than the baseline), judged by ``latency_method`` (see
+    ``edgekd/gate/latency.py``: ``ci``, ``ratio`` or ``absolute``).
     """
 
     max_size_bytes: int | None = None
@@ -32,13 +37,24 @@ class Budgets:
     max_p90_ms: float | None = None
     min_accuracy: float | None = None
     max_accuracy_drop: float | None = None
+    max_accuracy_drop_relative: float | None = None
+    accuracy_drop_vs: Literal["auto", "baseline", "reference"] = "auto"
+    max_latency_regression: float | None = None
+    latency_method: Literal["ci", "ratio", "absolute"] = "ci"
+    latency_anchor: str | None = None
+    latency_confidence: float = 0.95
 
     def validate(self) -> None:
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
-            if value is not None and value < 0:
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
                 raise ConfigError(f"budgets.{field.name} must be >= 0, got {value}")
-        for name in ("min_accuracy", "max_accuracy_drop"):
+        if not 0.5 <= self.latency_confidence < 1.0:
+            raise ConfigError(
+                f"budgets.latency_confidence must be in [0.5, 1), got {self.latency_confidence}",
+                hint="0.95 is the usual choice",
+            )
+        for name in ("min_accuracy", "max_accuracy_drop", "max_accuracy_drop_relative"):
             value = getattr(self, name)
             if value is not None and value > 1:
                 raise ConfigError(

@@ -24,6 +24,7 @@ COMMANDS = {
     "gate": "edgekd.cli.gate:gate",
     "run": "edgekd.cli.run:run",
     "demo": "edgekd.cli.run:demo",
+    "targets": "edgekd.cli.targets:targets",
 }
 INTERNAL_ERROR_EXIT = 3
 
@@ -69,12 +70,32 @@ class LazyGroup(click.Group):
             ctx.exit(INTERNAL_ERROR_EXIT)
 
 
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    """edgekd's version and the runtime versions, read from package metadata (no heavy import)."""
+    if not value or ctx.resilient_parsing:
+        return
+    from edgekd.artifacts import library_versions
+
+    versions = library_versions()
+    click.echo(f"edgekd {__version__}")
+    for name in ("python", "torch", "onnx", "onnxruntime", "openvino", "nncf", "tensorrt"):
+        click.echo(f"  {name:<12} {versions.get(name, 'not installed')}")
+    ctx.exit(0)
+
+
 @click.group(
     cls=LazyGroup,
     lazy_commands=COMMANDS,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
-@click.version_option(__version__, "--version", prog_name="edgekd")
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_print_version,
+    help="Show edgekd's version and the runtimes it finds, then exit.",
+)
 @click.option("--debug", is_flag=True, envvar="EDGEKD_DEBUG", help="Show tracebacks for errors.")
 def cli(debug: bool) -> None:
     """edgekd: distil a large network into a small, fast, verified model for an edge device.

@@ -364,14 +364,24 @@ def stage_bench(
     dataset = load_npz(data_path)
     test = dataset.subset("test") if dataset.split is not None else dataset
     candidates = bench_candidates(chosen, student_path, bench_cfg.threads)
-    doc = run_bench(candidates, test, bench_cfg, name=name, out_dir=out_dir, reference_id=reference, log=log)
+    doc = run_bench(
+        candidates,
+        test,
+        bench_cfg,
+        name=name,
+        out_dir=out_dir,
+        reference_id=reference,
+        log=log,
+        dataset_name=data_path.name,
+        split="test" if dataset.split is not None else "all",
+    )
     write_bench(doc, out_dir / "bench.json")
     write_html_report(doc, out_dir / "report.html")
     return doc
 
 
 def stage_gate(bench_doc: dict[str, Any], target_name: str):
-    """Judge the bench result against a target profile's budgets (see edgekd/gate.py)."""
+    """Judge the bench result against a target profile's budgets (see edgekd/gate/)."""
     from edgekd.gate import evaluate_gate
     from edgekd.targets import load_target
 
