@@ -55,7 +55,7 @@ class Registry(Generic[T]):
         except KeyError:
             raise ConfigError(
                 f"unknown {self.kind} {name!r}",
-                hint=suggestion(name, self.names(), f"known {self.kind}s"),
+                hint=suggestion(name, self.names(), f"known {_plural(self.kind)}"),
             ) from None
 
     def names(self) -> list[str]:
@@ -66,6 +66,10 @@ class Registry(Generic[T]):
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
+
+
+def _plural(word: str) -> str:
+    return word + ("es" if word.endswith(("s", "x", "ch", "sh")) else "s")
 
 
 def suggestion(name: str, choices: list[str], what: str) -> str:

@@ -129,3 +129,39 @@ def test_stages_run_alone_from_the_artifacts_before(demo_run, tmp_path):
     assert benched.exit_code == 0, benched.output
     ids = [e["id"] for e in json.loads((tmp_path / "b" / "bench.json").read_text())["entries"]]
     assert ids == ["torch/fp32", "onnxruntime/fp32", "onnxruntime/int8"]
+
+
+@pytest.mark.slow
+def test_openvino_int8_and_onnx_teacher_through_the_cli(demo_run, tmp_path):
+    """NNCF INT8 of the exported IR, then distillation from the teacher as an ONNX black box."""
+    import torch
+
+    from edgekd.models.checkpoint import load_checkpoint
+
+    runner = CliRunner()
+    data = str(demo_run / "data.npz")
+    ov_int8 = tmp_path / "student.int8.xml"
+    result = runner.invoke(
+        cli,
+        ["quantize", str(demo_run / "student.onnx"), "--data", data, "--runtime", "openvino",
+         "--max-accuracy-drop", "1.0", "--out", str(ov_int8), "-q"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert ov_int8.is_file() and ov_int8.with_suffix(".bin").is_file()
+    assert json.loads((tmp_path / "student.int8.xml.json").read_text())["kind"] == "openvino-int8"
+
+    teacher, _ = load_checkpoint(demo_run / "teacher.pt")
+    teacher_onnx = tmp_path / "teacher.onnx"
+    torch.onnx.export(
+        teacher, (torch.zeros(1, 2, 128),), str(teacher_onnx), input_names=["input"],
+        output_names=["logits"], dynamic_axes={"input": {0: "n"}, "logits": {0: "n"}}, dynamo=False,
+    )  # fmt: skip
+    out = tmp_path / "kd"
+    result = runner.invoke(
+        cli,
+        ["distill", "--config", "modrec", "--data", data, "--teacher", str(teacher_onnx), "--out", str(out),
+         "-q", *_sets(["distill.train.epochs=1"])],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "student.pt.json").read_text())
+    assert manifest["parents"][1]["file"] == "teacher.onnx"

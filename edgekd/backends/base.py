@@ -81,6 +81,7 @@ class Session(ABC):
     """
 
     backend: str = "?"
+    _accepted_shape: tuple[int, ...] | None = None  # the last shape check_input passed
 
     def __init__(
         self,
@@ -113,8 +114,15 @@ class Session(ABC):
         Raises:
             ShapeError: wrong dtype, rank, sample shape, or a batch the session cannot take.
         """
-        self.check_input(x)
-        return np.asarray(self._run(x), dtype=np.float32)
+        # Fast path: the latency loop feeds one array shape thousands of times, and a
+        # microsecond of checking is a few percent of a small model's call.
+        if not (type(x) is np.ndarray and x.dtype == np.float32 and x.shape == self._accepted_shape):
+            self.check_input(x)
+            self._accepted_shape = x.shape
+        out = self._run(x)
+        return (
+            out if type(out) is np.ndarray and out.dtype == np.float32 else np.asarray(out, dtype=np.float32)
+        )
 
     def check_input(self, x: np.ndarray) -> None:
         """Raise ShapeError (one line naming both shapes) unless ``x`` fits the model input."""

@@ -1,6 +1,7 @@
-"""ONNX Runtime backend (CPUExecutionProvider by default).
+"""ONNX Runtime backend: CPU, CUDA or TensorRT execution provider (CPU by default).
 
-Sessions run sequentially with full graph optimisation, so latency reflects one
+Sessions run sequentially with full graph optimisation unless ``options.extra`` says
+otherwise (see :func:`resolve_ort_options`), so latency reflects one
 request on ``threads`` intra-op threads. ORT executes the arithmetic the graph
 holds, so the executed precision is read from the graph itself (see
 :func:`onnx_executed_precision`), not from the request.
@@ -15,6 +16,7 @@ import numpy as np
 
 from edgekd.backends.base import BACKENDS, Backend, Session, SessionOptions
 from edgekd.errors import ConfigError, InputFileError, RuntimeUnavailable
+from edgekd.remote.device_runner import ort_session_options
 
 # Ops that quantize activations or compute in integers: their presence means int8 arithmetic.
 # A graph with DequantizeLinear only (weight-only quantization) still computes in float.
@@ -36,7 +38,15 @@ _OPT_LEVELS = {
     "extended": "ORT_ENABLE_EXTENDED",
     "all": "ORT_ENABLE_ALL",
 }
-_PROVIDERS = {"CPU": "CPUExecutionProvider", "CUDA": "CUDAExecutionProvider", "GPU": "CUDAExecutionProvider"}
+# Device -> providers in priority order. TensorRT hands the nodes it cannot build to CUDA.
+_PROVIDERS = {
+    "CPU": ["CPUExecutionProvider"],
+    "CUDA": ["CUDAExecutionProvider"],
+    "GPU": ["CUDAExecutionProvider"],
+    "TENSORRT": ["TensorrtExecutionProvider", "CUDAExecutionProvider"],
+    "TRT": ["TensorrtExecutionProvider", "CUDAExecutionProvider"],
+}
+_EXECUTION_MODES = ("sequential", "parallel")
 
 
 def _op_types(graph: Any) -> set[str]:
@@ -122,15 +132,16 @@ class OnnxRuntimeBackend(Backend):
     def _load(self, path: Path, options: SessionOptions) -> Session:
         import onnxruntime as ort
 
-        provider = _PROVIDERS.get(options.device.upper())
-        if provider is None or provider not in ort.get_available_providers():
+        resolved = resolve_ort_options(options)
+        providers = resolved["providers"]
+        if providers[0] not in ort.get_available_providers():
             raise RuntimeUnavailable(
-                f"onnxruntime has no provider for device {options.device!r} here; "
+                f"onnxruntime has no {providers[0]} for device {options.device!r} here; "
                 f"available: {', '.join(ort.get_available_providers())}"
             )
-        so = _session_options(ort, options)
+        so = ort_session_options(ort, resolved)
         try:
-            session = ort.InferenceSession(str(path), sess_options=so, providers=[provider])
+            session = ort.InferenceSession(str(path), sess_options=so, providers=providers)
             executed = onnx_executed_precision(path)
         except Exception as exc:  # ORT raises its own classes (InvalidProtobuf, Fail, ...)
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -140,38 +151,68 @@ class OnnxRuntimeBackend(Backend):
         return OrtSession(session, artifact=path, options=options, executed=executed)
 
 
-def _session_options(ort: Any, options: SessionOptions) -> Any:
-    """SessionOptions: sequential, ORT_ENABLE_ALL, intra-op threads; ``extra`` may override.
+def resolve_ort_options(options: SessionOptions) -> dict[str, Any]:
+    """Plain-data session settings (JSON-ready, also shipped to a remote device runner).
 
-    Known ``extra`` keys: ``graph_optimization_level`` (disable|basic|extended|all),
-    ``inter_op_num_threads``; any other key is passed to ``add_session_config_entry``
-    (e.g. ``session.intra_op.allow_spinning``).
+    Defaults: sequential execution, ORT_ENABLE_ALL, ``options.threads`` intra-op threads
+    (inter-op: 1 when sequential, ``threads`` when parallel). Known ``options.extra`` keys:
+    ``execution_mode`` (sequential|parallel),
+    ``graph_optimization_level`` (disable|basic|extended|all), ``inter_op_num_threads``;
+    any other key becomes a session config entry (e.g. ``session.intra_op.allow_spinning``).
+    ``providers`` follows ``options.device``: CPU, CUDA (or GPU), TENSORRT (or TRT).
+
+    Raises:
+        ConfigError: an unknown device, execution mode or optimization level, or a bad count.
     """
-    so = ort.SessionOptions()
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    so.log_severity_level = 3  # warnings about unused initializers etc. are noise in a benchmark
-    if options.threads is not None:
-        so.intra_op_num_threads = options.threads
-        so.inter_op_num_threads = 1
+    providers = _PROVIDERS.get(options.device.upper())
+    if providers is None:
+        raise ConfigError(
+            f"onnxruntime has no device {options.device!r}", hint=f"use one of {', '.join(_PROVIDERS)}"
+        )
+    resolved: dict[str, Any] = {
+        "providers": list(providers),
+        "execution_mode": "sequential",
+        "graph_optimization_level": "ORT_ENABLE_ALL",
+        "intra_op_num_threads": options.threads or 0,
+        "inter_op_num_threads": 0,
+        "config_entries": {},
+    }
     for key, value in options.extra.items():
+        text = str(value).lower()
         if key == "graph_optimization_level":
-            level = _OPT_LEVELS.get(str(value).lower())
-            if level is None:
+            if text not in _OPT_LEVELS:
                 raise ConfigError(
                     f"onnxruntime graph_optimization_level {value!r} is unknown",
                     hint=f"use one of {', '.join(_OPT_LEVELS)}",
                 )
-            so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
+            resolved[key] = _OPT_LEVELS[text]
+        elif key == "execution_mode":
+            if text not in _EXECUTION_MODES:
+                raise ConfigError(
+                    f"onnxruntime execution_mode {value!r} is unknown",
+                    hint=f"use one of {', '.join(_EXECUTION_MODES)}",
+                )
+            resolved[key] = text
         elif key == "inter_op_num_threads":
-            if not str(value).isdigit():
+            if not text.isdigit() or int(text) < 1:
                 raise ConfigError(
                     f"onnxruntime inter_op_num_threads must be a positive integer, got {value!r}"
                 )
-            so.inter_op_num_threads = int(value)
+            resolved[key] = int(text)
         else:
-            so.add_session_config_entry(key, str(value))
-    return so
+            resolved["config_entries"][str(key)] = str(value)
+    if options.threads is not None and not resolved["inter_op_num_threads"]:
+        # Sequential: one inter-op thread is all it uses. Parallel: ORT runs a one-thread
+        # inter-op pool sequentially, so give it as many threads as the intra-op pool.
+        resolved["inter_op_num_threads"] = (
+            1 if resolved["execution_mode"] == "sequential" else options.threads
+        )
+    return resolved
+
+
+def _session_options(ort: Any, options: SessionOptions) -> Any:
+    """``onnxruntime.SessionOptions`` for ``options`` (see :func:`resolve_ort_options`)."""
+    return ort_session_options(ort, resolve_ort_options(options))
 
 
 BACKENDS.register("onnxruntime", OnnxRuntimeBackend())

@@ -15,6 +15,7 @@ import numpy as np
 
 from edgekd.backends.base import BACKENDS, Backend, Session, SessionOptions
 from edgekd.errors import ConfigError, InputFileError, RuntimeUnavailable, ShapeError
+from edgekd.remote.device_runner import ov_request_runner
 
 # Requested precision -> INFERENCE_PRECISION_HINT. "int8" pins the layers a quantized IR leaves
 # in float to f32 (as onnxruntime does), so int8 and fp32 entries differ only by quantization.
@@ -82,9 +83,10 @@ class OpenVinoSession(Session):
         shape = tuple(d.get_length() if d.is_static else None for d in partial)
         self._compiled = self._compile(model)
         self._request = self._compiled.create_infer_request()
+        self._infer = ov_request_runner(self._request)
         self._static_batch = shape[0] if shape else None
         self._dynamic_model: Any = None
-        self._dynamic_request: Any = None
+        self._dynamic_infer: Any = None
         if self._static_batch is not None:
             # Prepare a batch-dynamic twin now (cheap, no compile) so the session can take any
             # batch; it is compiled on first use, keeping the static compile for batch 1.
@@ -113,15 +115,13 @@ class OpenVinoSession(Session):
             ) from None
 
     def _run(self, x: np.ndarray) -> np.ndarray:
-        request = self._request
-        if self._static_batch is not None and x.shape[0] != self._static_batch:
-            if self._dynamic_request is None:
-                if self._dynamic_model is None:
-                    raise ShapeError(f"openvino model {self.artifact} takes batch {self._static_batch} only")
-                self._dynamic_request = self._compile(self._dynamic_model).create_infer_request()
-            request = self._dynamic_request
-        # share_inputs avoids a copy of x inside the timed call; outputs are copied out.
-        return request.infer({0: np.ascontiguousarray(x)}, share_inputs=True)[0]
+        if self._static_batch is None or x.shape[0] == self._static_batch:
+            return self._infer(x)
+        if self._dynamic_infer is None:
+            if self._dynamic_model is None:
+                raise ShapeError(f"openvino model {self.artifact} takes batch {self._static_batch} only")
+            self._dynamic_infer = ov_request_runner(self._compile(self._dynamic_model).create_infer_request())
+        return self._dynamic_infer(x)
 
 
 class OpenVinoBackend(Backend):

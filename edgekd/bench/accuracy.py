@@ -9,6 +9,7 @@ import numpy as np
 
 from edgekd.data.dataset import ArrayDataset
 from edgekd.errors import InputFileError, ShapeError
+from edgekd.remote.device_runner import predict_classes
 
 
 @dataclasses.dataclass
@@ -46,17 +47,7 @@ def predict(session: Any, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
     frames per call, the last chunk padded by repeating frames (their predictions are
     dropped); a dynamic-batch session is fed ``batch_size`` frames per call.
     """
-    static = _static(session)
-    step = static if static else batch_size
-    preds = np.empty(len(x), dtype=np.int64)
-    for start in range(0, len(x), step):
-        chunk = x[start : start + step]
-        real = len(chunk)
-        if static and real < step:
-            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], step - real, axis=0)])
-        logits = np.asarray(session.run(chunk))
-        preds[start : start + real] = logits.reshape(len(chunk), -1)[:real].argmax(axis=1)
-    return preds
+    return predict_classes(session.run, x, static_batch=_static(session), batch_size=batch_size)
 
 
 def evaluate_accuracy(session: Any, dataset: ArrayDataset, batch_size: int = 256) -> AccuracyReport:

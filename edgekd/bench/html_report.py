@@ -13,7 +13,7 @@ import os
 from typing import Any
 
 from edgekd.artifacts import atomic_write_text
-from edgekd.bench.table import COLUMNS, row_cells
+from edgekd.bench.table import COLUMNS, NUMERIC_COLUMNS, row_cells
 
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
@@ -173,11 +173,63 @@ def _results_table(doc: dict[str, Any]) -> str:
     body = []
     for entry in doc.get("entries", []):
         cells = "".join(
-            f'<td class="num">{_e(c)}</td>' if 2 <= i <= 8 else f"<td>{_e(c)}</td>"
-            for i, c in enumerate(row_cells(entry))
+            f'<td class="num">{_e(c)}</td>' if col in NUMERIC_COLUMNS else f"<td>{_e(c)}</td>"
+            for col, c in zip(COLUMNS, row_cells(entry), strict=True)
         )
         body.append(f'<tr class="{_e(entry.get("status", ""))}">{cells}</tr>')
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+DETAILS = (
+    ("entry", None),
+    ("load ms", "load_ms"),
+    ("first call ms", "first_inference_ms"),
+    ("p95 ms", "p95"),
+    ("cv", "cv"),
+    ("throughput /s", "throughput_per_s"),
+    ("peak memory MiB", "peak_memory_mib"),
+    ("GFLOP/s", "achieved_gflops"),
+    ("% of peak", "fraction_of_peak"),
+)
+
+
+def _details_table(doc: dict[str, Any]) -> str:
+    """Per ok entry: session creation and first call apart, tail, spread, throughput, memory, roofline."""
+    head = "".join(f"<th>{_e(label)}</th>" for label, _ in DETAILS)
+    body = []
+    for e in doc.get("entries", []):
+        if e.get("status") != "ok":
+            continue
+        lat = e.get("latency_ms") or {}
+        cells = [f"<td>{_e(e['id'])}</td>"]
+        for _, key in DETAILS[1:]:
+            value = lat.get(key, e.get(key))
+            if key == "fraction_of_peak" and value is not None:
+                value = 100 * value
+            text = "—" if value is None else f"{value:.4g}"
+            cells.append(f'<td class="num">{_e(text)}</td>')
+        body.append(f"<tr>{''.join(cells)}</tr>")
+    if not body:
+        return ""
+    return f"<h3>Details</h3><table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _roofline_html(doc: dict[str, Any]) -> str:
+    """One paragraph: the machine's GEMM peak and each entry's achieved GFLOP/s."""
+    roofline = doc.get("roofline")
+    if not roofline:
+        return "<p>Roofline: the machine's peak was not measured.</p>"
+    parts = [
+        f"{e['id']} {e['achieved_gflops']:.3g} GFLOP/s"
+        for e in doc.get("entries", [])
+        if e.get("achieved_gflops") is not None
+    ]
+    return (
+        f"<p>Roofline: this machine's float32 GEMM peak is {roofline['peak_gflops']:.1f} GFLOP/s "
+        f"(numpy, {roofline['gemm_n']}² matrices, median of {roofline['repeats']}); achieved "
+        "(2 × MACs × batch / p50): " + _e("; ".join(parts) or "no entry has MACs") + ". "
+        "“% peak” is the ratio: small models are bound by call overhead and memory, not arithmetic.</p>"
+    )
 
 
 def _figure_html(svg: str | None, caption: str, missing: str) -> str:
@@ -200,6 +252,8 @@ def render_html(doc: dict[str, Any]) -> str:
         "<p>Latency per call in ms at batch "
         f"{_e(doc.get('settings', {}).get('batch_size', '?'))}; * marks a noisy measurement "
         "(cv &gt; 0.15 or p99 &gt; 3 × p50). “executes” is the precision the runtime really ran.</p>",
+        _details_table(doc),
+        _roofline_html(doc),
         "<h2>Latency against accuracy</h2>",
         _figure_html(
             latency_accuracy_svg(doc),

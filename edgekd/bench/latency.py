@@ -1,6 +1,8 @@
 """The one latency loop every backend is timed with, and its statistics.
 
-Each ``Session.run`` call is timed on its own with ``time.perf_counter_ns`` (so the
+The loop and the statistics are implemented once, in :mod:`edgekd.remote.device_runner`
+(numpy only, so the same file runs on a remote device); this module adds the typed config
+and result. Each ``Session.run`` call is timed on its own with ``time.perf_counter_ns`` (so the
 numbers include the session's input check and output copy, as an application would
 see them). Warm-up runs first and is not counted, except the very first call, which
 is reported separately as ``first_inference_ms`` (lazy allocation, kernel selection).
@@ -9,7 +11,6 @@ is reported separately as ``first_inference_ms`` (lazy allocation, kernel select
 from __future__ import annotations
 
 import dataclasses
-import gc
 import time
 from collections.abc import Callable
 from typing import Any
@@ -17,11 +18,9 @@ from typing import Any
 import numpy as np
 
 from edgekd.errors import ConfigError, ShapeError
+from edgekd.remote.device_runner import NOISY_CV, NOISY_TAIL, latency_summary, time_calls
 
-#: A run is flagged noisy when its coefficient of variation exceeds this ...
-NOISY_CV = 0.15
-#: ... or when its p99 exceeds this multiple of its p50 (a heavy tail: preemption, throttling).
-NOISY_TAIL = 3.0
+__all__ = ["NOISY_CV", "NOISY_TAIL", "LatencyConfig", "LatencyStats", "latency_stats", "measure_latency"]
 
 
 @dataclasses.dataclass
@@ -31,7 +30,10 @@ class LatencyConfig:
     Warm-up lasts until both ``warmup_runs`` and ``warmup_seconds`` are reached; the
     measurement until both ``min_runs`` and ``min_seconds`` are reached. Each phase is
     cut at ``max_seconds`` (seconds of wall time) so a slow model cannot stall a bench.
-    ``batch_size`` is the batch of each timed call.
+    ``batch_size`` is the batch of each timed call. ``pin_cpus`` (logical CPU ids) restricts
+    the bench process to those CPUs while it runs (``os.sched_setaffinity``; Linux), so a
+    measurement is not moved between cores or shared with another job's cores. A runtime
+    first initialised while pinned may keep seeing only those CPUs (OpenVINO's Core does).
     """
 
     warmup_runs: int = 20
@@ -40,6 +42,7 @@ class LatencyConfig:
     min_seconds: float = 1.0
     max_seconds: float = 20.0
     batch_size: int = 1
+    pin_cpus: list[int] | None = None
 
     def validate(self) -> None:
         checks = [
@@ -50,6 +53,7 @@ class LatencyConfig:
             (self.max_seconds > 0, "latency.max_seconds must be > 0"),
             (self.max_seconds >= self.min_seconds, "latency.max_seconds must be >= latency.min_seconds"),
             (self.batch_size >= 1, "latency.batch_size must be >= 1"),
+            (all(c >= 0 for c in self.pin_cpus or []), "latency.pin_cpus must list CPU ids >= 0"),
         ]
         for ok, message in checks:
             if not ok:
@@ -87,28 +91,13 @@ class LatencyStats:
 def latency_stats(
     samples_ns: np.ndarray | list[int], *, batch_size: int = 1, first_inference_ns: int = 0
 ) -> LatencyStats:
-    """Statistics of per-call times given in nanoseconds (a pure function: easy to test)."""
-    ms = np.asarray(samples_ns, dtype=np.float64) / 1e6
-    if ms.size == 0:
-        raise ValueError("latency_stats needs at least one sample")
-    p50, p90, p95, p99 = (float(v) for v in np.percentile(ms, [50, 90, 95, 99]))
-    mean = float(ms.mean())
-    std = float(ms.std())
-    cv = std / mean if mean > 0 else 0.0
+    """Statistics of per-call times given in nanoseconds (a pure function: easy to test).
+
+    Computed by :func:`edgekd.remote.device_runner.latency_summary`, the same code a
+    remote device runs, so local and remote statistics cannot drift apart.
+    """
     return LatencyStats(
-        runs=int(ms.size),
-        p50=p50,
-        p90=p90,
-        p95=p95,
-        p99=p99,
-        mean=mean,
-        std=std,
-        cv=cv,
-        min=float(ms.min()),
-        max=float(ms.max()),
-        first_inference_ms=first_inference_ns / 1e6,
-        throughput_per_s=batch_size / (mean / 1e3) if mean > 0 else 0.0,
-        noisy=bool(cv > NOISY_CV or p99 > NOISY_TAIL * p50),
+        **latency_summary(samples_ns, batch_size=batch_size, first_inference_ns=first_inference_ns)
     )
 
 
@@ -138,32 +127,14 @@ def measure_latency(
             f"latency sample has shape {list(sample.shape)}; expected batch {cfg.batch_size} first",
             hint="stack latency.batch_size frames",
         )
-    max_ns = int(cfg.max_seconds * 1e9)
-
-    start = clock()
-    session.run(sample)
-    first_ns = clock() - start
-    done = 1  # the first call counts as warm-up too
-    while (done < cfg.warmup_runs or clock() - start < cfg.warmup_seconds * 1e9) and clock() - start < max_ns:
-        session.run(sample)
-        done += 1
-
-    samples: list[int] = []
-    min_ns = cfg.min_seconds * 1e9
-    # A garbage-collector pass inside a timed call would be charged to the model: pause it.
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        begin = clock()
-        while True:
-            t0 = clock()
-            session.run(sample)
-            t1 = clock()
-            samples.append(t1 - t0)
-            elapsed = t1 - begin
-            if (len(samples) >= cfg.min_runs and elapsed >= min_ns) or elapsed >= max_ns:
-                break
-    finally:
-        if gc_was_enabled:
-            gc.enable()
+    samples, first_ns = time_calls(
+        session.run,
+        sample,
+        warmup_runs=cfg.warmup_runs,
+        warmup_seconds=cfg.warmup_seconds,
+        min_runs=cfg.min_runs,
+        min_seconds=cfg.min_seconds,
+        max_seconds=cfg.max_seconds,
+        clock=clock,
+    )
     return latency_stats(samples, batch_size=cfg.batch_size, first_inference_ns=first_ns)

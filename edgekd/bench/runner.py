@@ -27,6 +27,7 @@ from edgekd.config import to_dict
 from edgekd.data.dataset import ArrayDataset
 from edgekd.errors import ConfigError, EdgeKDError, RuntimeUnavailable
 from edgekd.registry import suggestion
+from edgekd.remote.device_runner import PeakMemory, PinnedCpus, gemm_peak, roofline_fields
 
 
 @dataclasses.dataclass
@@ -36,12 +37,14 @@ class BenchConfig:
     ``backends`` lists the entries to run as ``<backend>/<precision>`` ids; the caller
     maps each to an artifact (a :class:`BenchCandidate`). ``threads`` (None = runtime
     default) applies to every backend; ``accuracy_batch_size`` is the batch of the
-    accuracy pass for dynamic-batch models.
+    accuracy pass for dynamic-batch models. ``roofline`` measures the machine's float32
+    GEMM peak once per bench (about 0.3 s) so each entry reports its fraction of it.
     """
 
     latency: LatencyConfig = dataclasses.field(default_factory=LatencyConfig)
     threads: int | None = None
     accuracy_batch_size: int = 256
+    roofline: bool = True
     backends: list[str] = dataclasses.field(
         default_factory=lambda: ["torch/fp32", "onnxruntime/fp32", "onnxruntime/int8", "openvino/fp32"]
     )
@@ -136,7 +139,8 @@ def latency_batch(x: np.ndarray, batch_size: int) -> np.ndarray:
     return np.ascontiguousarray(x[np.arange(batch_size) % len(x)])
 
 
-def _empty_entry(cand: BenchCandidate, out_dir: Path) -> dict[str, Any]:
+def empty_entry(cand: BenchCandidate, out_dir: Path) -> dict[str, Any]:
+    """A "failed" entry with every measured field null (the caller fills status and reason)."""
     return {
         "id": cand.id,
         "backend": cand.backend,
@@ -152,13 +156,44 @@ def _empty_entry(cand: BenchCandidate, out_dir: Path) -> dict[str, Any]:
         "noisy": None,
         "accuracy": None,
         "agreement_with_reference": None,
+        "peak_memory_mib": None,
+        "achieved_gflops": None,
+        "fraction_of_peak": None,
     }
 
 
+def complete_entry(
+    entry: dict[str, Any],
+    *,
+    latency: dict[str, Any],
+    load_ms: float,
+    executed_precision: str,
+    accuracy: dict[str, Any],
+    peak_memory_mib: float | None,
+    batch_size: int,
+    peak_gflops: float | None,
+) -> None:
+    """Fill an entry that ran: ``latency`` is :func:`latency_summary`'s dict (its ``noisy``
+    moves to the entry), ``accuracy`` an :meth:`AccuracyReport.to_dict`."""
+    latency = dict(latency)
+    noisy = latency.pop("noisy")
+    entry.update(
+        status="ok",
+        reason=None,
+        executed_precision=executed_precision,
+        load_ms=load_ms,
+        latency_ms=latency,
+        noisy=noisy,
+        accuracy=accuracy,
+        peak_memory_mib=peak_memory_mib,
+        **roofline_fields(entry.get("macs"), batch_size, latency["p50"], peak_gflops),
+    )
+
+
 def _bench_one(
-    cand: BenchCandidate, dataset: ArrayDataset, cfg: BenchConfig, out_dir: Path
+    cand: BenchCandidate, dataset: ArrayDataset, cfg: BenchConfig, out_dir: Path, peak_gflops: float | None
 ) -> tuple[dict[str, Any], np.ndarray | None]:
-    entry = _empty_entry(cand, out_dir)
+    entry = empty_entry(cand, out_dir)
     options = cand.options or SessionOptions(precision=cand.precision)
     if options.threads is None and cfg.threads is not None:
         options = dataclasses.replace(options, threads=cfg.threads)
@@ -168,8 +203,11 @@ def _bench_one(
         reason = BACKENDS.get(cand.backend).unavailable_reason()
         if reason is not None:
             raise RuntimeUnavailable(reason)
-        session = session_from_artifact(cand.backend, cand.artifact, options)
-        stats = measure_latency(session, latency_batch(dataset.x, cfg.latency.batch_size), cfg.latency)
+        sample = latency_batch(dataset.x, cfg.latency.batch_size)
+        # Session creation, warm-up and timing: the memory a deployment needs to serve requests.
+        with PeakMemory() as memory:
+            session = session_from_artifact(cand.backend, cand.artifact, options)
+            stats = measure_latency(session, sample, cfg.latency)
         report = evaluate_accuracy(session, dataset, cfg.accuracy_batch_size)
     except RuntimeUnavailable as exc:
         entry.update(status="skipped", reason=exc.one_line())
@@ -177,15 +215,15 @@ def _bench_one(
     except Exception as exc:  # one broken candidate must not sink the whole bench
         entry.update(status="failed", reason=_one_line(exc))
         return entry, None
-    latency = stats.to_dict()
-    noisy = latency.pop("noisy")
-    entry.update(
-        status="ok",
-        executed_precision=session.executed_precision,
+    complete_entry(
+        entry,
+        latency=stats.to_dict(),
         load_ms=session.load_seconds * 1e3,
-        latency_ms=latency,
-        noisy=noisy,
+        executed_precision=session.executed_precision,
         accuracy=report.to_dict(),
+        peak_memory_mib=memory.delta_mib,
+        batch_size=cfg.latency.batch_size,
+        peak_gflops=peak_gflops,
     )
     return entry, report.predictions
 
@@ -223,19 +261,66 @@ def run_bench(
         raise ConfigError(f"bench candidates repeat an id: {', '.join(ids)}")
     entries: list[dict[str, Any]] = []
     predictions: dict[str, np.ndarray] = {}
-    for i, cand in enumerate(candidates, 1):
-        say(f"[{i}/{len(candidates)}] {cand.id}: {cand.artifact}")
-        entry, preds = _bench_one(cand, dataset, cfg, Path(out_dir))
-        if preds is not None:
-            predictions[cand.id] = preds
-            lat, acc = entry["latency_ms"], entry["accuracy"]
-            say(
-                f"    p50 {lat['p50']:.3f} ms, accuracy {100 * acc['overall']:.2f}%, "
-                f"executes {entry['executed_precision']}" + (" (noisy)" if entry["noisy"] else "")
-            )
-        else:
-            say(f"    {entry['status']}: {entry['reason']}")
-        entries.append(entry)
+    try:
+        pinned = PinnedCpus(cfg.latency.pin_cpus)
+        pinned.__enter__()
+    except ValueError as exc:
+        raise ConfigError(str(exc), hint="list CPU ids this process may use (see nproc)") from None
+    try:
+        roofline = gemm_peak() if cfg.roofline else None
+        if roofline:
+            say(f"machine peak: {roofline['peak_gflops']:.1f} GFLOP/s (float32 GEMM, numpy)")
+        peak = roofline["peak_gflops"] if roofline else None
+        for i, cand in enumerate(candidates, 1):
+            say(f"[{i}/{len(candidates)}] {cand.id}: {cand.artifact}")
+            entry, preds = _bench_one(cand, dataset, cfg, Path(out_dir), peak)
+            if preds is not None:
+                predictions[cand.id] = preds
+            log_entry(say, entry)
+            entries.append(entry)
+    finally:
+        pinned.__exit__()
+    return bench_document(
+        entries,
+        predictions,
+        dataset,
+        cfg,
+        name=name,
+        reference_id=reference_id,
+        environment=fingerprint(),
+        roofline=roofline,
+        dataset_name=dataset_name,
+        split=split,
+    )
+
+
+def log_entry(say: Callable[[str], None], entry: dict[str, Any]) -> None:
+    """One progress line for a finished entry."""
+    if entry["status"] != "ok":
+        say(f"    {entry['status']}: {entry['reason']}")
+        return
+    lat, acc = entry["latency_ms"], entry["accuracy"]
+    say(
+        f"    p50 {lat['p50']:.3f} ms, accuracy {100 * acc['overall']:.2f}%, "
+        f"executes {entry['executed_precision']}" + (" (noisy)" if entry["noisy"] else "")
+    )
+
+
+def bench_document(
+    entries: list[dict[str, Any]],
+    predictions: dict[str, np.ndarray],
+    dataset: ArrayDataset,
+    cfg: BenchConfig,
+    *,
+    name: str,
+    reference_id: str,
+    environment: dict[str, Any],
+    roofline: dict[str, Any] | None,
+    dataset_name: str,
+    split: str,
+) -> dict[str, Any]:
+    """The bench document from finished entries; fills ``agreement_with_reference`` from
+    ``predictions`` (entry id -> int64 [N]) of the entries that ran."""
     reference = predictions.get(reference_id)
     for entry in entries:
         if reference is not None and entry["id"] in predictions:
@@ -245,7 +330,7 @@ def run_bench(
         "schema": BENCH_SCHEMA,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "name": name,
-        "environment": fingerprint(),
+        "environment": environment,
         "dataset": {
             "name": dataset_name,
             "split": split,
@@ -258,6 +343,7 @@ def run_bench(
             "threads": cfg.threads,
             "accuracy_batch_size": cfg.accuracy_batch_size,
         },
+        "roofline": roofline,
         "reference": reference_id,
         "entries": entries,
     }

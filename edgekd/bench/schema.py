@@ -56,6 +56,13 @@ class _Map:
 
 
 @dataclasses.dataclass(frozen=True)
+class _Absent:
+    """A field added after ``/1`` first shipped: it may be missing; when present it must fit."""
+
+    inner: Any
+
+
+@dataclasses.dataclass(frozen=True)
 class _OneOf:
     choices: tuple[str, ...]
 
@@ -101,6 +108,10 @@ _ENTRY = {
     "noisy": _Opt(BOOL),
     "accuracy": _Opt(_ACCURACY),
     "agreement_with_reference": _Opt(NUM),
+    # Additive fields (edgekd.bench/1 documents written before them lack them).
+    "peak_memory_mib": _Absent(_Opt(NUM)),
+    "achieved_gflops": _Absent(_Opt(NUM)),
+    "fraction_of_peak": _Absent(_Opt(NUM)),
 }
 _SETTINGS = {
     "warmup_runs": INT,
@@ -111,6 +122,7 @@ _SETTINGS = {
     "batch_size": INT,
     "threads": _Opt(INT),
     "accuracy_batch_size": INT,
+    "pin_cpus": _Absent(_Opt(_List(INT))),
 }
 _DOCUMENT = {
     "schema": STR,
@@ -121,12 +133,15 @@ _DOCUMENT = {
     "settings": _SETTINGS,
     "reference": _Opt(STR),
     "entries": _List(_ENTRY),
+    "roofline": _Absent(_Opt({"peak_gflops": NUM, "gemm_n": INT, "repeats": INT, "gemm_ms": NUM})),
 }
 # Fields an "ok" entry must fill (they may be null only when the entry did not run).
 _OK_REQUIRED = ("executed_precision", "load_ms", "latency_ms", "noisy", "accuracy")
 
 
 def _describe(spec: Any) -> str:
+    if isinstance(spec, _Absent):
+        return _describe(spec.inner)
     if isinstance(spec, _Scalar):
         return spec.name
     if isinstance(spec, _Opt):
@@ -161,6 +176,9 @@ def _bad(path: str, spec: Any, value: Any) -> InputFileError:
 def _check(value: Any, spec: Any, path: str) -> None:
     if spec is None:  # free-form (the environment fingerprint)
         return
+    if isinstance(spec, _Absent):
+        _check(value, spec.inner, path)
+        return
     if isinstance(spec, _Opt):
         if value is not None:
             # Checked here so the message says "integer or null", not just "integer".
@@ -182,6 +200,8 @@ def _check(value: Any, spec: Any, path: str) -> None:
             _check(item, spec.value, f"{path}.{key}")
     elif isinstance(spec, dict):
         for key, sub in spec.items():
+            if isinstance(sub, _Absent) and key not in value:
+                continue
             if key not in value:
                 raise InputFileError(
                     f"bench document field {path}.{key} is missing (expected {_describe(sub)})",

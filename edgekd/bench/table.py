@@ -20,9 +20,10 @@ COLUMNS = (
     "agreement %",
     "size KiB",
     "params",
+    "% peak",
     "status",
 )
-_NUMERIC = frozenset(COLUMNS[2:9])
+NUMERIC_COLUMNS = frozenset(COLUMNS[2:10])
 DASH = "—"
 
 
@@ -46,6 +47,8 @@ def _count(value: int | None) -> str:
 def row_cells(entry: dict[str, Any]) -> list[str]:
     """The table cells of one entry, as plain strings (shared by every renderer).
 
+    "% peak" is the entry's achieved GFLOP/s (2 x MACs x batch / p50) as a share of the
+    machine's GEMM peak (memory, throughput and load times are in the HTML report's details).
     A noisy latency gets a trailing ``*``; a skipped or failed entry shows its reason
     in the status cell and dashes elsewhere.
     """
@@ -66,6 +69,7 @@ def row_cells(entry: dict[str, Any]) -> list[str]:
         _pct(entry.get("agreement_with_reference")),
         _num(None if size is None else size / 1024, ".1f"),
         _count(entry.get("params")),
+        _num(None if entry.get("fraction_of_peak") is None else 100 * entry["fraction_of_peak"], ".2f"),
         status,
     ]
 
@@ -79,6 +83,12 @@ def _caption(doc: dict[str, Any]) -> str:
         f"batch {settings.get('batch_size', '?')}, threads {threads if threads is not None else 'default'}",
         f"agreement vs {doc.get('reference') or DASH}",
     ]
+    roofline = doc.get("roofline")
+    if roofline:
+        parts.append(f"peak {roofline['peak_gflops']:.1f} GFLOP/s (float32 GEMM)")
+    host = (doc.get("environment") or {}).get("host")
+    if host:
+        parts.append(f"on {host}")
     if any(e.get("noisy") for e in doc.get("entries", [])):
         parts.append("* noisy latency (cv > 0.15 or p99 > 3 x p50)")
     return "; ".join(parts)
@@ -101,7 +111,7 @@ def bench_table(doc: dict[str, Any]) -> Table:
         # Two-line headers ("p50 / ms") keep numeric columns narrow.
         table.add_column(
             col.replace(" ", "\n"),
-            justify="right" if col in _NUMERIC else "left",
+            justify="right" if col in NUMERIC_COLUMNS else "left",
             overflow="fold",
             no_wrap=col == "entry",
         )
@@ -131,7 +141,7 @@ def _md_cell(text: str) -> str:
 
 def bench_markdown(doc: dict[str, Any]) -> str:
     """The same table as GitHub-flavoured Markdown, with the caption below it."""
-    align = ["---:" if col in _NUMERIC else ":---" for col in COLUMNS]
+    align = ["---:" if col in NUMERIC_COLUMNS else ":---" for col in COLUMNS]
     lines = [
         f"### edgekd bench: {_md_cell(str(doc.get('name', '')))}",
         "",

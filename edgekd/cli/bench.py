@@ -29,6 +29,14 @@ from edgekd.cli.common import make_console, make_log, out_option, quiet_option
     show_default=True,
     help="Entry that agreement and accuracy drop are measured against.",
 )
+@click.option("--host", default="local", show_default=True, help="local, or ssh://user@device[:port].")
+@click.option(
+    "--known-hosts", type=click.Path(dir_okay=False, path_type=Path), help="known_hosts file for --host."
+)
+@click.option(
+    "--identity", type=click.Path(dir_okay=False, path_type=Path), help="SSH private key for --host."
+)
+@click.option("--remote-python", default="python3", show_default=True, help="Python on the device.")
 @quiet_option
 def bench(
     models: tuple[str, ...],
@@ -39,6 +47,10 @@ def bench(
     min_runs: int,
     min_seconds: float,
     reference: str,
+    host: str,
+    known_hosts: Path | None,
+    identity: Path | None,
+    remote_python: str,
     quiet: bool,
 ) -> None:
     """Benchmark each MODEL: latency at batch 1, accuracy overall, per class and per SNR.
@@ -46,10 +58,15 @@ def bench(
     A MODEL is a file (.pt runs in PyTorch, .onnx in ONNX Runtime, .xml in OpenVINO)
     or BACKEND/PRECISION=FILE to choose, e.g. openvino/fp32=student.onnx.
 
+    With --host ssh://user@device the models and a small runner (numpy and the runtime
+    only) are copied to the device and timed there; host keys are verified.
+
     \b
-    Example:
+    Examples:
       edgekd bench runs/modrec/student.pt runs/modrec/student.onnx \\
           runs/modrec/student.int8.onnx --data runs/modrec/data.npz --out runs/modrec
+      edgekd bench runs/modrec/student.int8.onnx --data runs/modrec/data.npz \\
+          --host ssh://pi@raspberrypi.local --known-hosts ~/.ssh/known_hosts
     """
     from edgekd.artifacts import require_file
     from edgekd.bench.runner import BenchConfig
@@ -77,9 +94,26 @@ def bench(
             "latency": {"min_runs": min_runs, "min_seconds": min_seconds},
         },
     )
+    ssh = None
+    if host != "local":
+        from edgekd.remote.ssh import SshOptions
+
+        ssh = SshOptions(known_hosts=known_hosts, identity=identity)
+        if reference == "torch/fp32":  # PyTorch does not run on the device
+            reference = "onnxruntime/fp32"
     out_dir.mkdir(parents=True, exist_ok=True)
     doc = stages.stage_bench(
-        artifacts, student, data_path, cfg, out_dir, name=name, reference=reference, log=make_log(quiet)
+        artifacts,
+        student,
+        data_path,
+        cfg,
+        out_dir,
+        name=name,
+        reference=reference,
+        host=host,
+        ssh=ssh,
+        remote_python=remote_python,
+        log=make_log(quiet),
     )
     print_bench(doc, console=make_console())
     click.echo(f"{out_dir / 'bench.json'}\n{out_dir / 'report.html'}")

@@ -18,6 +18,7 @@ from edgekd.cli.common import make_log, out_option, quiet_option, set_option
     "--teacher", "teacher_path", type=click.Path(path_type=Path), help="Use this teacher checkpoint."
 )
 @out_option(help_text="Output folder (default: runs/<recipe name>).")
+@click.option("--resume", is_flag=True, help="Continue a killed run in --out (same settings): exact.")
 @set_option
 @quiet_option
 def distill(
@@ -25,6 +26,7 @@ def distill(
     data_path: Path | None,
     teacher_path: Path | None,
     out_dir: Path | None,
+    resume: bool,
     overrides: tuple[str, ...],
     quiet: bool,
 ) -> None:
@@ -50,6 +52,6 @@ def distill(
         data = require_file(data_path, "dataset")
     else:
         data = stages.stage_data(cfg.data, out_dir, cfg.path, log)
-    teacher = stages.stage_teacher(cfg.teacher, data, out_dir, cfg.path, log)
-    student = stages.stage_distill(cfg.student, cfg.distill, data, teacher, out_dir, log)
+    teacher = stages.stage_teacher(cfg.teacher, data, out_dir, cfg.path, log, resume=resume)
+    student = stages.stage_distill(cfg.student, cfg.distill, data, teacher, out_dir, log, resume=resume)
     click.echo(str(student))

@@ -22,6 +22,7 @@ from edgekd.cli.common import make_log, out_option, quiet_option
 @click.option("--opset", type=int, default=17, show_default=True, help="ONNX opset.")
 @click.option("--openvino/--no-openvino", default=True, show_default=True, help="Also write OpenVINO IR.")
 @click.option("--atol", type=float, default=1e-4, show_default=True, help="Max abs error allowed vs PyTorch.")
+@click.option("--simplify", is_flag=True, help="Simplify the graph with onnxslim before the checks.")
 @quiet_option
 def export(
     checkpoint: Path,
@@ -30,6 +31,7 @@ def export(
     opset: int,
     openvino: bool,
     atol: float,
+    simplify: bool,
     quiet: bool,
 ) -> None:
     """Export STUDENT.pt to ONNX and OpenVINO IR; each must match PyTorch on real frames.
@@ -44,7 +46,9 @@ def export(
     from edgekd.pipeline import stages
 
     require_file(checkpoint, "checkpoint")
-    cfg = from_dict(ExportConfig, {"opset": opset, "openvino": openvino, "parity": {"atol": atol}})
+    cfg = from_dict(
+        ExportConfig, {"opset": opset, "openvino": openvino, "simplify": simplify, "parity": {"atol": atol}}
+    )
     out_dir = out_dir or checkpoint.parent
     out_dir.mkdir(parents=True, exist_ok=True)
     outputs = stages.stage_export(checkpoint, data_path, cfg, out_dir, make_log(quiet))

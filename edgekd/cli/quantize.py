@@ -1,4 +1,4 @@
-"""``edgekd quantize``: ONNX FP32 -> ONNX INT8 (QDQ), calibrated by a calibration recipe."""
+"""``edgekd quantize``: ONNX FP32 -> INT8 (ONNX Runtime QDQ or OpenVINO/NNCF), calibrated by a recipe."""
 
 from __future__ import annotations
 
@@ -39,6 +39,24 @@ from edgekd.cli.common import make_log, quiet_option
     help="Calibration method.",
 )
 @click.option(
+    "--runtime",
+    type=click.Choice(["onnxruntime", "openvino"]),
+    default="onnxruntime",
+    show_default=True,
+    help="onnxruntime: QDQ ONNX; openvino: NNCF-quantized IR.",
+)
+@click.option(
+    "--accuracy-aware", is_flag=True, help="Keep the most damaging layers in float until within budget."
+)
+@click.option(
+    "--max-accuracy-drop",
+    type=float,
+    default=0.02,
+    show_default=True,
+    help="Accuracy INT8 may lose on the validation split (0.02 = two points).",
+)
+@click.option("--require-speedup", is_flag=True, help="Fail when INT8 is not faster than FP32 here.")
+@click.option(
     "--out",
     "out_path",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -51,23 +69,40 @@ def quantize(
     calibration: str,
     activation_type: str,
     method: str,
+    runtime: str,
+    accuracy_aware: bool,
+    max_accuracy_drop: float,
+    require_speedup: bool,
     out_path: Path | None,
     quiet: bool,
 ) -> None:
-    """Quantize MODEL.onnx to static INT8 with ONNX Runtime; checked against FP32.
+    """Quantize MODEL.onnx to INT8 (ONNX Runtime QDQ, or OpenVINO through NNCF), checked against FP32.
+
+    The INT8 model must keep top-1 agreement with FP32 and lose at most
+    --max-accuracy-drop of accuracy on the validation split, or nothing is written.
 
     \b
-    Example:
+    Examples:
       edgekd quantize runs/modrec/student.onnx --data runs/modrec/data.npz
+      edgekd quantize runs/modrec/student.onnx --data runs/modrec/data.npz --runtime openvino
     """
     from edgekd.config import from_dict
     from edgekd.pipeline import stages
-    from edgekd.quantize.ort_static import QuantizeConfig
+    from edgekd.quantize.config import QuantizeConfig
 
     cfg = from_dict(
         QuantizeConfig,
-        {"activation_type": activation_type, "calibration_method": method, "calibration": calibration},
+        {
+            "activation_type": activation_type,
+            "calibration_method": method,
+            "calibration": calibration,
+            "runtime": runtime,
+            "accuracy_aware": accuracy_aware,
+            "max_accuracy_drop": max_accuracy_drop,
+            "require_speedup": require_speedup,
+        },
     )
-    out_path = out_path or model.with_name(f"{model.stem}.int8.onnx")
+    suffix = ".int8.xml" if runtime == "openvino" else ".int8.onnx"
+    out_path = out_path or model.with_name(model.stem + suffix)
     stages.stage_quantize(model, data_path, cfg, out_path, make_log(quiet))
     click.echo(str(out_path))

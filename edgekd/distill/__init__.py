@@ -1,5 +1,13 @@
-"""Distillation: losses (``edgekd.distill.losses.LOSSES``) and the training loops
-(``edgekd.distill.train``: ``train_supervised``, ``distill``, ``evaluate_model``).
+"""Distillation: losses and training loops.
+
+* ``losses.LOSSES`` logit losses (kd, ce, rkl, js, dkd, nkd, dist) and
+  ``feature_losses.FEATURE_LOSSES`` feature losses (fitnet, at, rkd, ofa);
+* ``features.FeatureTaps`` forward hooks by module path;
+* ``config`` the typed settings (``TrainConfig``, ``KDConfig``, ``LossTerm``);
+* ``objective.DistillObjective`` the weighted sum of terms, with projectors;
+* ``loop`` the shared loop (AMP, EMA, early stop, exact resume via ``state``, DDP via
+  ``distributed``); ``train`` the public entry points ``train_supervised``, ``distill``,
+  ``evaluate_model``.
 
 Nothing is imported here, so ``import edgekd.distill`` stays free of torch.
 """

@@ -1,17 +1,24 @@
-"""Distillation losses, registered by name in ``LOSSES``.
+"""Logit distillation losses, registered by name in ``LOSSES``.
 
 Every loss has the signature::
 
-    loss(student_logits [N, K], teacher_logits [N, K] | None, targets int64 [N], *,
-         temperature: float, alpha: float) -> scalar Tensor
+    loss(student_logits [N, K], teacher_logits [N, K] | None, targets int64 [N], **params)
+        -> scalar Tensor
+
+and its keyword parameters default to the paper's values (each docstring says which).
+Only ``kd`` mixes in the label cross-entropy (its historical ``alpha`` contract); every other
+loss is the distillation term alone and is combined with ``ce`` through weighted terms
+(``edgekd.distill.objective``). Feature losses (fitnet, at, rkd, ofa) live in
+``edgekd.distill.feature_losses``.
 
 Logits in fp16/bf16 (autocast) are promoted to fp32 first and probabilities stay in
-log-space (``log_softmax``, ``kl_div(log_target=True)``): exponentiating and then taking
-logs of half-precision softmax outputs underflows to log(0) = -inf and yields NaN.
+log-space (``log_softmax``, ``kl_div(log_target=True)``, ``logsumexp``): exponentiating and
+then taking logs of half-precision softmax outputs underflows to log(0) = -inf and yields NaN.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -29,6 +36,19 @@ def _at_least_fp32(logits: torch.Tensor) -> torch.Tensor:
     return logits.to(torch.promote_types(logits.dtype, torch.float32))
 
 
+def _pair(student_logits: torch.Tensor, teacher_logits: torch.Tensor | None, name: str):
+    """Both logit tensors in a common float dtype of at least fp32, shapes checked."""
+    if teacher_logits is None:
+        raise ValueError(f"the {name!r} loss needs teacher logits")
+    if teacher_logits.shape != student_logits.shape:
+        raise ValueError(
+            f"teacher logits {tuple(teacher_logits.shape)} and student logits "
+            f"{tuple(student_logits.shape)} differ in shape"
+        )
+    student = _at_least_fp32(student_logits)
+    return student, _at_least_fp32(teacher_logits).to(student.dtype)
+
+
 def kd_divergence(
     student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float
 ) -> torch.Tensor:
@@ -37,8 +57,7 @@ def kd_divergence(
     The T^2 factor keeps the soft-target gradients on the same scale as the hard-label
     term when T changes (Hinton et al., 2015).
     """
-    student = _at_least_fp32(student_logits)
-    teacher = _at_least_fp32(teacher_logits).to(student.dtype)
+    student, teacher = _pair(student_logits, teacher_logits, "kd")
     log_p_student = F.log_softmax(student / temperature, dim=1)
     log_p_teacher = F.log_softmax(teacher / temperature, dim=1)
     kl = F.kl_div(log_p_student, log_p_teacher, log_target=True, reduction="batchmean")
@@ -56,7 +75,8 @@ def kd_loss(
 ) -> torch.Tensor:
     """Hinton KD: ``alpha * KL(teacher_T || student_T) * T^2 + (1 - alpha) * CE(student, y)``.
 
-    The defaults (T=4, alpha=0.7) give KD-OCT's ``0.7 * KL * T^2 + 0.3 * CE``.
+    Hinton et al., "Distilling the Knowledge in a Neural Network" (2015). The defaults
+    (T=4, alpha=0.7) give KD-OCT's ``0.7 * KL * T^2 + 0.3 * CE``.
 
     Args:
         student_logits: [N, K] raw student outputs (any float dtype).
@@ -68,13 +88,6 @@ def kd_loss(
     Returns:
         Scalar loss in the promoted dtype (fp32 for half inputs).
     """
-    if teacher_logits is None:
-        raise ValueError("the 'kd' loss needs teacher logits")
-    if teacher_logits.shape != student_logits.shape:
-        raise ValueError(
-            f"teacher logits {tuple(teacher_logits.shape)} and student logits "
-            f"{tuple(student_logits.shape)} differ in shape"
-        )
     soft = kd_divergence(student_logits, teacher_logits, temperature)
     hard = F.cross_entropy(_at_least_fp32(student_logits), targets)
     return alpha * soft + (1.0 - alpha) * hard
@@ -88,7 +101,161 @@ def ce_loss(
     *,
     temperature: float = 4.0,
     alpha: float = 0.7,
+    label_smoothing: float = 0.0,
 ) -> torch.Tensor:
-    """Plain cross-entropy on the labels; the teacher and the KD settings are ignored."""
+    """Cross-entropy on the labels; the teacher, ``temperature`` and ``alpha`` are ignored."""
     del teacher_logits, temperature, alpha
-    return F.cross_entropy(_at_least_fp32(student_logits), targets)
+    return F.cross_entropy(_at_least_fp32(student_logits), targets, label_smoothing=label_smoothing)
+
+
+@LOSSES.register("rkl")
+def rkl_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor | None,
+    targets: torch.Tensor,
+    *,
+    temperature: float = 1.0,
+) -> torch.Tensor:
+    """Reverse KL ``KL(student_T || teacher_T) * T^2``, batch mean (mode-seeking).
+
+    As used for generative distillation (Gu et al., "MiniLLM", ICLR 2024), where T=1.
+    """
+    del targets
+    student, teacher = _pair(student_logits, teacher_logits, "rkl")
+    log_p_student = F.log_softmax(student / temperature, dim=1)
+    log_p_teacher = F.log_softmax(teacher / temperature, dim=1)
+    kl = F.kl_div(log_p_teacher, log_p_student, log_target=True, reduction="batchmean")
+    return kl * (temperature * temperature)
+
+
+@LOSSES.register("js")
+def js_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor | None,
+    targets: torch.Tensor,
+    *,
+    temperature: float = 1.0,
+) -> torch.Tensor:
+    """Jensen-Shannon divergence ``(KL(p_t || m) + KL(p_s || m)) / 2 * T^2``, m = (p_t + p_s) / 2.
+
+    Symmetric and bounded by log 2 (times T^2). ``log m`` is a ``logsumexp`` of the two
+    log-probabilities, so nothing leaves log-space. Default T=1.
+    """
+    del targets
+    student, teacher = _pair(student_logits, teacher_logits, "js")
+    log_ps = F.log_softmax(student / temperature, dim=1)
+    log_pt = F.log_softmax(teacher / temperature, dim=1)
+    log_m = torch.logsumexp(torch.stack([log_ps, log_pt]), dim=0) - math.log(2.0)
+    kl_t = F.kl_div(log_m, log_pt, log_target=True, reduction="batchmean")
+    kl_s = F.kl_div(log_m, log_ps, log_target=True, reduction="batchmean")
+    return 0.5 * (kl_t + kl_s) * (temperature * temperature)
+
+
+def _split_target(log_p: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(log p_target [N], log-probabilities of the other classes [N, K-1]) of log_p [N, K]."""
+    mask = torch.ones_like(log_p, dtype=torch.bool).scatter_(1, targets[:, None], False)
+    log_target = log_p.gather(1, targets[:, None]).squeeze(1)
+    return log_target, log_p[mask].view(len(log_p), -1)
+
+
+def _binary_log(log_target: torch.Tensor, log_rest: torch.Tensor) -> torch.Tensor:
+    """[N, 2] log-probabilities (target, not target) with log(1 - p_t) = logsumexp(rest)."""
+    return torch.stack([log_target, torch.logsumexp(log_rest, dim=1)], dim=1)
+
+
+@LOSSES.register("dkd")
+def dkd_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor | None,
+    targets: torch.Tensor,
+    *,
+    temperature: float = 4.0,
+    alpha: float = 1.0,
+    beta: float = 8.0,
+    warmup: float = 1.0,
+) -> torch.Tensor:
+    """Decoupled KD: ``warmup * (alpha * TCKD + beta * NCKD) * T^2``.
+
+    Zhao et al., "Decoupled Knowledge Distillation", CVPR 2022. TCKD is the binary KL
+    between (p_target, 1 - p_target) of teacher and student; NCKD the KL between the
+    distributions renormalised over the non-target classes. Paper defaults: T=4,
+    alpha=1, beta=8 (CIFAR-100; beta=0.5 on ImageNet), the total ramped linearly over the
+    first 20 epochs: ``warmup`` is that factor in [0, 1], supplied by the training loop
+    (a term's ``warmup_epochs`` parameter, see ``edgekd.distill.objective``).
+    """
+    student, teacher = _pair(student_logits, teacher_logits, "dkd")
+    log_ps = F.log_softmax(student / temperature, dim=1)
+    log_pt = F.log_softmax(teacher / temperature, dim=1)
+    s_target, s_rest = _split_target(log_ps, targets)
+    t_target, t_rest = _split_target(log_pt, targets)
+    tckd = F.kl_div(
+        _binary_log(s_target, s_rest), _binary_log(t_target, t_rest), log_target=True, reduction="batchmean"
+    )
+    # Renormalising over the non-target classes is a log_softmax of the remaining log-probs.
+    nckd = F.kl_div(
+        F.log_softmax(s_rest, dim=1), F.log_softmax(t_rest, dim=1), log_target=True, reduction="batchmean"
+    )
+    return warmup * (alpha * tckd + beta * nckd) * (temperature * temperature)
+
+
+@LOSSES.register("nkd")
+def nkd_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor | None,
+    targets: torch.Tensor,
+    *,
+    temperature: float = 1.0,
+    gamma: float = 1.5,
+) -> torch.Tensor:
+    """Normalized KD: ``-p_t[y] log p_s[y] - gamma * T^2 * sum_{k!=y} q_t,k log q_s,k``, batch mean.
+
+    Yang et al., "From Knowledge Distillation to Self-Knowledge Distillation: A Unified
+    Approach with Normalized Loss and Customized Soft Labels", ICCV 2023. The target part
+    uses the teacher's target probability (T=1) as the weight of the student's target
+    log-probability; q are the non-target distributions renormalised at temperature T.
+    Paper defaults (ImageNet): T=1, gamma=1.5. Used instead of CE, or beside it.
+    """
+    student, teacher = _pair(student_logits, teacher_logits, "nkd")
+    s_target, _ = _split_target(F.log_softmax(student, dim=1), targets)
+    t_target, _ = _split_target(F.log_softmax(teacher, dim=1), targets)
+    target_part = -(t_target.exp().detach() * s_target).mean()
+    _, s_rest = _split_target(F.log_softmax(student / temperature, dim=1), targets)
+    _, t_rest = _split_target(F.log_softmax(teacher / temperature, dim=1), targets)
+    q_t = F.softmax(t_rest, dim=1).detach()
+    non_target = -(q_t * F.log_softmax(s_rest, dim=1)).sum(dim=1).mean()
+    return target_part + gamma * temperature * temperature * non_target
+
+
+def _pearson_distance(a: torch.Tensor, b: torch.Tensor, dim: int, eps: float = 1e-8) -> torch.Tensor:
+    """Mean of ``1 - pearson(a, b)`` along ``dim`` (rows for dim=1, columns for dim=0)."""
+    a = a - a.mean(dim=dim, keepdim=True)
+    b = b - b.mean(dim=dim, keepdim=True)
+    corr = (a * b).sum(dim) / (a.norm(dim=dim) * b.norm(dim=dim) + eps)
+    return (1.0 - corr).mean()
+
+
+@LOSSES.register("dist")
+def dist_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor | None,
+    targets: torch.Tensor,
+    *,
+    temperature: float = 1.0,
+    beta: float = 1.0,
+    gamma: float = 1.0,
+) -> torch.Tensor:
+    """DIST: ``T^2 * (beta * inter + gamma * intra)`` with Pearson distances of probabilities.
+
+    Huang et al., "Knowledge Distillation from A Stronger Teacher", NeurIPS 2022. ``inter``
+    is ``1 - pearson`` between each sample's class distributions (rows), ``intra`` the same
+    between each class's distribution over the batch (columns). Paper defaults (ImageNet):
+    T=1, beta=1, gamma=1 (CIFAR-100: T=4, beta=gamma=2).
+    """
+    del targets
+    student, teacher = _pair(student_logits, teacher_logits, "dist")
+    # Probabilities of at least fp32: exp of an fp32 log_softmax is exact enough here.
+    p_s = F.log_softmax(student / temperature, dim=1).exp()
+    p_t = F.log_softmax(teacher / temperature, dim=1).exp()
+    inter = _pearson_distance(p_s, p_t, dim=1)
+    intra = _pearson_distance(p_s, p_t, dim=0)
+    return (beta * inter + gamma * intra) * (temperature * temperature)

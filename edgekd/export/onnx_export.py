@@ -2,15 +2,17 @@
 ONNX Runtime outputs compared with PyTorch eval-mode outputs on real frames.
 
 Nothing is left at the target path unless every check passed: the model is written
-to a temporary file beside it (``edgekd.artifacts.atomic_path``) and renamed last.
+into a temporary folder beside it and renamed last (its external-data sidecar, when
+the weights pass ``external_data_threshold_mb``, first). Optional onnxslim
+simplification runs before the checks, so the simplified graph is what is verified.
 Manifests are the caller's job (the pipeline knows the parents and the config).
 
 Exporter choice: torch 2.13 offers the torch.export-based exporter (``dynamo=True``,
 the default) and the TorchScript tracer (``dynamo=False``). For the small conv nets
 this project ships, the tracer gives the cleaner, more portable graph: it honours
 ``opset_version=17`` exactly (the dynamo path only implements opset >= 18 and falls
-back to 18 when the down-conversion fails), writes one self-contained file (dynamo
-writes a ``.onnx.data`` sidecar, which breaks the single-file atomic rename), folds
+back to 18 when the down-conversion fails), writes one self-contained file below the
+external-data threshold (dynamo always writes a ``.onnx.data`` sidecar), folds
 BatchNorm and maps adaptive pooling to ``GlobalAveragePool`` (dynamo emits
 Unsqueeze/ReduceMean/Squeeze/Reshape), prints nothing, and takes ~0.3 s instead of ~5 s.
 Its known weakness, data-dependent Python control flow baked in at trace time, is
@@ -22,22 +24,28 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import shutil
 import sys
 import tempfile
 import warnings
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgekd.artifacts import atomic_path, require_file
-from edgekd.errors import ConfigError, EdgeKDError, InputFileError, ParityError, ShapeError
+from edgekd.errors import ConfigError, EdgeKDError, ParityError, ShapeError
+from edgekd.export.onnx_graph import (  # noqa: F401  (re-exported: callers import them from here)
+    external_data_files,
+    inspect_onnx,
+    load_onnx_checked,
+    save_with_external_data_if_large,
+    short_reason,
+    simplify_onnx,
+)
 from edgekd.export.parity import ParityConfig, ParityReport, compare_outputs
 
 if TYPE_CHECKING:
-    import onnx
     import onnxruntime
     import torch
 
@@ -57,14 +65,24 @@ class ExportError(EdgeKDError):
 class ExportConfig:
     """``opset``: ONNX opset of the exported graph; ``dynamic_batch``: batch axis named
     ``batch`` instead of fixed to 1; ``openvino``: also write OpenVINO IR (read by the
-    pipeline); ``parity``: tolerances against PyTorch."""
+    pipeline); ``parity``: tolerances against PyTorch; ``simplify``: run onnxslim on the
+    graph before the checks (needs the optional ``onnxslim`` package);
+    ``external_data_threshold_mb``: weights above this many MiB go to a ``<name>.onnx.data``
+    sidecar (protobuf cannot hold a message over 2 GiB; the margin leaves room for the graph)."""
 
     opset: int = 17
     dynamic_batch: bool = True
     openvino: bool = True
+    simplify: bool = False
+    external_data_threshold_mb: float = 1900.0
     parity: ParityConfig = field(default_factory=ParityConfig)
 
     def validate(self) -> None:
+        if not self.external_data_threshold_mb >= 0:
+            raise ConfigError(
+                f"export.external_data_threshold_mb must be >= 0, got {self.external_data_threshold_mb}",
+                hint="keep the default 1900 (MiB) unless a runtime needs weights in a sidecar file",
+            )
         if not MIN_OPSET <= self.opset <= MAX_OPSET:
             raise ConfigError(
                 f"export.opset must be between {MIN_OPSET} and {MAX_OPSET}, got {self.opset}",
@@ -109,18 +127,45 @@ def export_onnx(
     dummy = torch.from_numpy(samples[:trace_batch]).to(_device_of(model))
     dynamic_axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if cfg.dynamic_batch else None
 
-    with atomic_path(path) as tmp:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # A work folder beside the target, not one temp file: the exporter of a > 2 GiB model
+    # and the external-data rewrite both write sidecars that must keep their final names.
+    work = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        tmp = work / path.name
         tracer_warnings = _run_exporter(model, dummy, tmp, cfg.opset, dynamic_axes, verbose)
+        notes = []
+        if cfg.simplify:
+            notes.append(simplify_onnx(tmp, tmp).summary())
         _check_and_infer_shapes(tmp)
+        sidecar = save_with_external_data_if_large(tmp, int(cfg.external_data_threshold_mb * 2**20))
+        if sidecar:
+            notes.append(f"weights in external data {sidecar}")
         candidate = run_onnxruntime(tmp, samples)
-        report = compare_outputs(reference, candidate, cfg.parity, what=f"ONNX export {Path(path).name}")
+        report = compare_outputs(reference, candidate, cfg.parity, what=f"ONNX export {path.name}")
+        report.notes = notes
         try:
             report.raise_if_failed()
         except ParityError as exc:
             if tracer_warnings:
                 exc.hint = f"the TorchScript tracer warned: {tracer_warnings[0]}; {exc.hint}"
             raise
+        _move_into_place(work, path, external_data_files(tmp))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     return report
+
+
+def _move_into_place(work: Path, target: Path, sidecars: list[str]) -> None:
+    """Rename the checked model (and its sidecar) from ``work`` to ``target``'s folder:
+    sidecar first, so a model under the final name always has its weights; a stale
+    sidecar of a previous, larger export is removed."""
+    for name in sidecars:
+        os.replace(work / name, target.parent / name)
+    os.replace(work / target.name, target)
+    if not sidecars:
+        (target.parent / f"{target.name}.data").unlink(missing_ok=True)
 
 
 def torch_reference_outputs(
@@ -217,57 +262,6 @@ def ort_session(
             f"ONNX Runtime cannot load {path}: {short_reason(exc)}",
             hint="the graph uses an op or type ONNX Runtime's CPU provider lacks; try another opset",
         ) from None
-
-
-def inspect_onnx(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Summary of an ONNX file: inputs/outputs (name, dtype, shape with symbolic dims as
-    strings), opset per domain, IR version, producer, node count by op type and the
-    number of weight elements. Weights stored externally are not read."""
-    model = load_onnx_checked(path, check=False, load_external_data=False)
-    graph = model.graph
-    initializers = {init.name for init in graph.initializer}
-    return {
-        "path": os.fspath(path),
-        "ir_version": int(model.ir_version),
-        "producer": f"{model.producer_name} {model.producer_version}".strip(),
-        "opset": {(imp.domain or "ai.onnx"): int(imp.version) for imp in model.opset_import},
-        "inputs": [_value_info(v) for v in graph.input if v.name not in initializers],
-        "outputs": [_value_info(v) for v in graph.output],
-        "nodes": len(graph.node),
-        "ops": dict(Counter(node.op_type for node in graph.node).most_common()),
-        "parameters": int(sum(int(np.prod(init.dims, dtype=np.int64)) for init in graph.initializer)),
-        "weight_dtypes": sorted({_dtype_name(init.data_type) for init in graph.initializer}),
-    }
-
-
-def load_onnx_checked(
-    path: str | os.PathLike[str], *, check: bool = True, load_external_data: bool = True
-) -> onnx.ModelProto:
-    """Load an ONNX model; a missing, corrupt or non-ONNX file becomes one InputFileError line."""
-    import onnx
-
-    path = require_file(path, "ONNX model")
-    try:
-        model = onnx.load(os.fspath(path), load_external_data=load_external_data)
-    except Exception as exc:  # protobuf DecodeError, OSError for missing external data, ...
-        raise InputFileError(
-            f"{path} is not a readable ONNX model: {short_reason(exc)}",
-            hint="re-export it with `edgekd export`",
-        ) from None
-    # Protobuf parses many random byte strings without complaint; the checker is the real test.
-    if not model.HasField("graph") or not model.opset_import:
-        raise InputFileError(
-            f"{path} is not an ONNX model (no graph)", hint="re-export it with `edgekd export`"
-        )
-    if check:
-        try:
-            onnx.checker.check_model(os.fspath(path))
-        except Exception as exc:
-            raise InputFileError(
-                f"{path} fails the ONNX checker: {short_reason(exc)}",
-                hint="re-export it with `edgekd export`",
-            ) from None
-    return model
 
 
 def as_samples(samples: Any, what: str) -> np.ndarray:
@@ -385,35 +379,3 @@ def _device_of(model: torch.nn.Module) -> torch.device:
     for tensor in model.buffers():
         return tensor.device
     return torch.device("cpu")
-
-
-def _value_info(value: onnx.ValueInfoProto) -> dict[str, Any]:
-    tensor = value.type.tensor_type
-    dims: list[int | str | None] = []
-    for dim in tensor.shape.dim:
-        if dim.HasField("dim_value"):
-            dims.append(int(dim.dim_value))
-        else:
-            dims.append(dim.dim_param or None)
-    return {
-        "name": value.name,
-        "dtype": _dtype_name(tensor.elem_type) if tensor.elem_type else None,
-        "shape": dims,
-    }
-
-
-def _dtype_name(elem_type: int) -> str:
-    """ONNX element type -> numpy-style name ("float32", "int8", ...)."""
-    import onnx
-
-    try:
-        return str(np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem_type)))
-    except (KeyError, TypeError, ValueError):  # bfloat16/float8 have no plain numpy dtype
-        return onnx.TensorProto.DataType.Name(elem_type).lower()
-
-
-def short_reason(exc: BaseException) -> str:
-    """First line of an exception's message, at most 300 characters: the part a one-line error quotes."""
-    text = str(exc).strip()
-    line = text.splitlines()[0] if text else type(exc).__name__
-    return line if len(line) <= 300 else line[:297] + "..."

@@ -66,6 +66,7 @@ class ParityReport:
     rtol: float = 0.0
     min_top1_agreement: float = 0.0
     elements_out_of_tolerance: int = 0
+    notes: list[str] = dataclasses.field(default_factory=list)  # what the producer did besides converting
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-safe data; non-finite floats (NaN/inf) become ``None``."""
@@ -76,6 +77,7 @@ class ParityReport:
         return (
             f"{self.what}: parity {verdict} on {self.samples} samples, max |err| {self.max_abs_error:.3g}, "
             f"max rel err {self.max_rel_error:.3g}, top-1 agreement {self.top1_agreement:.2%}"
+            + "".join(f"; {note}" for note in self.notes)
         )
 
     def raise_if_failed(self) -> None:

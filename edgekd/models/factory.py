@@ -20,7 +20,7 @@ from typing import Any
 from torch import nn
 
 from edgekd.errors import ConfigError, RuntimeUnavailable
-from edgekd.models import zoo1d
+from edgekd.models import zoo1d, zoo_attention
 from edgekd.registry import Registry, suggestion
 
 ModelFactory = Callable[..., nn.Module]
@@ -29,6 +29,7 @@ MODELS: Registry[ModelFactory] = Registry("model")
 MODELS.register("resnet1d", zoo1d.ResNet1d)
 MODELS.register("cnn1d_small", zoo1d.CNN1dSmall)
 MODELS.register("mobilenet1d", zoo1d.MobileNet1d)
+MODELS.register("clst1d", zoo_attention.ConvAttention1d)
 
 _SOURCES = ("edgekd", "module", "timm")
 

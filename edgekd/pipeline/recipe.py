@@ -9,31 +9,16 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from edgekd import resources
 from edgekd.bench.runner import BenchConfig
 from edgekd.config import apply_overrides, from_dict, load_yaml
-from edgekd.data.modulation import SyntheticModulationConfig
+from edgekd.data.sources import DataSpec as DataSection
 from edgekd.distill.train import KDConfig, TrainConfig
 from edgekd.errors import ConfigError
 from edgekd.export.onnx_export import ExportConfig
 from edgekd.quantize.ort_static import QuantizeConfig
-
-
-@dataclasses.dataclass
-class DataSection:
-    """Where the frames come from: generated on the fly, or an npz file."""
-
-    source: Literal["synthetic_modulation", "npz"] = "synthetic_modulation"
-    path: str | None = None
-    synthetic: SyntheticModulationConfig = dataclasses.field(default_factory=SyntheticModulationConfig)
-
-    def validate(self) -> None:
-        if self.source == "npz" and not self.path:
-            raise ConfigError(
-                "data.source is 'npz' but data.path is empty", hint="set data.path to the .npz file"
-            )
 
 
 @dataclasses.dataclass

@@ -35,15 +35,16 @@ def preflight_models(recipe: Recipe) -> None:
     from edgekd.models.factory import create_model
 
     classes = len(recipe.data.synthetic.classes) if recipe.data.source == "synthetic_modulation" else 2
+    channels = 3 if recipe.data.source == "imagefolder" else 2
     if not recipe.teacher.checkpoint:
-        create_model(recipe.teacher.model, classes, 2, **recipe.teacher.kwargs)
-    create_model(recipe.student.model, classes, 2, **recipe.student.kwargs)
+        create_model(recipe.teacher.model, classes, channels, **recipe.teacher.kwargs)
+    create_model(recipe.student.model, classes, channels, **recipe.student.kwargs)
 
 
 def stage_data(
     section: DataSection, out_dir: Path, resolve: Callable[[str], Path], log: Log = _quiet
 ) -> Path:
-    """Generate the synthetic set into ``out_dir/data.npz``, or point at the given npz."""
+    """Load or generate the frames into ``out_dir/data.npz`` (an npz source is used in place)."""
     if section.source == "npz":
         path = require_file(resolve(section.path or ""), "dataset", hint="set data.path to an existing .npz")
         dataset = load_npz(path)
@@ -53,14 +54,16 @@ def stage_data(
             )
         log(f"data: {len(dataset)} frames of {list(dataset.input_shape)} from {path}")
         return path
-    from edgekd.data.modulation import generate_modulation_dataset
+    from edgekd.data.sources import load_dataset
 
-    dataset = generate_modulation_dataset(section.synthetic)
+    dataset = load_dataset(section, resolve)
     path = out_dir / "data.npz"
-    dataset.save_npz(path, config=to_dict(section))
+    # A file source is a parent artifact; a folder of images is not hashed as one.
+    parents = [resolve(section.path)] if section.source in ("rml2016", "rml2018") and section.path else None
+    dataset.save_npz(path, config=to_dict(section), parents=parents)
     counts = {name: int((dataset.split == i).sum()) for i, name in enumerate(("train", "val", "test"))}
     log(
-        f"data: {len(dataset)} synthetic frames of {list(dataset.input_shape)}, "
+        f"data: {len(dataset)} frames of {list(dataset.input_shape)} ({section.source}), "
         f"{dataset.num_classes} classes, splits {counts} -> {path}"
     )
     return path
@@ -76,23 +79,25 @@ def _check_fits(dataset: ArrayDataset, input_shape: tuple[int, ...], what: str) 
 
 
 def stage_teacher(
-    section: TeacherSection, data_path: Path, out_dir: Path, resolve: Callable[[str], Path], log: Log = _quiet
+    section: TeacherSection,
+    data_path: Path,
+    out_dir: Path,
+    resolve: Callable[[str], Path],
+    log: Log = _quiet,
+    *,
+    resume: bool = False,
 ) -> Path:
-    """Train the teacher into ``out_dir/teacher.pt``, or check and return the given checkpoint."""
-    from edgekd.models.checkpoint import load_checkpoint
+    """Train the teacher into ``out_dir/teacher.pt``, or check and return the given checkpoint.
+
+    Training state goes to ``out_dir/teacher-run/`` (metrics CSV/JSONL, best/last weights,
+    the resume state); ``resume`` continues a killed run from it, with the same settings.
+    """
     from edgekd.models.factory import create_model
 
     dataset = load_npz(data_path)
     if section.checkpoint:
         path = require_file(resolve(section.checkpoint), "teacher checkpoint")
-        _, meta = load_checkpoint(path)
-        _check_fits(dataset, tuple(meta.input_shape), f"teacher {path}")
-        if list(meta.class_names) != list(dataset.class_names):
-            raise ConfigError(
-                f"teacher {path} was trained on classes {meta.class_names}, "
-                f"the data has {dataset.class_names}",
-                hint="use a teacher trained on these classes",
-            )
+        load_teacher(path, dataset)
         log(f"teacher: loaded {path}")
         return path
     from edgekd.distill.train import train_supervised
@@ -100,7 +105,15 @@ def stage_teacher(
 
     model = create_model(section.model, dataset.num_classes, dataset.input_shape[0], **section.kwargs)
     log(f"teacher: training {section.model} ({count_params(model):,} parameters)")
-    result = train_supervised(model, dataset.subset("train"), dataset.subset("val"), section.train, log=log)
+    result = train_supervised(
+        model,
+        dataset.subset("train"),
+        dataset.subset("val"),
+        section.train,
+        log=log,
+        out_dir=out_dir / "teacher-run",
+        resume=resume,
+    )
     path = out_dir / "teacher.pt"
     _save_trained(
         path,
@@ -134,6 +147,34 @@ def _save_trained(
     )
 
 
+def load_teacher(path: Path, dataset: ArrayDataset) -> tuple[Any, str]:
+    """A teacher from a checkpoint (.pt) or an ONNX file run as a black box, checked against the data."""
+    from edgekd.models.onnx_teacher import OnnxTeacher, is_onnx_path
+
+    if is_onnx_path(path):
+        teacher = OnnxTeacher(path)
+        teacher.check_input_shape(dataset.input_shape, "data")
+        if teacher.num_classes not in (None, dataset.num_classes):
+            raise ShapeError(
+                f"ONNX teacher {path} gives {teacher.num_classes} logits, "
+                f"the data has {dataset.num_classes} classes",
+                hint="use a teacher trained on these classes",
+            )
+        names, name = teacher.class_names, path.name
+    else:
+        from edgekd.models.checkpoint import load_checkpoint
+
+        teacher, meta = load_checkpoint(path)
+        _check_fits(dataset, tuple(meta.input_shape), f"teacher {path}")
+        names, name = meta.class_names, meta.model_name
+    if names and list(names) != list(dataset.class_names):
+        raise ConfigError(
+            f"teacher {path} was trained on classes {list(names)}, the data has {dataset.class_names}",
+            hint="use a teacher trained on these classes",
+        )
+    return teacher, name
+
+
 def stage_distill(
     student: StudentSection,
     section: DistillSection,
@@ -141,26 +182,37 @@ def stage_distill(
     teacher_path: Path,
     out_dir: Path,
     log: Log = _quiet,
+    *,
+    resume: bool = False,
 ) -> Path:
-    """Distil the teacher into the student: ``out_dir/student.pt``."""
+    """Distil the teacher into the student: ``out_dir/student.pt`` (run files in ``distill-run/``)."""
     from edgekd.distill.train import distill, evaluate_model
-    from edgekd.models.checkpoint import load_checkpoint
     from edgekd.models.complexity import count_params
     from edgekd.models.factory import create_model
 
     dataset = load_npz(data_path)
-    teacher, meta = load_checkpoint(teacher_path)
-    _check_fits(dataset, tuple(meta.input_shape), f"teacher {teacher_path}")
+    teacher, teacher_name = load_teacher(teacher_path, dataset)
     model = create_model(student.model, dataset.num_classes, dataset.input_shape[0], **student.kwargs)
-    t_params, s_params = count_params(teacher), count_params(model)
+    t_params = getattr(teacher, "num_parameters", None) or count_params(teacher)
+    s_params = count_params(model)
     val = dataset.subset("val")
     teacher_acc = evaluate_model(teacher, val)
     log(
-        f"distill: {meta.model_name} ({t_params:,} params, val acc {teacher_acc:.1%}) -> "
-        f"{student.model} ({s_params:,} params, {t_params / s_params:.1f}x fewer), "
-        f"loss {section.kd.loss} T={section.kd.temperature:g} alpha={section.kd.alpha:g}"
+        f"distill: {teacher_name} ({t_params:,} params, val acc {teacher_acc:.1%}) -> "
+        f"{student.model} ({s_params:,} params, {t_params / max(s_params, 1):.1f}x fewer), "
+        f"{section.kd.describe()}"
     )
-    result = distill(model, teacher, dataset.subset("train"), val, section.train, section.kd, log=log)
+    result = distill(
+        model,
+        teacher,
+        dataset.subset("train"),
+        val,
+        section.train,
+        section.kd,
+        log=log,
+        out_dir=out_dir / "distill-run",
+        resume=resume,
+    )
     path = out_dir / "student.pt"
     _save_trained(
         path,
@@ -174,7 +226,7 @@ def stage_distill(
             "teacher_val_accuracy": teacher_acc,
             "teacher_params": t_params,
             "params": s_params,
-            "compression": t_params / s_params,
+            "compression": t_params / s_params if t_params else None,
             "history": result.history,
         },
         parents=[data_path, teacher_path],
@@ -235,56 +287,97 @@ def stage_export(
 def stage_quantize(
     onnx_path: Path, data_path: Path, quant_cfg: Any, out_path: Path, log: Log = _quiet
 ) -> Path:
-    """Static INT8 (QDQ) with ONNX Runtime, calibrated on frames chosen by a calibration recipe.
+    """INT8 with ONNX Runtime (QDQ ONNX) or OpenVINO/NNCF (IR), calibrated by a calibration recipe.
 
     The INT8 model must agree with FP32 (top-1) and lose at most ``max_accuracy_drop``
     of labelled accuracy on the validation split; otherwise it is removed and the
-    stage fails with both accuracies.
+    stage fails with both accuracies. ``accuracy_aware`` keeps the most damaging
+    layers in float until the drop is within that budget.
     """
     from edgekd.data.calibration import load_calibration_recipe, select_calibration
-    from edgekd.quantize.ort_static import quantize_onnx_static
 
     require_file(onnx_path, "ONNX model", hint="run `edgekd export` first")
     dataset = load_npz(data_path)
     recipe_path = resources.resolve("calibration", quant_cfg.calibration)
-    calib_recipe = load_calibration_recipe(recipe_path)
-    selection = select_calibration(dataset, calib_recipe)
+    selection = select_calibration(dataset, load_calibration_recipe(recipe_path))
+    calibration = selection.samples(dataset)
     val = dataset.subset("val") if dataset.split is not None else dataset
-    report = quantize_onnx_static(
-        onnx_path,
-        out_path,
-        selection.samples(dataset),
-        quant_cfg,
-        eval_samples=val.x[:QUANT_EVAL_SAMPLES],
-    )
-    accuracy = _int8_accuracy_check(onnx_path, out_path, val, quant_cfg.max_accuracy_drop)
-    write_manifest(
-        out_path,
-        "onnx-int8",
-        parents=[onnx_path, data_path],
-        config=to_dict(quant_cfg),
-        metrics={"quantization": report.to_dict(), "accuracy": accuracy, "calibration": selection.to_dict()},
-    )
+    eval_samples = val.x[:QUANT_EVAL_SAMPLES]
+    metrics: dict[str, Any] = {"calibration": selection.to_dict()}
+    if quant_cfg.runtime == "openvino":
+        from edgekd.quantize.nncf_openvino import quantize_openvino
+
+        controlled = quant_cfg.accuracy_aware
+        ov_report = quantize_openvino(
+            onnx_path,
+            out_path,
+            calibration,
+            quant_cfg,
+            eval_samples=eval_samples,
+            val_samples=val.x if controlled else None,
+            val_labels=val.y if controlled else None,
+        )
+        metrics["quantization"] = ov_report.to_dict()
+        backend, kind, summary = "openvino", "openvino-int8", "NNCF INT8 (OpenVINO IR)"
+    elif quant_cfg.accuracy_aware:
+        from edgekd.quantize.accuracy_aware import quantize_onnx_accuracy_aware
+
+        def evaluate(path: Path) -> float:
+            return _accuracy_of("onnxruntime", Path(path), val)
+
+        aa_report = quantize_onnx_accuracy_aware(
+            onnx_path, out_path, calibration, quant_cfg, evaluate, eval_samples=eval_samples
+        )
+        metrics["accuracy_aware"] = aa_report.to_dict()
+        backend, kind, summary = "onnxruntime", "onnx-int8", aa_report.summary()
+    else:
+        from edgekd.quantize.ort_static import quantize_onnx_static
+
+        report = quantize_onnx_static(onnx_path, out_path, calibration, quant_cfg, eval_samples=eval_samples)
+        metrics["quantization"] = report.to_dict()
+        backend, kind = "onnxruntime", "onnx-int8"
+        summary = f"activations {report.activation_type}: {report.choice_reason}"
+        if report.assessment is not None:
+            summary += f"; {report.assessment.summary()}"
+            for warning in report.assessment.warnings:
+                log(f"quantize: warning: {warning}")
+    reference = onnx_path if backend == "onnxruntime" else _openvino_reference(onnx_path)
+    metrics["accuracy"] = _int8_accuracy_check(backend, reference, out_path, val, quant_cfg.max_accuracy_drop)
+    write_manifest(out_path, kind, parents=[onnx_path, data_path], config=to_dict(quant_cfg), metrics=metrics)
+    accuracy = metrics["accuracy"]
     log(
-        f"quantize: {out_path} — activations {report.activation_type}: {report.choice_reason}; "
+        f"quantize: {out_path} — {summary}; "
         f"val accuracy FP32 {accuracy['fp32']:.2%} -> INT8 {accuracy['int8']:.2%}"
     )
     return out_path
 
 
-def _int8_accuracy_check(
-    fp32: Path, int8: Path, val: ArrayDataset, max_drop: float | None
-) -> dict[str, float]:
-    """Labelled accuracy of both models on ``val`` through the bench evaluator; removes a failing INT8."""
+def _openvino_reference(onnx_path: Path) -> Path:
+    """The FP32 model OpenVINO INT8 is compared with: the IR beside the ONNX when exported, else the ONNX."""
+    xml = onnx_path.with_suffix(".xml")
+    return xml if xml.is_file() else onnx_path
+
+
+def _accuracy_of(backend: str, path: Path, val: ArrayDataset) -> float:
     from edgekd.backends.base import session_from_artifact
     from edgekd.bench.accuracy import evaluate_accuracy
+
+    return evaluate_accuracy(session_from_artifact(backend, path), val).overall
+
+
+def _int8_accuracy_check(
+    backend: str, fp32: Path, int8: Path, val: ArrayDataset, max_drop: float | None
+) -> dict[str, float]:
+    """Labelled accuracy of both models on ``val`` through the bench evaluator; removes a failing INT8."""
     from edgekd.errors import ParityError
 
-    fp32_acc = evaluate_accuracy(session_from_artifact("onnxruntime", fp32), val).overall
-    int8_acc = evaluate_accuracy(session_from_artifact("onnxruntime", int8), val).overall
+    fp32_acc = _accuracy_of(backend, fp32, val)
+    int8_acc = _accuracy_of(backend, int8, val)
     result = {"fp32": fp32_acc, "int8": int8_acc, "drop": fp32_acc - int8_acc, "frames": len(val)}
     if max_drop is not None and fp32_acc - int8_acc > max_drop:
         int8.unlink(missing_ok=True)
+        if int8.suffix == ".xml":
+            int8.with_suffix(".bin").unlink(missing_ok=True)
         raise ParityError(
             f"INT8 loses {(fp32_acc - int8_acc) * 100:.2f} points of accuracy "
             f"on {len(val)} validation frames "
@@ -326,7 +419,8 @@ def entry_for_artifact(path: Path) -> str:
     if suffix in (".pt", ".pth"):
         return "torch/fp32"
     if suffix == ".xml":
-        return "openvino/fp32"
+        # NNCF marks quantized layers with FakeQuantize in the IR.
+        return "openvino/int8" if b"FakeQuantize" in path.read_bytes() else "openvino/fp32"
     if suffix == ".onnx":
         from edgekd.export.onnx_export import load_onnx_checked
 
@@ -348,9 +442,16 @@ def stage_bench(
     *,
     name: str,
     reference: str = "torch/fp32",
+    host: str = "local",
+    ssh: Any = None,
+    remote_python: str = "python3",
     log: Log = _quiet,
 ) -> dict[str, Any]:
-    """Latency and accuracy of every artifact through one harness: bench.json + report.html."""
+    """Latency and accuracy of every artifact through one harness: bench.json + report.html.
+
+    ``host`` "local" runs here; ``ssh://user@device[:port]`` copies the models and a
+    self-contained runner to the device and runs the same loop there (see edgekd/remote/).
+    """
     from edgekd.bench.html_report import write_html_report
     from edgekd.bench.runner import run_bench
     from edgekd.bench.schema import write_bench
@@ -364,10 +465,7 @@ def stage_bench(
     dataset = load_npz(data_path)
     test = dataset.subset("test") if dataset.split is not None else dataset
     candidates = bench_candidates(chosen, student_path, bench_cfg.threads)
-    doc = run_bench(
-        candidates,
-        test,
-        bench_cfg,
+    common = dict(
         name=name,
         out_dir=out_dir,
         reference_id=reference,
@@ -375,6 +473,14 @@ def stage_bench(
         dataset_name=data_path.name,
         split="test" if dataset.split is not None else "all",
     )
+    if host != "local":
+        from edgekd.remote.bench import run_remote_bench
+
+        doc = run_remote_bench(
+            host, candidates, test, bench_cfg, ssh=ssh, remote_python=remote_python, **common
+        )
+    else:
+        doc = run_bench(candidates, test, bench_cfg, **common)
     write_bench(doc, out_dir / "bench.json")
     write_html_report(doc, out_dir / "report.html")
     return doc

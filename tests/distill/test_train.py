@@ -147,7 +147,8 @@ def test_kd_config_validation() -> None:
     assert from_dict(KDConfig, {}) == KDConfig(loss="kd", temperature=4.0, alpha=0.7)
     with pytest.raises(ConfigError) as info:
         from_dict(KDConfig, {"loss": "kl"})
-    assert "unknown loss 'kl'" in info.value.one_line() and "ce, kd" in info.value.one_line()
+    assert "unknown loss 'kl'" in info.value.one_line() and "did you mean 'rkl'" in info.value.one_line()
+    assert "at, ce, dist, dkd, fitnet, js, kd, nkd, ofa, rkd, rkl" in info.value.one_line()
     for bad in ({"alpha": 1.5}, {"temperature": 0}):
         with pytest.raises(ConfigError):
             from_dict(KDConfig, bad)

@@ -49,7 +49,7 @@ def test_fixed_activation_type_produces_qdq_with_that_zero_point(tmp_path, fp32,
     assert graph["weight_dtypes"] == ["int8"]
     assert graph["per_channel_weights"] >= 2  # both convolutions (and the head) per channel
     assert report.activation_type == activation and report.reduce_range is True
-    assert report.timings_ms == {} and report.fp32_ms is None  # nothing measured when not auto
+    assert set(report.timings_ms) == {activation} and report.fp32_ms > 0  # timed against FP32 only
     assert report.calibration_samples == 128
     assert report.parity is not None and report.parity.passed
     assert report.parity.top1_agreement >= 0.95  # trained-ish net on clean frames

@@ -1,0 +1,165 @@
+"""Distillation benchmark on the synthetic modulation set: accuracy and training throughput.
+
+Trains a 1-D ResNet teacher once, then the same small student from scratch and with the
+``kd``, ``dkd``, ``nkd`` and ``ofa`` objectives over several seeds, and reports accuracy
+(mean and std over seeds, overall and at SNR >= 0 dB) on a test set generated with a
+held-out generator seed, with parameters and MACs. It then measures training throughput
+(samples/s, second epoch, validation excluded as far as possible) of the student alone,
+with online KD (teacher run per batch) and with cached-teacher KD. Prints a Markdown table.
+
+    python benchmarks/distill.py                     # ~6-10 min on 2 CPU cores
+    python benchmarks/distill.py --quick             # smoke run, ~1 min
+    python benchmarks/distill.py --device cuda --amp-compare
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import platform
+import statistics
+import sys
+import time
+
+import numpy as np
+import torch
+
+from edgekd.config import from_dict
+from edgekd.data.dataset import ArrayDataset
+from edgekd.data.modulation import SyntheticModulationConfig, generate_modulation_dataset
+from edgekd.distill.checks import predict_logits
+from edgekd.distill.train import KDConfig, TrainConfig, distill, train_supervised
+from edgekd.models import create_model
+from edgekd.models.complexity import count_macs, count_params
+
+CLASSES = ["BPSK", "QPSK", "8PSK", "QAM16", "QAM64", "PAM4", "GFSK", "CPFSK"]
+
+METHODS: dict[str, dict | None] = {
+    "scratch": None,  # cross-entropy only, no teacher
+    "kd": {"loss": "kd", "temperature": 4.0, "alpha": 0.7},
+    "dkd": {"terms": [{"name": "ce"}, {"name": "dkd", "params": {"warmup_epochs": 2}}]},
+    "nkd": {"terms": [{"name": "ce"}, {"name": "nkd"}]},
+    "ofa": {"terms": [{"name": "kd"}, {"name": "ofa", "student": ["features.0", "features.1"]}]},
+}
+
+
+def _accuracy(model: torch.nn.Module, data: ArrayDataset) -> tuple[float, float]:
+    """(overall top-1, top-1 over frames with SNR >= 0 dB)."""
+    hits = predict_logits(model, data.x, 1024).argmax(1).numpy() == data.y
+    return float(hits.mean()), float(hits[data.snr >= 0].mean())
+
+
+def _data(frames: int, seed: int) -> ArrayDataset:
+    cfg = SyntheticModulationConfig(classes=CLASSES, frames_per_class_snr=frames, seed=seed)
+    return generate_modulation_dataset(cfg)
+
+
+def _note(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def _throughput(run, n: int) -> float:
+    """samples/s of the second epoch (the first pays for allocation and warm-up)."""
+    result = run()
+    return n / result.history[1]["seconds"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=40, help="frames per class and SNR (train+val)")
+    parser.add_argument("--test-frames", type=int, default=20, help="frames per class and SNR (test)")
+    parser.add_argument("--teacher-epochs", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=10, help="student epochs")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--student", default="cnn1d_small")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="tiny smoke run")
+    parser.add_argument("--amp-compare", action="store_true", help="CUDA: also time KD under AMP vs fp32")
+    args = parser.parse_args()
+    if args.quick:
+        args.frames, args.test_frames, args.teacher_epochs, args.epochs, args.seeds = 12, 6, 2, 2, 1
+    torch.set_num_threads(args.threads)
+    t0 = time.perf_counter()
+
+    full = _data(args.frames, seed=0)
+    train, val = full.subset("train"), full.subset("val")
+    held_out = _data(args.test_frames, seed=1)  # other generator seed: new symbols, noise, offsets
+    test = held_out  # every frame of the held-out draw
+    k, shape = train.num_classes, train.input_shape
+
+    base = TrainConfig(epochs=args.epochs, batch_size=128, lr=5e-3, device=args.device, seed=0)
+    torch.manual_seed(0)
+    teacher = create_model("resnet1d", k, shape[0])
+    t_cfg = dataclasses.replace(base, epochs=args.teacher_epochs, lr=3e-3)
+    train_supervised(teacher, train, val, t_cfg)
+    t_acc = _accuracy(teacher, test)
+    _note(f"teacher: {t_acc[0]:.3f} / {t_acc[1]:.3f} (all / SNR >= 0) after {time.perf_counter() - t0:.0f}s")
+    t_params, t_macs = count_params(teacher), count_macs(teacher, shape)
+
+    rows = [("teacher resnet1d", [t_acc], t_params, t_macs)]
+    for method, spec in METHODS.items():
+        accs = []
+        for seed in range(args.seeds):
+            torch.manual_seed(100 + seed)
+            student = create_model(args.student, k, shape[0])
+            cfg = dataclasses.replace(base, seed=seed)
+            if spec is None:
+                train_supervised(student, train, val, cfg)
+            else:
+                distill(student, teacher, train, val, cfg, from_dict(KDConfig, spec))
+            accs.append(_accuracy(student, test))
+            elapsed = time.perf_counter() - t0
+            _note(f"{method} seed {seed}: {accs[-1][0]:.3f} / {accs[-1][1]:.3f} at {elapsed:.0f}s")
+        rows.append((f"{args.student} {method}", accs, count_params(student), count_macs(student, shape)))
+
+    # Throughput: 2 epochs each, a 64-frame val set so evaluation costs little.
+    tiny_val = val.take(np.arange(min(64, len(val))))
+    tp_cfg = dataclasses.replace(base, epochs=2)
+    n = len(train)
+
+    def student_alone(cfg=tp_cfg):
+        return train_supervised(create_model(args.student, k, shape[0]), train, tiny_val, cfg)
+
+    def kd_run(cache: bool, cfg=tp_cfg):
+        kd = KDConfig(cache_teacher=cache)
+        return distill(create_model(args.student, k, shape[0]), teacher, train, tiny_val, cfg, kd)
+
+    speeds = {
+        "student alone": _throughput(student_alone, n),
+        "online KD": _throughput(lambda: kd_run(False), n),
+        "cached KD": _throughput(lambda: kd_run(True), n),
+    }
+    if args.amp_compare and args.device.startswith("cuda"):
+        for amp in ("off", "auto"):
+            cfg = dataclasses.replace(tp_cfg, amp=amp)
+            speeds[f"online KD amp={amp}"] = _throughput(lambda cfg=cfg: kd_run(False, cfg), n)
+
+    elapsed = time.perf_counter() - t0
+    print(
+        f"\n### Distillation benchmark ({platform.processor() or platform.machine()}, "
+        f"{args.device}, {args.threads} threads, {elapsed / 60:.1f} min)\n"
+    )
+    print(
+        f"train {len(train)} / val {len(val)} frames (seed 0), test {len(test)} frames (held-out seed 1), "
+        f"{k} classes, teacher {args.teacher_epochs} epochs, students {args.epochs} epochs, "
+        f"{args.seeds} seeds\n"
+    )
+    print("| model | params | MACs | acc (all SNR) | acc (SNR >= 0 dB) |")
+    print("| --- | ---: | ---: | --- | --- |")
+    for name, accs, params, macs in rows:
+        overall = [a[0] * 100 for a in accs]
+        high = [a[1] * 100 for a in accs]
+
+        def fmt(v: list[float]) -> str:
+            return f"{statistics.mean(v):.2f} ± {statistics.stdev(v):.2f}" if len(v) > 1 else f"{v[0]:.2f}"
+
+        print(f"| {name} | {params:,} | {macs:,} | {fmt(overall)} | {fmt(high)} |")
+    print("\n| training mode | samples/s | vs student alone |")
+    print("| --- | ---: | ---: |")
+    for name, value in speeds.items():
+        print(f"| {name} | {value:,.0f} | {value / speeds['student alone']:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,265 @@
+"""RadioML 2018.01A (HDF5), streamed with h5py: the 21 GB file is never read whole.
+
+The file holds three datasets of N = 2,555,904 frames:
+
+* ``X`` float32 [N, 1024, 2] — IQ samples, time first;
+* ``Y`` one-hot [N, 24] — the class (int or float);
+* ``Z`` [N, 1] — the SNR label in dB (-20..+30 step 2).
+
+:class:`RML2018Frames` reads frames by index (in increasing order, chunk by chunk, as HDF5
+wants) and returns them as float32 [n, 2, L] like every edgekd dataset.
+:func:`materialize_rml2018` picks a subset (SNRs, classes, frames per (class, SNR) cell) and
+reads only those frames into an :class:`ArrayDataset`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekd.data.dataset import ArrayDataset
+from edgekd.data.splits import assign_splits, rank_within_strata
+from edgekd.errors import ConfigError, InputFileError, RuntimeUnavailable
+from edgekd.registry import suggestion
+
+# Label order of the one-hot Y in the published file. The ``classes.txt`` shipped with it is
+# known to list them in another order; this is the order the labels actually follow.
+RML2018_CLASSES = (
+    "OOK",
+    "4ASK",
+    "8ASK",
+    "BPSK",
+    "QPSK",
+    "8PSK",
+    "16PSK",
+    "32PSK",
+    "16APSK",
+    "32APSK",
+    "64APSK",
+    "128APSK",
+    "16QAM",
+    "32QAM",
+    "64QAM",
+    "128QAM",
+    "256QAM",
+    "AM-SSB-WC",
+    "AM-SSB-SC",
+    "AM-DSB-WC",
+    "AM-DSB-SC",
+    "FM",
+    "GMSK",
+    "OQPSK",
+)
+# Rows read per h5py call: 4096 frames of 1024x2 float32 = 32 MiB.
+DEFAULT_CHUNK = 4096
+
+
+def _h5py() -> Any:
+    try:
+        import h5py  # lazy: only RadioML 2018 needs it
+    except ImportError:
+        raise RuntimeUnavailable(
+            "reading RadioML 2018 HDF5 files needs h5py, which is not installed", hint="pip install h5py"
+        ) from None
+    return h5py
+
+
+class RML2018Frames:
+    """Random access to the frames of a RadioML 2018 HDF5 file, without loading it.
+
+    Labels (``y`` int64 [N], ``snr`` int16 [N]) are read once, chunk by chunk (Y alone is
+    ~250 MB as float32 one-hot; only its argmax is kept). Frames are read on demand.
+    The file is opened lazily and reopened in a new process, so the object can be handed to
+    DataLoader workers.
+
+    Args:
+        path: the ``.hdf5`` file.
+        class_names: names of the one-hot columns, default :data:`RML2018_CLASSES`.
+        chunk: rows per read.
+
+    >>> frames = RML2018Frames("GOLD_XYZ_OSC.0001_1024.hdf5")
+    >>> x, y, snr = frames[np.array([5, 3])]   # x float32 [2, 2, 1024]
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        class_names: list[str] | tuple[str, ...] | None = None,
+        chunk: int = DEFAULT_CHUNK,
+    ) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise InputFileError(f"RadioML 2018 file {self.path} does not exist", hint="check data.path")
+        if chunk <= 0:
+            raise ConfigError(f"chunk must be positive, got {chunk}")
+        self.chunk = int(chunk)
+        self._file: Any = None
+        self._pid = -1
+        x, y, z = self._datasets()
+        n = x.shape[0]
+        if x.ndim != 3 or x.shape[2] != 2:
+            raise InputFileError(f"RadioML 2018 file {self.path}: X has shape {x.shape}; expected [N, L, 2]")
+        if y.ndim != 2 or y.shape[0] != n:
+            raise InputFileError(f"RadioML 2018 file {self.path}: Y has shape {y.shape}; expected [{n}, K]")
+        if z.shape[0] != n or z.size != n:
+            raise InputFileError(f"RadioML 2018 file {self.path}: Z has shape {z.shape}; expected [{n}, 1]")
+        names = list(class_names) if class_names is not None else list(RML2018_CLASSES)
+        if len(names) != y.shape[1]:
+            raise ConfigError(
+                f"RadioML 2018 file {self.path} has {y.shape[1]} classes but {len(names)} class names",
+                hint="give one name per one-hot column of Y",
+            )
+        self.class_names = [str(c) for c in names]
+        self.frame_length = int(x.shape[1])
+        self.y, self.snr = self._read_labels(y, z)
+
+    def _datasets(self) -> tuple[Any, Any, Any]:
+        if self._file is None or self._pid != os.getpid():
+            h5py = _h5py()
+            try:
+                self._file = h5py.File(self.path, "r")
+            except OSError as exc:
+                raise InputFileError(
+                    f"RadioML 2018 file {self.path} is not a readable HDF5 file: {exc}"
+                ) from None
+            self._pid = os.getpid()
+        missing = [key for key in ("X", "Y", "Z") if key not in self._file]
+        if missing:
+            raise InputFileError(
+                f"RadioML 2018 file {self.path} lacks dataset(s) {', '.join(missing)}",
+                hint="expected X [N, 1024, 2], Y one-hot [N, 24], Z SNR [N, 1]",
+            )
+        return self._file["X"], self._file["Y"], self._file["Z"]
+
+    def _read_labels(self, y_ds: Any, z_ds: Any) -> tuple[np.ndarray, np.ndarray]:
+        n = y_ds.shape[0]
+        y = np.empty(n, dtype=np.int64)
+        for start in range(0, n, self.chunk):
+            block = np.asarray(y_ds[start : start + self.chunk])
+            if block.size and not np.allclose(block.sum(axis=1), 1.0):
+                raise InputFileError(f"RadioML 2018 file {self.path}: Y rows from {start} are not one-hot")
+            y[start : start + len(block)] = np.argmax(block, axis=1)
+        snr = np.asarray(z_ds[:]).reshape(-1).astype(np.int16)  # N small ints: fine to hold
+        return y, snr
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    @property
+    def input_shape(self) -> tuple[int, int]:
+        return (2, self.frame_length)
+
+    def read(self, indices: np.ndarray) -> np.ndarray:
+        """Frames float32 [n, 2, L] at ``indices`` (any order, repeats allowed)."""
+        indices = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if len(indices) and (indices.min() < 0 or indices.max() >= len(self)):
+            raise IndexError(f"frame index out of range 0..{len(self) - 1}")
+        x_ds = self._datasets()[0]
+        unique, inverse = np.unique(indices, return_inverse=True)  # HDF5 wants increasing indices
+        out = np.empty((len(unique), 2, self.frame_length), dtype=np.float32)
+        for start in range(0, len(unique), self.chunk):
+            part = unique[start : start + self.chunk]
+            if part[-1] - part[0] + 1 == len(part):  # contiguous: one slice read
+                block = x_ds[int(part[0]) : int(part[-1]) + 1]
+            else:
+                block = x_ds[part]
+            out[start : start + len(part)] = np.transpose(block, (0, 2, 1))
+        return out[inverse.reshape(-1)]
+
+    def __getitem__(self, index: int | np.ndarray) -> tuple[np.ndarray, np.ndarray | int, np.ndarray | int]:
+        """``(x, y, snr)``: one frame float32 [2, L] or a batch [n, 2, L] with its labels."""
+        if np.isscalar(index):
+            i = int(index)  # type: ignore[arg-type]
+            i = i + len(self) if i < 0 else i
+            return self.read(np.array([i]))[0], int(self.y[i]), int(self.snr[i])
+        idx = np.asarray(index, dtype=np.int64)
+        return self.read(idx), self.y[idx], self.snr[idx]
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_file"], state["_pid"] = None, -1  # h5py handles do not cross processes
+        return state
+
+
+def select_frames(
+    frames: RML2018Frames,
+    *,
+    classes: list[str] | None = None,
+    snrs: list[int] | None = None,
+    max_frames_per_cell: int | None = None,
+    seed: int = 0,
+) -> np.ndarray:
+    """Indices (int64, ascending) of the frames of the chosen classes and SNRs.
+
+    ``max_frames_per_cell`` keeps at most that many frames of each (class, SNR) cell, drawn
+    at random with ``seed``.
+    """
+    keep = np.ones(len(frames), dtype=bool)
+    if classes:
+        for name in classes:
+            if name not in frames.class_names:
+                raise ConfigError(
+                    f"class {name!r} is not in RadioML 2018 file {frames.path}",
+                    hint=suggestion(name, frames.class_names, "classes"),
+                )
+        keep &= np.isin(frames.y, [frames.class_names.index(c) for c in classes])
+    if snrs:
+        keep &= np.isin(frames.snr, np.asarray(snrs, dtype=np.int16))
+    chosen = np.flatnonzero(keep)
+    if max_frames_per_cell is not None:
+        if max_frames_per_cell <= 0:
+            raise ConfigError(f"max_frames_per_cell must be positive, got {max_frames_per_cell}")
+        cell = frames.y[chosen] * 1000 + frames.snr[chosen]  # SNRs span far less than 1000 dB
+        rank, _ = rank_within_strata(cell, np.random.default_rng(seed))
+        chosen = chosen[rank < max_frames_per_cell]
+    return chosen.astype(np.int64)
+
+
+def materialize_rml2018(
+    path: str | os.PathLike[str],
+    *,
+    classes: list[str] | None = None,
+    snrs: list[int] | None = None,
+    max_frames_per_cell: int | None = None,
+    class_names: list[str] | None = None,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    chunk: int = DEFAULT_CHUNK,
+) -> ArrayDataset:
+    """Read a subset of a RadioML 2018 file into memory: x float32 [n, 2, L].
+
+    ``classes`` (names, in the label order wanted) and ``snrs`` (dB) filter the frames,
+    default all; ``max_frames_per_cell`` caps each (class, SNR) cell. Splits are stratified
+    by (class, SNR). Only the chosen frames' rows are read from X.
+    """
+    frames = RML2018Frames(path, class_names=class_names, chunk=chunk)
+    try:
+        idx = select_frames(
+            frames, classes=classes, snrs=snrs, max_frames_per_cell=max_frames_per_cell, seed=seed
+        )
+        if len(idx) == 0:
+            raise ConfigError(
+                f"no frames of RadioML 2018 file {path} match classes {classes} and snrs {snrs}",
+                hint="widen data.rml2018.classes or data.rml2018.snrs",
+            )
+        names = list(classes) if classes else list(frames.class_names)
+        remap = np.array([names.index(c) if c in names else -1 for c in frames.class_names], dtype=np.int64)
+        y, snr = remap[frames.y[idx]], frames.snr[idx]
+        return ArrayDataset(
+            x=frames.read(idx),
+            y=y,
+            class_names=names,
+            snr=snr,
+            split=assign_splits(y, snr, val_fraction, test_fraction, seed),
+        )
+    finally:
+        frames.close()

@@ -1,0 +1,221 @@
+"""Where a recipe's data comes from: one typed spec, one registry of loaders.
+
+A recipe's ``data:`` section is a :class:`DataSpec`. ``source`` picks the loader;
+``path`` names the file or folder (not used by ``synthetic_modulation``); the section named
+after the source holds its options (the others are ignored). Examples::
+
+    data: {source: synthetic_modulation, synthetic: {frames_per_class_snr: 100}}
+    data: {source: npz, path: frames.npz}
+    data: {source: rml2016, path: RML2016.10a_dict.pkl, rml2016: {snrs: [0, 2, 4]}}
+    data: {source: rml2018, path: GOLD_XYZ_OSC.0001_1024.hdf5,
+           rml2018: {classes: [BPSK, QPSK], max_frames_per_cell: 200}}
+    data: {source: imagefolder, path: OCT2017, imagefolder: {image_size: 224, max_per_class: 500}}
+
+:func:`load_dataset` returns an in-memory :class:`ArrayDataset` with splits, which the
+npz-based pipeline stages consume. For training on a whole large set, use the streaming
+classes (:class:`edgekd.data.rml2018.RML2018Frames`, :class:`edgekd.data.images.ImageFolder`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal
+
+from edgekd.data.dataset import ArrayDataset
+from edgekd.data.modulation import SyntheticModulationConfig
+from edgekd.data.splits import check_fractions
+from edgekd.errors import ConfigError, InputFileError
+from edgekd.registry import Registry
+
+Source = Literal["synthetic_modulation", "npz", "rml2016", "rml2018", "imagefolder"]
+Resolve = Callable[[str], Path]
+
+
+@dataclasses.dataclass
+class SplitOptions:
+    """Split fractions and seed, stratified by (class, SNR) where SNR labels exist."""
+
+    val_fraction: float = 0.1
+    test_fraction: float = 0.2
+    seed: int = 0
+
+    def validate(self) -> None:
+        check_fractions(self.val_fraction, self.test_fraction)
+        if self.seed < 0:
+            raise ConfigError(f"seed must be non-negative, got {self.seed}")
+
+
+@dataclasses.dataclass
+class RML2016Options(SplitOptions):
+    """``classes``: names in label order (default all in the file, sorted); ``snrs`` in dB (default all)."""
+
+    classes: list[str] = dataclasses.field(default_factory=list)
+    snrs: list[int] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
+class RML2018Options(SplitOptions):
+    """Subset of a RadioML 2018 file to read into memory.
+
+    ``classes`` in label order (default all 24); ``snrs`` in dB (default all);
+    ``max_frames_per_cell`` caps each (class, SNR) cell (random, by ``seed``; the full file
+    has 4096 per cell); ``class_names`` renames the one-hot columns (default the RML2018 names).
+    """
+
+    classes: list[str] = dataclasses.field(default_factory=list)
+    snrs: list[int] = dataclasses.field(default_factory=list)
+    max_frames_per_cell: int | None = None
+    class_names: list[str] = dataclasses.field(default_factory=list)
+
+    def validate(self) -> None:
+        super().validate()
+        if self.max_frames_per_cell is not None and self.max_frames_per_cell <= 0:
+            raise ConfigError(f"max_frames_per_cell must be positive, got {self.max_frames_per_cell}")
+
+
+@dataclasses.dataclass
+class ImageFolderOptions(SplitOptions):
+    """Image folder settings; the split options apply to a flat ``ROOT/CLASS/*`` layout only.
+
+    ``image_size`` is the square crop side in pixels after resizing the shorter side to
+    ``resize``; ``max_per_class`` caps the images per class and split that are decoded.
+    """
+
+    classes: list[str] = dataclasses.field(default_factory=list)
+    image_size: int = 224
+    resize: int = 256
+    max_per_class: int | None = None
+
+    def validate(self) -> None:
+        super().validate()
+        if self.image_size <= 0 or self.resize < self.image_size:
+            raise ConfigError(
+                f"need 0 < image_size <= resize, got {self.image_size} and {self.resize}",
+                hint="e.g. image_size: 224, resize: 256",
+            )
+        if self.max_per_class is not None and self.max_per_class <= 0:
+            raise ConfigError(f"max_per_class must be positive, got {self.max_per_class}")
+
+
+@dataclasses.dataclass
+class DataSpec:
+    """Which data a recipe uses. A superset of the recipe's former ``DataSection``:
+    ``source``, ``path`` and ``synthetic`` keep their meaning."""
+
+    source: Source = "synthetic_modulation"
+    path: str | None = None
+    synthetic: SyntheticModulationConfig = dataclasses.field(default_factory=SyntheticModulationConfig)
+    rml2016: RML2016Options = dataclasses.field(default_factory=RML2016Options)
+    rml2018: RML2018Options = dataclasses.field(default_factory=RML2018Options)
+    imagefolder: ImageFolderOptions = dataclasses.field(default_factory=ImageFolderOptions)
+
+    def validate(self) -> None:
+        if self.source not in DATA_SOURCES:
+            raise ConfigError(
+                f"unknown data source {self.source!r}", hint=f"use one of {', '.join(DATA_SOURCES)}"
+            )
+        if self.source != "synthetic_modulation" and not self.path:
+            raise ConfigError(
+                f"data.source is {self.source!r} but data.path is empty",
+                hint=f"set data.path to the {_WHAT[self.source]}",
+            )
+
+
+_WHAT = {
+    "npz": ".npz file",
+    "rml2016": "RadioML 2016 .pkl file",
+    "rml2018": "RadioML 2018 .hdf5 file",
+    "imagefolder": "image folder",
+}
+
+Loader = Callable[[DataSpec, Path], ArrayDataset]
+DATA_SOURCES: Registry[Loader] = Registry("data source")
+
+
+@DATA_SOURCES.register("synthetic_modulation")
+def _synthetic(spec: DataSpec, path: Path) -> ArrayDataset:
+    from edgekd.data.modulation import generate_modulation_dataset
+
+    return generate_modulation_dataset(spec.synthetic)
+
+
+@DATA_SOURCES.register("npz")
+def _npz(spec: DataSpec, path: Path) -> ArrayDataset:
+    from edgekd.data.dataset import load_npz
+
+    return load_npz(path)
+
+
+@DATA_SOURCES.register("rml2016")
+def _rml2016(spec: DataSpec, path: Path) -> ArrayDataset:
+    from edgekd.data.rml2016 import load_rml2016
+
+    opts = spec.rml2016
+    return load_rml2016(
+        path,
+        classes=opts.classes or None,
+        snrs=opts.snrs or None,
+        val_fraction=opts.val_fraction,
+        test_fraction=opts.test_fraction,
+        seed=opts.seed,
+    )
+
+
+@DATA_SOURCES.register("rml2018")
+def _rml2018(spec: DataSpec, path: Path) -> ArrayDataset:
+    from edgekd.data.rml2018 import materialize_rml2018
+
+    opts = spec.rml2018
+    return materialize_rml2018(
+        path,
+        classes=opts.classes or None,
+        snrs=opts.snrs or None,
+        max_frames_per_cell=opts.max_frames_per_cell,
+        class_names=opts.class_names or None,
+        val_fraction=opts.val_fraction,
+        test_fraction=opts.test_fraction,
+        seed=opts.seed,
+    )
+
+
+@DATA_SOURCES.register("imagefolder")
+def _imagefolder(spec: DataSpec, path: Path) -> ArrayDataset:
+    from edgekd.data.images import ImageFolder, ImageTransform
+
+    opts = spec.imagefolder
+    folder = ImageFolder(
+        path,
+        class_names=opts.classes or None,
+        transform=ImageTransform(image_size=opts.image_size, resize=opts.resize),
+        val_fraction=opts.val_fraction,
+        test_fraction=opts.test_fraction,
+        seed=opts.seed,
+    )
+    return folder.to_array_dataset(max_per_class=opts.max_per_class)
+
+
+def load_dataset(spec: DataSpec, resolve: Resolve = Path) -> ArrayDataset:
+    """Build the dataset ``spec`` names, in memory, with split labels.
+
+    Args:
+        spec: the data section (validated again here).
+        resolve: maps ``spec.path`` to a file (a recipe passes ``recipe.path`` so paths are
+            relative to the recipe file).
+
+    Raises:
+        ConfigError: bad options; InputFileError: a missing or malformed file;
+        RuntimeUnavailable: h5py or Pillow missing for a source that needs it.
+    """
+    spec.validate()
+    loader = DATA_SOURCES.get(spec.source)
+    path = resolve(spec.path) if spec.path else Path()
+    if spec.source != "synthetic_modulation" and not path.exists():
+        raise InputFileError(
+            f"data.path {path} does not exist", hint=f"set data.path to the {_WHAT[spec.source]}"
+        )
+    dataset = loader(spec, path)
+    if dataset.split is None:
+        raise InputFileError(f"dataset {path} has no split labels", hint="add split (0 train, 1 val, 2 test)")
+    return dataset

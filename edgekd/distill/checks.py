@@ -1,0 +1,140 @@
+"""Shared checks and inference helpers: devices, shape fit, predictions, accuracy."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from edgekd.data.dataset import ArrayDataset
+from edgekd.errors import InputFileError, RuntimeUnavailable, ShapeError
+
+
+def resolve_device(spec: str) -> torch.device:
+    """``"auto"`` -> cuda when available, else cpu; an unavailable CUDA is a clear error."""
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(spec)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeUnavailable(
+            f"train.device {spec!r} asked for, but CUDA is not available here",
+            hint="set train.device: auto or cpu",
+        )
+    return device
+
+
+def model_device(model: Any) -> torch.device:
+    """Device of the first parameter; CPU for parameterless modules and black-box callables."""
+    params = getattr(model, "parameters", None)
+    first = next(params(), None) if callable(params) else None
+    return first.device if first is not None else torch.device("cpu")
+
+
+@contextlib.contextmanager
+def eval_mode(model: Any) -> Iterator[None]:
+    """Eval mode for the duration (restored afterwards); a no-op for non-Module callables."""
+    if not isinstance(model, nn.Module):
+        yield
+        return
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+def shape_text(shape: tuple[int, ...]) -> str:
+    return "x".join(str(d) for d in shape)
+
+
+def check_fits(model: Any, input_shape: tuple[int, ...], num_classes: int, what: str = "model") -> None:
+    """Raise ShapeError unless ``model`` maps [B, *input_shape] to [B, num_classes].
+
+    Checks the first convolution's input channels, then runs one tiny forward pass.
+    """
+    modules = model.modules() if isinstance(model, nn.Module) else ()
+    first_conv = next((m for m in modules if isinstance(m, nn.modules.conv._ConvNd)), None)
+    if first_conv is not None and input_shape and input_shape[0] != first_conv.in_channels:
+        raise ShapeError(
+            f"dataset frames are {shape_text(input_shape)} but the {what} expects "
+            f"{first_conv.in_channels} input channels ({first_conv.in_channels}xL)",
+            hint="build the model with in_channels matching the data, or use matching data",
+        )
+    try:
+        # eval: a train-mode forward would update BatchNorm statistics
+        with eval_mode(model), torch.no_grad():
+            out = torch.as_tensor(model(torch.zeros((2, *input_shape), device=model_device(model))))
+    except RuntimeError as exc:
+        raise ShapeError(
+            f"the {what} cannot take dataset frames of shape {shape_text(input_shape)}: "
+            f"{str(exc).splitlines()[0][:160]}",
+            hint="use data of the shape the model was built for",
+        ) from None
+    if out.ndim != 2 or out.shape[1] != num_classes:
+        raise ShapeError(
+            f"the {what} outputs {shape_text(tuple(out.shape[1:]))} per frame but the dataset has "
+            f"{num_classes} classes",
+            hint=f"build the model with num_classes={num_classes}",
+        )
+
+
+@torch.no_grad()
+def predict_logits(model: Any, x: np.ndarray | torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+    """Logits [N, K] (fp32, on CPU) of ``model`` in eval mode for inputs ``x`` [N, ...]."""
+    x = torch.as_tensor(x)
+    device = model_device(model)
+    chunks = []
+    with eval_mode(model):
+        # fp32 even on CUDA: accuracy numbers must not depend on an autocast dtype.
+        for idx in torch.split(torch.arange(len(x)), batch_size):
+            chunks.append(torch.as_tensor(model(x[idx].to(device, non_blocking=True))).float().cpu())
+    return torch.cat(chunks) if chunks else torch.empty(0)
+
+
+def evaluate_model(model: nn.Module, dataset: ArrayDataset, batch_size: int = 512) -> float:
+    """Top-1 accuracy in [0, 1] of ``model`` (on its current device) over ``dataset``.
+
+    Raises ShapeError when the dataset's frames or class count do not fit the model.
+    """
+    if len(dataset) == 0:
+        raise InputFileError("cannot evaluate on an empty dataset", hint="check the split holds frames")
+    check_fits(model, dataset.input_shape, dataset.num_classes)
+    logits = predict_logits(model, dataset.x, batch_size)
+    return float((logits.argmax(dim=1).numpy() == dataset.y).mean())
+
+
+def check_datasets(model: nn.Module, train: ArrayDataset, val: ArrayDataset, what: str) -> None:
+    if len(train) < 2 or len(val) == 0:
+        raise InputFileError(
+            f"training needs >= 2 train frames and >= 1 val frame, got {len(train)} and {len(val)}",
+            hint="check the dataset's train/val split",
+        )
+    for name, data in (("train", train), ("val", val)):
+        if not np.isfinite(data.x).all():
+            raise InputFileError(
+                f"the {name} frames hold NaN or infinite values", hint="clean or regenerate the dataset"
+            )
+    if train.input_shape != val.input_shape or train.class_names != val.class_names:
+        raise ShapeError(
+            f"train frames {shape_text(train.input_shape)} with {train.num_classes} classes do not match "
+            f"val frames {shape_text(val.input_shape)} with {val.num_classes} classes",
+            hint="take both splits from one dataset",
+        )
+    check_fits(model, train.input_shape, train.num_classes, what)
+
+
+@contextlib.contextmanager
+def cpu_threads(num_threads: int | None) -> Iterator[None]:
+    """Use ``num_threads`` torch CPU threads for the duration of a run, then restore."""
+    previous = torch.get_num_threads()
+    if num_threads:
+        torch.set_num_threads(num_threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)

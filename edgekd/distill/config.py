@@ -1,0 +1,247 @@
+"""Typed settings of the training loops (``distill.train``, ``teacher.train``, ``distill.kd``).
+
+Recipe form (every key optional)::
+
+    distill:
+      kd:
+        loss: kd            # simple form: one loss + temperature + alpha
+        temperature: 4.0
+        alpha: 0.7
+        cache_teacher: true
+        terms:              # or: weighted terms (replaces loss/temperature/alpha)
+          - {name: dkd, weight: 1.0, params: {beta: 8.0, warmup_epochs: 5}}
+          - {name: ce}
+          - {name: fitnet, student: [features.1], teacher: [stages.1]}
+          - {name: ofa, student: [features.0, features.1]}
+      train: {epochs: 10, schedule: cosine, warmup_epochs: 1, ema: 0.999, amp: auto,
+              early_stop_patience: 5, checkpoint_every: 200, deterministic: false, ...}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from typing import Any, Literal
+
+import torch
+
+from edgekd.distill.feature_losses import FEATURE_LOSSES
+from edgekd.distill.losses import LOSSES
+from edgekd.errors import ConfigError
+from edgekd.registry import suggestion
+
+# Parameters the objective consumes itself instead of passing them to the loss function.
+_LOOP_PARAMS = {"dkd": {"warmup_epochs": 20}}
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Optimisation settings shared by supervised training and distillation."""
+
+    epochs: int = 8
+    batch_size: int = 256  # global batch: split evenly across processes under torchrun
+    lr: float = 3e-3  # peak learning rate
+    weight_decay: float = 1e-4  # applied to weights only, not to biases or norm scales
+    optimizer: Literal["adamw", "sgd"] = "adamw"
+    schedule: Literal["cosine", "step", "constant"] = "cosine"
+    step_size: int | None = None  # "step": epochs between decays (None: epochs // 3, at least 1)
+    step_gamma: float = 0.1  # "step": factor applied at each decay
+    warmup_epochs: int = 0  # linear warm-up from ~0 to lr, per iteration
+    grad_clip: float | None = None  # max global L2 norm of the gradients
+    ema: float | None = None  # decay of an exponential moving average of the weights (e.g. 0.999)
+    amp: Literal["auto", "bf16", "fp16", "off"] = "auto"  # CUDA only; CPU always trains in fp32
+    channels_last: bool = False  # CUDA only, 4-D (image) inputs only
+    early_stop_patience: int | None = None  # stop after this many epochs without a better val accuracy
+    checkpoint_every: int = 0  # also save the resume state every N steps (0: at epoch ends only)
+    deterministic: bool = False  # torch.use_deterministic_algorithms (needed for exact resume on GPU)
+    seed: int = 0
+    device: str = "auto"  # "auto" = cuda when available, else cpu
+    num_threads: int | None = None  # CPU threads for torch (None: torch's default)
+
+    def validate(self) -> None:
+        if self.epochs < 1 or self.batch_size < 2:
+            raise ConfigError(
+                f"train needs epochs >= 1 and batch_size >= 2, got {self.epochs} and {self.batch_size}"
+            )
+        if not self.lr > 0 or self.weight_decay < 0:
+            raise ConfigError(
+                f"train.lr must be > 0 and weight_decay >= 0, got {self.lr} and {self.weight_decay}"
+            )
+        if not 0 <= self.warmup_epochs < self.epochs:
+            raise ConfigError(
+                f"train.warmup_epochs must be in [0, epochs), "
+                f"got {self.warmup_epochs} with epochs={self.epochs}"
+            )
+        if self.step_size is not None and self.step_size < 1:
+            raise ConfigError(f"train.step_size must be >= 1 or null, got {self.step_size}")
+        if not 0 < self.step_gamma <= 1:
+            raise ConfigError(f"train.step_gamma must be in (0, 1], got {self.step_gamma}")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise ConfigError(f"train.grad_clip must be > 0 or null, got {self.grad_clip}")
+        if self.ema is not None and not 0 < self.ema < 1:
+            raise ConfigError(f"train.ema must be in (0, 1) or null, got {self.ema}", hint="try 0.999")
+        if self.early_stop_patience is not None and self.early_stop_patience < 1:
+            raise ConfigError(
+                f"train.early_stop_patience must be >= 1 or null, got {self.early_stop_patience}"
+            )
+        if self.checkpoint_every < 0:
+            raise ConfigError(f"train.checkpoint_every must be >= 0, got {self.checkpoint_every}")
+        if self.num_threads is not None and self.num_threads < 1:
+            raise ConfigError(f"train.num_threads must be >= 1 or null, got {self.num_threads}")
+        if self.device != "auto":
+            try:
+                torch.device(self.device)
+            except (RuntimeError, ValueError):
+                raise ConfigError(
+                    f"train.device {self.device!r} is not a device", hint="use auto, cpu, cuda or cuda:N"
+                ) from None
+
+
+def loss_names() -> list[str]:
+    """Every loss a term may name: logit losses and feature losses."""
+    return sorted({*LOSSES.names(), *FEATURE_LOSSES.names()})
+
+
+def loss_params(name: str) -> dict[str, Any]:
+    """The parameters (with their paper defaults) a term of loss ``name`` accepts."""
+    if name in FEATURE_LOSSES:
+        return dict(FEATURE_LOSSES.get(name).PARAMS)
+    if name not in LOSSES:
+        raise ConfigError(f"unknown loss {name!r}", hint=suggestion(name, loss_names(), "known losses"))
+    sig = inspect.signature(LOSSES.get(name))
+    params = {p.name: p.default for p in sig.parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY}
+    params.pop("warmup", None)  # supplied by the loop, from warmup_epochs
+    return {**params, **_LOOP_PARAMS.get(name, {})}
+
+
+@dataclasses.dataclass
+class LossTerm:
+    """One weighted term of the distillation objective.
+
+    ``weight`` null takes the loss's customary weight (1; fitnet 100, at 1000).
+    ``student``/``teacher`` are module paths whose outputs feature losses compare, in pairs
+    (fitnet, at, rkd), or student stages that get projection heads (ofa).
+    """
+
+    name: str
+    weight: float | None = None
+    params: dict[str, Any] = dataclasses.field(default_factory=dict)
+    student: list[str] = dataclasses.field(default_factory=list)
+    teacher: list[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def is_feature_loss(self) -> bool:
+        return self.name in FEATURE_LOSSES
+
+    @property
+    def needs_teacher_features(self) -> bool:
+        return self.is_feature_loss and FEATURE_LOSSES.get(self.name).needs_teacher_features
+
+    def resolved_weight(self) -> float:
+        if self.weight is not None:
+            return self.weight
+        return FEATURE_LOSSES.get(self.name).default_weight if self.is_feature_loss else 1.0
+
+    def validate(self) -> None:
+        where = f"distill.kd.terms[{self.name}]"
+        accepted = loss_params(self.name)  # unknown name -> did you mean
+        for key in self.params:
+            if key not in accepted:
+                raise ConfigError(
+                    f"{where}: unknown parameter {key!r}",
+                    hint=suggestion(key, sorted(accepted), f"parameters of {self.name!r}"),
+                )
+        if self.weight is not None and self.weight < 0:
+            raise ConfigError(f"{where}: weight must be >= 0, got {self.weight}")
+        if not self.is_feature_loss:
+            if self.student or self.teacher:
+                raise ConfigError(
+                    f"{where}: {self.name!r} compares logits and takes no module paths",
+                    hint="remove student/teacher, or use fitnet, at, rkd or ofa",
+                )
+            return
+        if not self.student:
+            raise ConfigError(
+                f"{where}: name the student module paths to tap", hint="e.g. student: [features.1]"
+            )
+        if self.needs_teacher_features and len(self.teacher) != len(self.student):
+            raise ConfigError(
+                f"{where}: {len(self.student)} student and {len(self.teacher)} teacher paths; "
+                f"{self.name!r} compares them in pairs",
+                hint="list as many teacher paths as student paths",
+            )
+        if not self.needs_teacher_features and self.teacher:
+            raise ConfigError(f"{where}: {self.name!r} uses no teacher features", hint="remove teacher")
+
+
+@dataclasses.dataclass
+class KDConfig:
+    """Distillation objective: the simple form (``loss``/``temperature``/``alpha``) or ``terms``.
+
+    Simple form: ``loss: kd`` (or ``ce``) is ``alpha * KL * T^2 + (1 - alpha) * CE``; any
+    other logit loss X becomes ``alpha * X(temperature=T) + (1 - alpha) * CE``.
+    """
+
+    loss: str = "kd"
+    temperature: float = 4.0
+    alpha: float = 0.7  # weight of the soft-target term; 1 - alpha weighs the labels
+    # The loop applies no augmentation and the teacher is frozen in eval mode, so its
+    # logits per frame never change: compute them once instead of every epoch.
+    cache_teacher: bool = True
+    terms: list[LossTerm] = dataclasses.field(default_factory=list)
+
+    def validate(self) -> None:
+        if self.terms:
+            if (self.loss, self.temperature, self.alpha) != ("kd", 4.0, 0.7):
+                raise ConfigError(
+                    "distill.kd sets both terms and loss/temperature/alpha",
+                    hint="put temperature and weights into each term's params and weight, and drop the rest",
+                )
+            for term in self.terms:
+                term.validate()
+            return
+        if self.loss in FEATURE_LOSSES:
+            raise ConfigError(
+                f"distill.kd.loss {self.loss!r} is a feature loss and needs module paths",
+                hint=f"use distill.kd.terms: [{{name: {self.loss}, student: [...], ...}}, {{name: kd}}]",
+            )
+        loss_params(self.loss)  # unknown name -> ConfigError with "did you mean"
+        if not self.temperature > 0:
+            raise ConfigError(f"distill.temperature must be > 0, got {self.temperature}")
+        if not 0 <= self.alpha <= 1:
+            raise ConfigError(f"distill.alpha must be in [0, 1], got {self.alpha}")
+
+    def resolved_terms(self) -> list[LossTerm]:
+        """The objective as weighted terms (the simple form translated)."""
+        if self.terms:
+            return list(self.terms)
+        if self.loss in ("kd", "ce"):
+            return [LossTerm(self.loss, 1.0, {"temperature": self.temperature, "alpha": self.alpha})]
+        params = {"temperature": self.temperature} if "temperature" in loss_params(self.loss) else {}
+        return [LossTerm(self.loss, self.alpha, params), LossTerm("ce", 1.0 - self.alpha)]
+
+    def describe(self) -> str:
+        """One line for logs, e.g. ``kd(T=4, alpha=0.7)`` or ``1*dkd(beta=8) + 100*fitnet[...]``."""
+        if not self.terms:
+            return f"loss {self.loss} T={self.temperature:g} alpha={self.alpha:g}"
+        parts = []
+        for term in self.terms:
+            args = ", ".join(f"{k}={v}" for k, v in term.params.items())
+            paths = f"[{','.join(term.student)}->{','.join(term.teacher)}]" if term.student else ""
+            parts.append(f"{term.resolved_weight():g}*{term.name}({args}){paths}")
+        return " + ".join(parts)
+
+    @property
+    def needs_teacher_features(self) -> bool:
+        return any(t.needs_teacher_features for t in self.resolved_terms())
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """Per-epoch records (epoch, train_loss, val_accuracy, lr, seconds) and the best epoch."""
+
+    history: list[dict]
+    best_epoch: int
+    best_val_accuracy: float
+    stopped_early: bool = False
+    steps: int = 0  # optimizer steps taken in total

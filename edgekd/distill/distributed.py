@@ -1,0 +1,111 @@
+"""torchrun support: process group set-up and the sharding of each shuffled batch.
+
+Under ``torchrun --nproc-per-node N`` (``WORLD_SIZE`` > 1) the loop joins a process group
+(NCCL on CUDA, gloo on CPU), wraps the student in DistributedDataParallel and gives each
+rank an equal, disjoint share of every global batch of the same seeded permutation. With
+gradients averaged by DDP this is the single-process step, up to float summation order
+(and BatchNorm, whose statistics stay per rank).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import torch
+import torch.distributed as dist
+
+from edgekd.errors import ConfigError
+
+
+@dataclasses.dataclass
+class DistContext:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    owns_group: bool = False  # True when this loop created the process group (and must end it)
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed(device: torch.device) -> DistContext:
+    """Join (or reuse) the process group that torchrun describes in the environment."""
+    if dist.is_available() and dist.is_initialized():
+        return DistContext(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistContext()
+    if not dist.is_available():
+        raise ConfigError("WORLD_SIZE > 1 but torch.distributed is not available in this build")
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    dist.init_process_group(backend=backend)
+    return DistContext(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)), True)
+
+
+def process_device(device: torch.device) -> torch.device:
+    """Under torchrun a bare ``cuda`` means this process's GPU, ``cuda:LOCAL_RANK``."""
+    if device.type == "cuda" and device.index is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return device
+
+
+def local_device(device: torch.device, ctx: DistContext) -> torch.device:
+    """One GPU per process: cuda:LOCAL_RANK under torchrun; CPU stays CPU."""
+    if ctx.enabled and device.type == "cuda":
+        torch.cuda.set_device(ctx.local_rank)
+        return torch.device("cuda", ctx.local_rank)
+    return device
+
+
+def global_batches(order: torch.Tensor, batch_size: int, world_size: int) -> list[torch.Tensor]:
+    """Split a permutation [n] into global batches whose sizes are multiples of ``world_size``.
+
+    The order is padded by repeating its head (as DistributedSampler does) so every rank
+    gets the same number of rows; batches with fewer than 2 rows per rank are dropped
+    (train-mode BatchNorm needs 2), identically on every rank.
+    """
+    if batch_size % world_size:
+        raise ConfigError(
+            f"train.batch_size {batch_size} does not split evenly over {world_size} processes",
+            hint=f"use a multiple of {world_size}",
+        )
+    pad = (-len(order)) % world_size
+    if pad:
+        order = torch.cat([order, order[:pad]])
+    return [b for b in torch.split(order, batch_size) if len(b) >= 2 * world_size]
+
+
+def shard(batch: torch.Tensor, ctx: DistContext) -> torch.Tensor:
+    """This rank's rows of a global batch: rows rank, rank + W, rank + 2W, ..."""
+    return batch[ctx.rank :: ctx.world_size] if ctx.enabled else batch
+
+
+def all_reduce_sum(values: torch.Tensor, ctx: DistContext) -> torch.Tensor:
+    if ctx.enabled:
+        values = values.clone()
+        dist.all_reduce(values, op=dist.ReduceOp.SUM)
+    return values
+
+
+def teardown(ctx: DistContext) -> None:
+    if ctx.owns_group and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def is_main_process() -> bool:
+    """True outside torchrun and on rank 0: the process that writes artifacts."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank() == 0
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def barrier() -> None:
+    """Wait for every rank (after rank 0 wrote a file the others read); a no-op alone."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()

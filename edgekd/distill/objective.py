@@ -1,0 +1,114 @@
+"""The training objective: a weighted sum of loss terms, with their projectors as parameters.
+
+``DistillObjective`` is an ``nn.Module`` so that projectors and OFA heads train with the
+student (they join its optimizer and, under torchrun, its DistributedDataParallel wrapper).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from edgekd.distill.config import LossTerm
+from edgekd.distill.feature_losses import FEATURE_LOSSES, FeatureLoss, LossInputs
+from edgekd.distill.losses import LOSSES
+from edgekd.errors import ConfigError
+
+
+def _unique(paths: list[str]) -> list[str]:
+    return list(dict.fromkeys(paths))
+
+
+class DistillObjective(nn.Module):
+    """``sum_i weight_i * term_i(inputs)`` over ``terms``; ``forward`` also returns each part.
+
+    Feature terms are built lazily: call ``build()`` once with example features (the loop
+    does, from a two-frame forward pass) before the optimizer is made.
+    """
+
+    def __init__(self, terms: list[LossTerm]) -> None:
+        super().__init__()
+        if not terms:
+            raise ConfigError("the distillation objective has no terms", hint="add at least one loss term")
+        for term in terms:
+            term.validate()
+        self.terms = list(terms)
+        self.feature_terms = nn.ModuleDict(
+            {str(i): FEATURE_LOSSES.get(t.name)(**t.params) for i, t in enumerate(terms) if t.is_feature_loss}
+        )
+
+    @property
+    def student_paths(self) -> list[str]:
+        return _unique([p for t in self.terms for p in t.student])
+
+    @property
+    def teacher_paths(self) -> list[str]:
+        return _unique([p for t in self.terms for p in t.teacher])
+
+    @property
+    def needs_teacher(self) -> bool:
+        """False only when every term is label-only (``ce``): supervised training."""
+        return any(t.name != "ce" for t in self.terms)
+
+    @property
+    def needs_teacher_features(self) -> bool:
+        return bool(self.teacher_paths)
+
+    @property
+    def is_built(self) -> bool:
+        return all(m.built for m in self.feature_terms.values())
+
+    def build(
+        self, student: dict[str, torch.Tensor], teacher: dict[str, torch.Tensor], num_classes: int
+    ) -> None:
+        """Create every feature term's projectors from example features keyed by module path."""
+        for key, module in self.feature_terms.items():
+            term = self.terms[int(key)]
+            module.build([student[p] for p in term.student], [teacher[p] for p in term.teacher], num_classes)
+
+    def forward(
+        self,
+        student_logits: torch.Tensor,
+        teacher_logits: torch.Tensor | None,
+        targets: torch.Tensor,
+        student_features: dict[str, torch.Tensor],
+        teacher_features: dict[str, torch.Tensor],
+        epoch: int,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(total scalar loss in fp32 or wider, {term label: unweighted value})."""
+        total = None
+        parts: dict[str, torch.Tensor] = {}
+        for i, term in enumerate(self.terms):
+            if term.is_feature_loss:
+                module: FeatureLoss = self.feature_terms[str(i)]  # type: ignore[assignment]
+                value = module(
+                    LossInputs(
+                        student_logits,
+                        teacher_logits,
+                        targets,
+                        [student_features[p] for p in term.student],
+                        [teacher_features[p] for p in term.teacher],
+                        epoch,
+                    )
+                )
+            else:
+                value = self._logit_term(term, student_logits, teacher_logits, targets, epoch)
+            parts[f"{i}:{term.name}"] = value.detach()
+            weighted = term.resolved_weight() * value
+            total = weighted if total is None else total + weighted
+        return total, parts
+
+    @staticmethod
+    def _logit_term(
+        term: LossTerm,
+        student_logits: torch.Tensor,
+        teacher_logits: torch.Tensor | None,
+        targets: torch.Tensor,
+        epoch: int,
+    ) -> torch.Tensor:
+        params = dict(term.params)
+        if term.name == "dkd":
+            # DKD ramps its weight linearly over the first warmup_epochs epochs (paper: 20).
+            warmup_epochs = params.pop("warmup_epochs", 20)
+            params["warmup"] = min(epoch / warmup_epochs, 1.0) if warmup_epochs > 0 else 1.0
+        return LOSSES.get(term.name)(student_logits, teacher_logits, targets, **params)

@@ -1,0 +1,189 @@
+"""Build (or reuse) a TensorRT engine from an ONNX file with the TensorRT Python API.
+
+TensorRT 10: a weakly typed network with FP16/INT8 builder flags and, for implicit INT8,
+an IInt8EntropyCalibrator2 over calibration frames; or, for ``int8_mode: qdq``, a
+strongly typed network from a symmetric Q/DQ ONNX. TensorRT 11: always strongly typed,
+no precision flags; INT8 only from the Q/DQ ONNX (``qdq.quantize_for_tensorrt``).
+
+Every build uses one optimization profile (dynamic batch min/opt/max, see
+``plan.profile_shapes``) and a persistent timing cache per TensorRT version and GPU,
+and lands in ``cache_dir`` under ``plan.engine_cache_key``: a second call with the same
+ONNX, TensorRT, GPU and flags loads the engine instead of building it.
+
+Needs ``tensorrt`` and a CUDA GPU; without them ``RuntimeUnavailable`` says which is missing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekd.artifacts import atomic_write_bytes, require_file, sha256_file
+from edgekd.errors import ConfigError, RuntimeUnavailable
+from edgekd.export.onnx_export import ExportError, as_samples, inspect_onnx, short_reason
+from edgekd.export.tensorrt.plan import (
+    TensorRTConfig,
+    builder_flags,
+    calibration_batches,
+    engine_cache_key,
+    engine_file_name,
+    profile_shapes,
+    resolve_int8_mode,
+    strongly_typed,
+)
+
+
+@dataclass
+class EngineBuild:
+    """``path``: the engine file; ``cached``: loaded from the cache, not built; ``build_s``: seconds."""
+
+    path: Path
+    key: str
+    cached: bool
+    tensorrt_version: str
+    compute_capability: tuple[int, int]
+    precision: str
+    int8_mode: str | None
+    build_s: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["path"] = os.fspath(self.path)
+        return data
+
+
+def tensorrt_unavailable_reason() -> str | None:
+    """One line saying why TensorRT cannot build here ("TensorRT is not installed: ...",
+    "no CUDA GPU: ..."), or None when it can."""
+    try:
+        _import_tensorrt()
+        _compute_capability()
+    except RuntimeUnavailable as exc:
+        return exc.message
+    return None
+
+
+def engine_from_onnx(
+    onnx_path: str | os.PathLike[str],
+    cfg: TensorRTConfig,
+    *,
+    target_shape: list[int] | None = None,
+    calibration_samples: np.ndarray | None = None,
+) -> EngineBuild:
+    """TensorRT engine for ``onnx_path`` in ``cfg.cache_dir``, built only when not cached.
+
+    Args:
+        onnx_path: FP32 ONNX, or for ``int8_mode`` "qdq" the symmetric Q/DQ ONNX.
+        cfg: precision, INT8 route, profile batches, workspace, cache folder.
+        target_shape: the target profile's ``input_shape`` (its batch is the profile's opt).
+        calibration_samples: float32 ``[N, ...]`` frames, needed by the "calibrator" route.
+
+    Raises:
+        RuntimeUnavailable: no TensorRT or no CUDA GPU. ConfigError: a precision/route this
+        TensorRT lacks, or a missing input. ExportError: parsing or building failed.
+    """
+    cfg.validate()
+    trt = _import_tensorrt()
+    capability = _compute_capability()
+    onnx_path = require_file(onnx_path, "ONNX model", hint="run `edgekd export` first")
+    major = int(str(trt.__version__).split(".")[0])
+    flags = builder_flags(cfg, major)
+    mode = resolve_int8_mode(cfg, major)
+    if mode == "qdq":
+        from edgekd.export.tensorrt.qdq import check_tensorrt_qdq
+
+        if check_tensorrt_qdq(onnx_path)["quantize_linear"] == 0:
+            raise ConfigError(
+                f"{onnx_path.name} has no Q/DQ nodes, but int8_mode qdq builds INT8 from them",
+                hint="make it with edgekd.export.tensorrt.qdq.quantize_for_tensorrt",
+            )
+    if mode == "calibrator" and calibration_samples is None:
+        raise ConfigError(
+            "TensorRT INT8 calibration needs calibration frames", hint="pass calibration_samples"
+        )
+
+    cache_dir = Path(cfg.cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    key = engine_cache_key(sha256_file(onnx_path), str(trt.__version__), capability, cfg, major)
+    engine_path = cache_dir / engine_file_name(key, cfg)
+    result = EngineBuild(engine_path, key, True, str(trt.__version__), capability, cfg.precision, mode)
+    if engine_path.exists():
+        return result
+
+    start = time.perf_counter()
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    typed = strongly_typed(cfg, major) and major < 11  # 11: strongly typed is the only kind
+    network = builder.create_network(
+        1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if typed else 0
+    )
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(os.fspath(onnx_path)):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise ExportError(
+            f"TensorRT {trt.__version__} cannot parse {onnx_path.name}: {errors or 'unknown error'}",
+            hint="check the opset and ops against TensorRT's ONNX operator support",
+        )
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, cfg.workspace_mb << 20)
+    for flag in flags:
+        config.set_flag(getattr(trt.BuilderFlag, flag))
+    profile = builder.create_optimization_profile()
+    for inp in inspect_onnx(onnx_path)["inputs"]:
+        shapes = profile_shapes(inp["name"], inp["shape"], target_shape, cfg)
+        profile.set_shape(shapes.name, shapes.min, shapes.opt, shapes.max)
+    config.add_optimization_profile(profile)
+    if mode == "calibrator":
+        from edgekd.export.tensorrt.calibrator import entropy_calibrator
+
+        frames = as_samples(calibration_samples, "calibration samples")
+        batches = list(calibration_batches(frames, cfg.calibration_batch))
+        config.int8_calibrator = entropy_calibrator(trt, batches, cache_dir / f"calibration-{key}.cache")
+        config.set_calibration_profile(profile)  # dynamic shapes: calibrate with this profile
+    timing_path = cache_dir / f"timing-trt{trt.__version__}-sm{capability[0]}{capability[1]}.cache"
+    timing = config.create_timing_cache(timing_path.read_bytes() if timing_path.exists() else b"")
+    config.set_timing_cache(timing, False)
+
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise ExportError(
+            f"TensorRT {trt.__version__} could not build an engine for {onnx_path.name} ({cfg.precision})",
+            hint="run with a larger tensorrt.workspace_mb or another precision; TensorRT's log has the cause",
+        )
+    plan = bytes(serialized)
+    if trt.Runtime(logger).deserialize_cuda_engine(plan) is None:
+        raise ExportError(f"TensorRT built an engine for {onnx_path.name} that it cannot load")
+    atomic_write_bytes(engine_path, plan)
+    atomic_write_bytes(timing_path, bytes(config.get_timing_cache().serialize()))
+    return dataclasses.replace(result, cached=False, build_s=time.perf_counter() - start)
+
+
+def _import_tensorrt() -> Any:
+    try:
+        import tensorrt
+    except Exception as exc:  # ImportError, or a CUDA library missing at load time
+        raise RuntimeUnavailable(
+            f"TensorRT is not installed: {short_reason(exc)}",
+            hint="install TensorRT 10 or 11 for this CUDA (pip install tensorrt) on an NVIDIA machine",
+        ) from None
+    return tensorrt
+
+
+def _compute_capability() -> tuple[int, int]:
+    try:
+        import torch
+
+        if not torch.cuda.is_available():
+            raise RuntimeError("torch.cuda.is_available() is False")
+        major, minor = torch.cuda.get_device_capability(0)
+    except Exception as exc:
+        raise RuntimeUnavailable(
+            f"no CUDA GPU: {short_reason(exc)}", hint="build TensorRT engines on the NVIDIA target"
+        ) from None
+    return int(major), int(minor)

@@ -1,0 +1,190 @@
+"""A teacher that exists only as an ONNX file, run through ONNX Runtime as a black box.
+
+Users sometimes have a teacher only as ``teacher.onnx`` (exported by another team, or from a
+framework edgekd does not load). :class:`OnnxTeacher` makes it a drop-in for a PyTorch teacher
+in logit-based distillation: an ``nn.Module`` without parameters whose forward maps a torch
+tensor [N, ...] to float32 logits [N, K], computed without autograd. It has no intermediate
+features to tap (``supports_features = False``); :func:`require_feature_support` turns a
+feature loss asked of it into one clear line.
+
+>>> teacher = OnnxTeacher("teacher.onnx")
+>>> logits = teacher(torch.randn(8, 2, 128))   # float32 [8, K], on the input's device
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from edgekd.errors import ConfigError, InputFileError, RuntimeUnavailable, ShapeError
+
+_ORT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64}
+DEFAULT_BATCH = 256  # frames per ORT call: bounds the memory of one teacher pass
+
+
+def _ort() -> Any:
+    try:
+        import onnxruntime  # lazy: only an ONNX teacher needs it at distillation time
+    except ImportError:
+        raise RuntimeUnavailable(
+            "an ONNX teacher needs onnxruntime, which is not installed", hint="pip install onnxruntime"
+        ) from None
+    return onnxruntime
+
+
+def is_onnx_path(name: str | os.PathLike[str]) -> bool:
+    """True when a teacher reference names an ONNX file (by its ``.onnx`` suffix)."""
+    return str(name).lower().endswith(".onnx")
+
+
+class OnnxTeacher(nn.Module):
+    """An ONNX classifier as a frozen teacher: torch [N, ...] -> float32 logits [N, K], no grad.
+
+    Args:
+        path: the ``.onnx`` file; one input (float32, float16 or float64) and the logits as
+            first output.
+        providers: ONNX Runtime execution providers in order of preference; default CUDA when
+            ORT has it, then CPU.
+        threads: intra-op threads of the CPU provider (default: ORT's choice).
+        batch_size: frames per ORT call when the graph's batch is dynamic.
+
+    Attributes:
+        input_shape: per-sample input dims ``[C, ...]``, ``None`` where the graph leaves a dim free.
+        num_classes: K when the graph fixes it, else None.
+        class_names: from the model's ``class_names`` metadata (JSON list), else None.
+        num_parameters: elements of the graph's initializers (the teacher's size).
+    """
+
+    supports_features = False
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        providers: Sequence[str] | None = None,
+        threads: int | None = None,
+        batch_size: int = DEFAULT_BATCH,
+    ) -> None:
+        super().__init__()
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise InputFileError(f"ONNX teacher {self.path} does not exist", hint="check teacher.checkpoint")
+        if batch_size <= 0:
+            raise ConfigError(f"batch_size must be positive, got {batch_size}")
+        self.batch_size = int(batch_size)
+        ort = _ort()
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        if threads:
+            options.intra_op_num_threads = int(threads)
+        available = ort.get_available_providers()
+        wanted = list(providers) if providers else ["CUDAExecutionProvider", "CPUExecutionProvider"]
+        chosen = [p for p in wanted if p in available] or ["CPUExecutionProvider"]
+        try:
+            self.session = ort.InferenceSession(os.fspath(self.path), options, providers=chosen)
+        except Exception as exc:  # ORT raises its own InvalidProtobuf/Fail/InvalidGraph types
+            reason = " ".join(str(exc).split())[:200]
+            raise InputFileError(
+                f"ONNX teacher {self.path} cannot be loaded by ONNX Runtime: {reason}",
+                hint="check that the file is a complete, valid ONNX model",
+            ) from None
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        if len(inputs) != 1:
+            raise InputFileError(
+                f"ONNX teacher {self.path} has {len(inputs)} inputs; a teacher takes one tensor",
+                hint="export the teacher with a single input [N, ...]",
+            )
+        self.input_name = inputs[0].name
+        self.input_dtype = _ORT_TYPES.get(inputs[0].type)
+        if self.input_dtype is None:
+            raise InputFileError(f"ONNX teacher {self.path} takes {inputs[0].type}; expected a float tensor")
+        dims = [d if isinstance(d, int) and d > 0 else None for d in inputs[0].shape]
+        if len(dims) < 2:
+            raise InputFileError(
+                f"ONNX teacher {self.path} input has shape {inputs[0].shape}; expected [N, ...]"
+            )
+        self.fixed_batch = dims[0]
+        self.input_shape: list[int | None] = dims[1:]
+        out_shape = outputs[0].shape
+        self.num_classes = out_shape[-1] if isinstance(out_shape[-1], int) and len(out_shape) == 2 else None
+        self.class_names = self._metadata_class_names()
+        self.num_parameters = self._count_parameters()
+
+    def _metadata_class_names(self) -> list[str] | None:
+        raw = self.session.get_modelmeta().custom_metadata_map.get("class_names")
+        if not raw:
+            return None
+        try:
+            names = json.loads(raw)
+        except json.JSONDecodeError:
+            names = raw.split(",")
+        return [str(n).strip() for n in names] if isinstance(names, list) else None
+
+    def _count_parameters(self) -> int | None:
+        try:
+            import onnx
+        except ImportError:
+            return None
+        model = onnx.load(os.fspath(self.path), load_external_data=False)
+        return int(sum(int(np.prod(init.dims)) for init in model.graph.initializer))
+
+    def check_input_shape(self, sample_shape: Sequence[int], what: str = "data") -> None:
+        """ShapeError unless samples of shape ``sample_shape`` (no batch axis) fit the graph input."""
+        sample_shape = tuple(int(d) for d in sample_shape)
+        fits = len(sample_shape) == len(self.input_shape) and all(
+            want is None or want == got for want, got in zip(self.input_shape, sample_shape, strict=True)
+        )
+        if not fits:
+            want = ["?" if d is None else d for d in self.input_shape]
+            raise ShapeError(
+                f"ONNX teacher {self.path.name} takes samples of shape {want}, "
+                f"the {what} has {list(sample_shape)}",
+                hint="feed data shaped like the teacher's input, or re-export the teacher",
+            )
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """[N, ...] tensor (any float dtype, any device) -> float32 logits [N, K] on ``x.device``."""
+        if x.ndim < 1:
+            raise ShapeError("the ONNX teacher needs a batch [N, ...], got a scalar")
+        self.check_input_shape(x.shape[1:], "batch")
+        frames = x.detach().to("cpu", torch.float32).numpy().astype(self.input_dtype, copy=False)
+        step = self.fixed_batch or self.batch_size
+        if self.fixed_batch and len(frames) % self.fixed_batch:
+            raise ShapeError(
+                f"ONNX teacher {self.path.name} has a fixed batch of {self.fixed_batch}; "
+                f"got {len(frames)} samples",
+                hint="re-export the teacher with a dynamic batch axis, or batch by that size",
+            )
+        chunks = [
+            self.session.run(None, {self.input_name: np.ascontiguousarray(frames[i : i + step])})[0]
+            for i in range(0, len(frames), step)
+        ]
+        logits = np.concatenate(chunks, axis=0) if chunks else np.zeros((0, self.num_classes or 0))
+        if logits.ndim != 2 or len(logits) != len(frames):
+            raise ShapeError(
+                f"ONNX teacher {self.path.name} returned shape {list(logits.shape)} for {len(frames)} "
+                "samples; expected logits [N, K]",
+                hint="export the teacher so its first output is the logits",
+            )
+        return torch.from_numpy(logits.astype(np.float32, copy=False)).to(x.device)
+
+    def extra_repr(self) -> str:
+        return f"path={str(self.path)!r}, input_shape={self.input_shape}, num_classes={self.num_classes}"
+
+
+def require_feature_support(teacher: nn.Module, losses: Sequence[str]) -> None:
+    """ConfigError when feature losses (``losses``, e.g. ["fitnet"]) are asked of a black-box teacher."""
+    if losses and not getattr(teacher, "supports_features", True):
+        raise ConfigError(
+            f"loss(es) {', '.join(losses)} need intermediate features, but the teacher "
+            f"{getattr(teacher, 'path', type(teacher).__name__)} is an ONNX file run as a black box",
+            hint="use logit losses (kd, rkl, js, dkd, nkd, dist) or give a PyTorch teacher checkpoint",
+        )

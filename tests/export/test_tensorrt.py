@@ -1,0 +1,164 @@
+"""TensorRT: everything that runs without a GPU (profile shapes, calibration batches, cache keys,
+builder flags per major version, symmetric Q/DQ for explicit quantization), and the real engine
+build, which skips with its reason where TensorRT or a CUDA GPU is absent."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edgekd.config import from_dict
+from edgekd.errors import ConfigError, RuntimeUnavailable, ShapeError
+from edgekd.export.onnx_export import ExportConfig, export_onnx, run_onnxruntime
+from edgekd.export.tensorrt.builder import engine_from_onnx, tensorrt_unavailable_reason
+from edgekd.export.tensorrt.plan import (
+    TensorRTConfig,
+    builder_flags,
+    calibration_batches,
+    engine_cache_key,
+    profile_shapes,
+    resolve_int8_mode,
+    strongly_typed,
+)
+from edgekd.export.tensorrt.qdq import check_tensorrt_qdq, quantize_for_tensorrt
+from edgekd.quantize.config import QuantizeError
+from edgekd.quantize.coverage import describe_quantized
+from edgekd.quantize.ort_static import QuantizeConfig, quantize_onnx_static
+from tests.export.tiny_nets import iq_frames, trained_net
+
+TRT_REASON = tensorrt_unavailable_reason()
+SHA = "ab" * 32
+
+
+@pytest.fixture(scope="module")
+def fp32(tmp_path_factory):
+    path = tmp_path_factory.mktemp("trt") / "student.onnx"
+    export_onnx(trained_net("conv"), iq_frames(16, seed=2)[0], path, ExportConfig())
+    return path
+
+
+def test_profile_batch_range_with_opt_from_the_target():
+    cfg = TensorRTConfig(min_batch=1, max_batch=32)
+    shapes = profile_shapes("input", ["batch", 2, 128], [8, 2, 128], cfg)
+    assert (shapes.min, shapes.opt, shapes.max) == ((1, 2, 128), (8, 2, 128), (32, 2, 128))
+    explicit = profile_shapes("input", ["batch", 2, 128], [8, 2, 128], TensorRTConfig(opt_batch=4))
+    assert explicit.opt == (4, 2, 128)
+    # A target batch beyond max_batch is clamped; no target -> opt is min_batch.
+    assert profile_shapes("input", ["batch", 2, 128], [64, 2, 128], cfg).opt == (32, 2, 128)
+    assert profile_shapes("input", ["batch", 2, 128], None, cfg).opt == (1, 2, 128)
+
+
+def test_profile_dynamic_spatial_dims_come_from_the_target():
+    cfg = TensorRTConfig(max_batch=4)
+    shapes = profile_shapes("image", ["batch", 3, "h", "w"], [1, 3, 224, 224], cfg)
+    assert shapes.max == (4, 3, 224, 224)
+    with pytest.raises(ShapeError, match="axis 2 is dynamic"):
+        profile_shapes("image", ["batch", 3, "h", "w"], None, cfg)
+
+
+def test_static_batch_gives_a_fixed_profile():
+    shapes = profile_shapes("input", [1, 2, 128], [8, 2, 128], TensorRTConfig())
+    assert shapes.min == shapes.opt == shapes.max == (1, 2, 128)
+
+
+def test_profile_batches_are_validated():
+    with pytest.raises(ConfigError, match="min_batch <= max_batch"):
+        from_dict(TensorRTConfig, {"min_batch": 8, "max_batch": 4})
+    with pytest.raises(ConfigError, match="opt_batch 64 is outside"):
+        from_dict(TensorRTConfig, {"opt_batch": 64})
+
+
+def test_calibration_batches_are_fixed_size_in_order():
+    frames = np.arange(50 * 2 * 4, dtype=np.float64).reshape(50, 2, 4)
+    batches = list(calibration_batches(frames, 16))
+    assert [b.shape for b in batches] == [(16, 2, 4)] * 3  # the short last batch (2 frames) is dropped
+    assert all(b.dtype == np.float32 and b.flags["C_CONTIGUOUS"] for b in batches)
+    np.testing.assert_array_equal(np.concatenate(batches), frames[:48].astype(np.float32))
+    with pytest.raises(ShapeError, match="fewer than one calibration batch"):
+        list(calibration_batches(frames[:10], 16))
+
+
+def test_cache_key_changes_with_each_thing_that_makes_an_engine():
+    cfg = TensorRTConfig(precision="fp16")
+    base = engine_cache_key(SHA, "10.8.0", (8, 7), cfg, 10)
+    assert base == engine_cache_key(SHA, "10.8.0", (8, 7), TensorRTConfig(precision="fp16"), 10)
+    others = {
+        engine_cache_key("cd" * 32, "10.8.0", (8, 7), cfg, 10),  # another ONNX
+        engine_cache_key(SHA, "10.9.0", (8, 7), cfg, 10),  # another TensorRT
+        engine_cache_key(SHA, "10.8.0", (8, 9), cfg, 10),  # another GPU
+        engine_cache_key(SHA, "10.8.0", (8, 7), TensorRTConfig(precision="int8"), 10),  # flags
+        engine_cache_key(SHA, "10.8.0", (8, 7), TensorRTConfig(precision="fp16", max_batch=64), 10),
+    }
+    assert base not in others and len(others) == 5
+    # Where the cache lives does not change what the engine is.
+    assert base == engine_cache_key(
+        SHA, "10.8.0", (8, 7), TensorRTConfig(precision="fp16", cache_dir="x"), 10
+    )
+
+
+def test_builder_flags_and_int8_routes_per_major_version():
+    int8 = TensorRTConfig(precision="int8")
+    assert builder_flags(TensorRTConfig(precision="fp16"), 10) == ["FP16"]
+    assert builder_flags(int8, 10) == ["FP16", "INT8"] and resolve_int8_mode(int8, 10) == "calibrator"
+    assert not strongly_typed(int8, 10)
+    qdq10 = TensorRTConfig(precision="int8", int8_mode="qdq")
+    assert builder_flags(qdq10, 10) == [] and strongly_typed(qdq10, 10)
+    assert resolve_int8_mode(int8, 11) == "qdq" and builder_flags(int8, 11) == [] and strongly_typed(int8, 11)
+    with pytest.raises(ConfigError, match="removed implicit INT8 calibration"):
+        resolve_int8_mode(TensorRTConfig(precision="int8", int8_mode="calibrator"), 11)
+    with pytest.raises(ConfigError, match="no FP16 builder flag"):
+        builder_flags(TensorRTConfig(precision="fp16"), 11)
+
+
+def test_qdq_for_tensorrt_is_symmetric_int8_with_float_bias(tmp_path, fp32):
+    out = tmp_path / "student.trt-int8.onnx"
+    calib = iq_frames(64, seed=5)[0]
+    summary = quantize_for_tensorrt(fp32, out, calib, calibration_method="minmax")
+    assert summary["quantize_linear"] > 0 and summary["per_channel_weights"] == 3
+    assert {"Conv", "Gemm"} <= set(summary["quantized_ops"])
+    graph = describe_quantized(out)
+    assert graph["activation_zero_point_dtypes"] == ["int8"] and graph["weight_dtypes"] == ["int8"]
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(out))
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    qdq = [n for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    assert all(inits[n.input[2]].dtype == np.int8 and not inits[n.input[2]].any() for n in qdq)
+    assert not any(inits[n.input[0]].dtype == np.int32 for n in qdq if n.input[0] in inits)  # biases float
+    frames = iq_frames(128, seed=6)[0]
+    agree = np.mean(run_onnxruntime(out, frames).argmax(1) == run_onnxruntime(fp32, frames).argmax(1))
+    assert agree >= 0.9
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["student.trt-int8.onnx"]
+
+
+def test_asymmetric_ort_model_is_rejected_for_tensorrt(tmp_path, fp32):
+    cpu = tmp_path / "cpu.onnx"
+    cfg = QuantizeConfig(activation_type="uint8", reduce_range=True)
+    quantize_onnx_static(fp32, cpu, iq_frames(32, seed=5)[0], cfg)
+    with pytest.raises(QuantizeError, match="TensorRT needs int8 zero points of 0"):
+        check_tensorrt_qdq(cpu)
+
+
+@pytest.mark.skipif(TRT_REASON is None, reason="TensorRT and a CUDA GPU are present")
+def test_engine_build_without_tensorrt_says_why(tmp_path, fp32):
+    with pytest.raises(RuntimeUnavailable) as info:
+        engine_from_onnx(fp32, TensorRTConfig(cache_dir=str(tmp_path / "cache")))
+    assert info.value.message == TRT_REASON
+    assert TRT_REASON.startswith(("TensorRT is not installed", "no CUDA GPU"))
+    assert not (tmp_path / "cache").exists()
+
+
+@pytest.mark.skipif(TRT_REASON is not None, reason=TRT_REASON or "")
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_engine_builds_once_then_comes_from_the_cache(tmp_path, fp32, precision):
+    cfg = TensorRTConfig(precision=precision, int8_mode="qdq", max_batch=8, cache_dir=str(tmp_path / "cache"))
+    source = fp32
+    if precision == "int8":
+        source = tmp_path / "qdq.onnx"
+        quantize_for_tensorrt(fp32, source, iq_frames(64, seed=5)[0])
+    first = engine_from_onnx(source, cfg, target_shape=[1, 2, 128])
+    assert not first.cached and first.path.stat().st_size > 0
+    assert list((tmp_path / "cache").glob("timing-*.cache"))
+    again = engine_from_onnx(source, cfg, target_shape=[1, 2, 128])
+    assert again.cached and again.path == first.path and again.key == first.key
