@@ -24,8 +24,9 @@ class Budgets:
     Accuracies are fractions in [0, 1]. ``max_accuracy_drop`` is absolute (0.01 = one
     point), ``max_accuracy_drop_relative`` a fraction of the compared accuracy (0.02 =
     2% of it); both compare with ``accuracy_drop_vs``: the baseline result (``--baseline``),
-    the bench's reference entry (PyTorch FP32 of the same model), or ``auto`` (the
-    baseline when one is given, else the reference). ``max_latency_regression`` is a
+    the bench's reference entry (PyTorch FP32 of the same model), the teacher (its accuracy
+    on the same frames, recorded by ``edgekd run`` or ``edgekd bench --teacher``), or
+    ``auto`` (the baseline when one is given, else the reference). ``max_latency_regression`` is a
     fraction (0.1 = 10% slower than the baseline), judged by ``latency_method`` (see
     ``edgekd/gate/latency.py``: ``ci``, ``ratio`` or ``absolute``).
     """
@@ -38,7 +39,7 @@ class Budgets:
     min_accuracy: float | None = None
     max_accuracy_drop: float | None = None
     max_accuracy_drop_relative: float | None = None
-    accuracy_drop_vs: Literal["auto", "baseline", "reference"] = "auto"
+    accuracy_drop_vs: Literal["auto", "baseline", "reference", "teacher"] = "auto"
     max_latency_regression: float | None = None
     latency_method: Literal["ci", "ratio", "absolute"] = "ci"
     latency_anchor: str | None = None

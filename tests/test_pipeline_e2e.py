@@ -63,6 +63,8 @@ def test_demo_writes_bench_report_and_artifacts(demo_run):
         assert entry["latency_ms"]["p50"] > 0
         assert 0.0 <= entry["accuracy"]["overall"] <= 1.0
         assert entry["accuracy"]["per_snr"]
+    teacher = bench["teacher"]
+    assert teacher["path"] == "teacher.pt" and 0.0 <= teacher["accuracy"] <= 1.0
     html = (demo_run / "report.html").read_text()
     assert "<svg" in html
     for name in ("data.npz", "teacher.pt", "student.pt", "student.onnx", "student.xml", "student.int8.onnx"):
@@ -123,12 +125,15 @@ def test_stages_run_alone_from_the_artifacts_before(demo_run, tmp_path):
             "10",
             "--min-seconds",
             "0.01",
+            "--teacher",
+            str(demo_run / "teacher.pt"),
             "-q",
         ],
     )
     assert benched.exit_code == 0, benched.output
-    ids = [e["id"] for e in json.loads((tmp_path / "b" / "bench.json").read_text())["entries"]]
-    assert ids == ["torch/fp32", "onnxruntime/fp32", "onnxruntime/int8"]
+    doc = json.loads((tmp_path / "b" / "bench.json").read_text())
+    assert [e["id"] for e in doc["entries"]] == ["torch/fp32", "onnxruntime/fp32", "onnxruntime/int8"]
+    assert doc["teacher"]["path"] == "teacher.pt"
 
 
 @pytest.mark.slow

@@ -134,6 +134,8 @@ _DOCUMENT = {
     "reference": _Opt(STR),
     "entries": _List(_ENTRY),
     "roofline": _Absent(_Opt({"peak_gflops": NUM, "gemm_n": INT, "repeats": INT, "gemm_ms": NUM})),
+    # The teacher's accuracy on the same frames, for gates that bound the drop vs the teacher.
+    "teacher": _Absent(_Opt({"path": STR, "sha256": STR, "accuracy": NUM})),
 }
 # Fields an "ok" entry must fill (they may be null only when the entry did not run).
 _OK_REQUIRED = ("executed_precision", "load_ms", "latency_ms", "noisy", "accuracy")

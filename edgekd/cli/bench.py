@@ -29,6 +29,12 @@ from edgekd.cli.common import make_console, make_log, out_option, quiet_option
     show_default=True,
     help="Entry that agreement and accuracy drop are measured against.",
 )
+@click.option(
+    "--teacher",
+    "teacher_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also record the teacher's accuracy on the same frames (.pt or .onnx).",
+)
 @click.option("--host", default="local", show_default=True, help="local, or ssh://user@device[:port].")
 @click.option(
     "--known-hosts", type=click.Path(dir_okay=False, path_type=Path), help="known_hosts file for --host."
@@ -47,6 +53,7 @@ def bench(
     min_runs: int,
     min_seconds: float,
     reference: str,
+    teacher_path: Path | None,
     host: str,
     known_hosts: Path | None,
     identity: Path | None,
@@ -113,6 +120,7 @@ def bench(
         host=host,
         ssh=ssh,
         remote_python=remote_python,
+        teacher_path=require_file(teacher_path, "teacher") if teacher_path else None,
         log=make_log(quiet),
     )
     print_bench(doc, console=make_console())

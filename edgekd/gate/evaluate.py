@@ -125,6 +125,14 @@ def _accuracy_drop_checks(
                 hint="pass --baseline BASELINE.json, or set budgets.accuracy_drop_vs: reference",
             )
         compared, label = _accuracy(base_entry), "baseline"
+    elif versus == "teacher":
+        teacher = result.get("teacher") or {}
+        if teacher.get("accuracy") is None:
+            raise ConfigError(
+                f"target {target.name} compares accuracy with the teacher, but the result holds no teacher",
+                hint="bench with the teacher (edgekd run, or edgekd bench --teacher TEACHER)",
+            )
+        compared, label = float(teacher["accuracy"]), f"teacher {teacher.get('path', '')}".strip()
     else:
         reference_id = result.get("reference")
         reference = find_entry(result, reference_id) if reference_id else None

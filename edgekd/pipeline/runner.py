@@ -31,7 +31,9 @@ def run_recipe(recipe: Recipe, out_dir: Path, log: stages.Log = stages._quiet) -
     artifacts = {"torch/fp32": student, "onnxruntime/fp32": exported["onnx"], "onnxruntime/int8": int8}
     if "openvino" in exported:
         artifacts["openvino/fp32"] = exported["openvino"]
-    bench_doc = stages.stage_bench(artifacts, student, data, recipe.bench, out_dir, name=recipe.name, log=log)
+    bench_doc = stages.stage_bench(
+        artifacts, student, data, recipe.bench, out_dir, name=recipe.name, teacher_path=teacher, log=log
+    )
     gate_result = None
     if recipe.gate.enabled:
         gate_result = stages.stage_gate(bench_doc, recipe.gate.target)

@@ -445,6 +445,7 @@ def stage_bench(
     host: str = "local",
     ssh: Any = None,
     remote_python: str = "python3",
+    teacher_path: Path | None = None,
     log: Log = _quiet,
 ) -> dict[str, Any]:
     """Latency and accuracy of every artifact through one harness: bench.json + report.html.
@@ -481,9 +482,25 @@ def stage_bench(
         )
     else:
         doc = run_bench(candidates, test, bench_cfg, **common)
+    if teacher_path is not None:
+        doc["teacher"] = teacher_record(teacher_path, test)
+        log(f"teacher {teacher_path.name}: accuracy {doc['teacher']['accuracy']:.2%} on the same frames")
     write_bench(doc, out_dir / "bench.json")
     write_html_report(doc, out_dir / "report.html")
     return doc
+
+
+def teacher_record(teacher_path: Path, test: ArrayDataset) -> dict[str, Any]:
+    """The teacher's accuracy on the bench's frames, through the same evaluator as the students."""
+    from edgekd.artifacts import sha256_file
+    from edgekd.models.onnx_teacher import is_onnx_path
+
+    backend = "onnxruntime" if is_onnx_path(teacher_path) else "torch"
+    return {
+        "path": teacher_path.name,
+        "sha256": sha256_file(teacher_path),
+        "accuracy": _accuracy_of(backend, teacher_path, test),
+    }
 
 
 def stage_gate(bench_doc: dict[str, Any], target_name: str):

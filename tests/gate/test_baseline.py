@@ -79,3 +79,15 @@ def test_latency_regression_without_baseline_is_skipped_not_failed():
     result = evaluate_gate(_doc(), _target(max_latency_regression=0.05))
     check = _check(result, "latency_regression")
     assert check.status == "skip" and result.passed
+
+
+def test_accuracy_drop_against_the_teacher():
+    target = _target(max_accuracy_drop=0.05, accuracy_drop_vs="teacher")
+    doc = _doc(acc=0.80)
+    with pytest.raises(ConfigError, match="no teacher"):
+        evaluate_gate(doc, target)
+    doc["teacher"] = {"path": "teacher.pt", "sha256": "0" * 64, "accuracy": 0.84}
+    result = evaluate_gate(doc, target)
+    assert result.passed and _check(result, "accuracy_drop").current == pytest.approx(0.04)
+    doc["teacher"]["accuracy"] = 0.86
+    assert not evaluate_gate(doc, target).passed
