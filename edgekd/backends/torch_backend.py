@@ -39,7 +39,7 @@ class TorchSession(Session):
         if dtype_name is not None and _first_float_dtype(module) not in (None, getattr(torch, dtype_name)):
             # nn.Module.to casts in place: copy so the caller's module keeps its dtype.
             module = copy.deepcopy(module).to(getattr(torch, dtype_name))
-        self._module = module.eval()
+        self._module = module.eval()  # safe: nn.Module.eval(), inference mode
         self._threads = options.threads
         executed = executed_precision(module)
         # Inputs follow the parameters' dtype so a bf16 module is fed bf16 (no silent upcast).

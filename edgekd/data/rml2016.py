@@ -103,16 +103,7 @@ def restricted_loads(data: bytes, what: str = "pickle") -> Any:
             f"{what} refused: {exc}",
             hint="a RadioML 2016 pickle holds only a dict of numpy arrays; load only files you trust",
         ) from None
-    except (
-        pickle.UnpicklingError,
-        EOFError,
-        ValueError,
-        TypeError,
-        AttributeError,
-        IndexError,
-        KeyError,
-        MemoryError,
-    ) as exc:
+    except _UNREADABLE as exc:
         raise InputFileError(f"{what} is not a readable pickle: {type(exc).__name__}: {exc}") from None
 
 

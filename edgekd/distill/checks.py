@@ -41,7 +41,7 @@ def eval_mode(model: Any) -> Iterator[None]:
         yield
         return
     was_training = model.training
-    model.eval()
+    model.eval()  # safe: nn.Module.eval(), inference mode
     try:
         yield
     finally:

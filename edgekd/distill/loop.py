@@ -138,7 +138,7 @@ def _build_objective(
     device = model_device(student)
     with torch.no_grad():
         was = student.training
-        student.eval()
+        student.eval()  # safe: nn.Module.eval(), inference mode
         student(x.to(device))
         student.train(was)
         s_feats = dict(zip(taps.paths, taps.collect(), strict=True))
@@ -354,5 +354,5 @@ def _fit(student, objective, teacher, train, val, cfg, opts, ctx) -> TrainResult
             torch.use_deterministic_algorithms(previous_det)
     if best_state is not None:
         student.load_state_dict(best_state)
-    student.eval()
+    student.eval()  # safe: nn.Module.eval(), inference mode
     return TrainResult(history, best_epoch, best_acc, stopped_early=stopped_early, steps=step)

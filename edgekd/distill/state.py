@@ -40,7 +40,7 @@ class ModelEMA:
 
     def __init__(self, model: nn.Module, decay: float) -> None:
         self.decay = decay
-        self.module = copy.deepcopy(model).eval()
+        self.module = copy.deepcopy(model).eval()  # safe: nn.Module.eval(), inference mode
         for p in self.module.parameters():
             p.requires_grad_(False)
 

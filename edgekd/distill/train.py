@@ -120,7 +120,7 @@ def distill(
     device = process_device(resolve_device(cfg.device))
     student.to(device)
     if isinstance(teacher, nn.Module):
-        teacher.to(device).eval()
+        teacher.to(device).eval()  # safe: nn.Module.eval(), inference mode
         for p in teacher.parameters():
             p.requires_grad_(False)
     check_datasets(student, train, val, "student")

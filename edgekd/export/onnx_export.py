@@ -364,7 +364,7 @@ def _check_and_infer_shapes(path: Path) -> None:
 @contextlib.contextmanager
 def _eval_mode(model: torch.nn.Module):
     was_training = model.training
-    model.eval()
+    model.eval()  # safe: nn.Module.eval(), inference mode
     try:
         yield model
     finally:

@@ -192,4 +192,4 @@ def load_checkpoint(path: str | os.PathLike[str]) -> tuple[nn.Module, Checkpoint
             f"{meta.model_kwargs}: {detail[:200]}",
             hint="the file is corrupt or was written by different code; re-run the stage that wrote it",
         ) from None
-    return model.eval(), meta
+    return model.eval(), meta  # safe: nn.Module.eval(), inference mode

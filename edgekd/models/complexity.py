@@ -68,7 +68,8 @@ def count_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
     device = first.device if first is not None else torch.device("cpu")
     dtype = first.dtype if first is not None and first.is_floating_point() else torch.float32
     was_training = model.training
-    model.eval()  # train-mode BatchNorm would update its running statistics
+    # train-mode BatchNorm would update its running statistics
+    model.eval()  # safe: nn.Module.eval(), inference mode
     try:
         with torch.no_grad():
             model(torch.zeros((1, *input_shape), device=device, dtype=dtype))

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekd.export.onnx_export import ort_session, run_onnxruntime, short_reason
+from edgekd.export.onnx_export import check_frames_fit, ort_session, run_onnxruntime, short_reason
 from edgekd.quantize.config import QuantizeConfig, QuantizeError
 
 CALIB_BATCH = 16  # frames per calibration call
@@ -45,6 +45,15 @@ class FrameReader:
 
     def __iter__(self):
         return iter(self.get_next, None)
+
+
+def calibration_input(model: Path, calib: np.ndarray) -> tuple[Any, int | None]:
+    """The model's input (ORT NodeArg) and its static batch size, None when the batch is dynamic;
+    ShapeError when the calibration frames do not fit that input."""
+    inp = ort_session(model).get_inputs()[0]
+    check_frames_fit(inp.shape, calib, "calibration samples")
+    fixed = inp.shape[0] if isinstance(inp.shape[0], int) and inp.shape[0] > 0 else None
+    return inp, fixed
 
 
 def preprocess(src: Path, dst: Path) -> tuple[Path, str]:

@@ -37,7 +37,6 @@ from edgekd.export.onnx_export import (
     as_samples,
     check_frames_fit,
     load_onnx_checked,
-    ort_session,
     run_onnxruntime,
 )
 from edgekd.export.parity import ParityConfig, ParityReport, compare_outputs
@@ -47,6 +46,7 @@ from edgekd.quantize.coverage import describe_quantized, op_coverage
 from edgekd.quantize.ort_build import (
     CALIB_BATCH,
     FrameReader,
+    calibration_input,
     cpu_count,
     kernel_error,
     preprocess,
@@ -139,11 +139,9 @@ def quantize_onnx_static(
     try:
         with quiet_logs(verbose):
             pre, note = preprocess(fp32_path, work / "pre.onnx")
-            inp = ort_session(pre).get_inputs()[0]
-            check_frames_fit(inp.shape, calib, "calibration samples")
+            inp, fixed = calibration_input(pre, calib)
             if evals is not None:
                 check_frames_fit(inp.shape, evals, "eval samples")
-            fixed = inp.shape[0] if isinstance(inp.shape[0], int) and inp.shape[0] > 0 else None
             if fixed:  # a static batch takes exactly `fixed` frames per call: drop the remainder
                 calib = whole_batches(calib, fixed, "calibration samples")
                 evals = whole_batches(evals, fixed, "eval samples") if evals is not None else None

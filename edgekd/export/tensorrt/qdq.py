@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from edgekd.artifacts import atomic_path, require_file
-from edgekd.export.onnx_export import as_samples, check_frames_fit, load_onnx_checked, ort_session
+from edgekd.export.onnx_export import as_samples, load_onnx_checked
 from edgekd.quantize.config import QuantizeConfig, QuantizeError
 
 
@@ -37,7 +37,14 @@ def quantize_for_tensorrt(
     ``calibration_method``: "minmax", "entropy" (TensorRT's own calibrator's choice) or
     "percentile". Returns ``check_tensorrt_qdq`` of the written file.
     """
-    from edgekd.quantize.ort_build import CALIB_BATCH, FrameReader, preprocess, quantize_qdq, quiet_logs
+    from edgekd.quantize.ort_build import (
+        CALIB_BATCH,
+        FrameReader,
+        calibration_input,
+        preprocess,
+        quantize_qdq,
+        quiet_logs,
+    )
 
     fp32_path = require_file(fp32_path, "ONNX model", hint="run `edgekd export` first")
     load_onnx_checked(fp32_path)
@@ -53,9 +60,7 @@ def quantize_for_tensorrt(
     try:
         with quiet_logs(False):
             pre, _ = preprocess(fp32_path, work / "pre.onnx")
-            inp = ort_session(pre).get_inputs()[0]
-            check_frames_fit(inp.shape, calib, "calibration samples")
-            fixed = inp.shape[0] if isinstance(inp.shape[0], int) and inp.shape[0] > 0 else None
+            inp, fixed = calibration_input(pre, calib)
             reader = FrameReader(calib, inp.name, fixed or CALIB_BATCH)
             built = quantize_qdq(pre, work / "trt.onnx", reader, "int8", cfg, False, work, tensorrt=True)
         summary = check_tensorrt_qdq(built)
