@@ -4,11 +4,14 @@ Trains a 1-D ResNet teacher once, then the same small student from scratch and w
 ``kd``, ``dkd``, ``nkd`` and ``ofa`` objectives over several seeds, and reports accuracy
 (mean and std over seeds, overall and at SNR >= 0 dB) on a test set generated with a
 held-out generator seed, with parameters and MACs. It then measures training throughput
-(samples/s, second epoch, validation excluded as far as possible) of the student alone,
-with online KD (teacher run per batch) and with cached-teacher KD. Prints a Markdown table.
+(samples/s of the second epoch's optimizer steps, validation excluded) of the student alone,
+with online KD (teacher run per batch) and with cached-teacher KD (fp16 and top-k storage),
+and with IQ augmentation (time shift + phase rotation, 4 cached views). The modes run in
+turn, ``--repeats`` times, and the table gives the median (and range) of each. Prints Markdown.
 
     python benchmarks/distill.py                     # ~6-10 min on 2 CPU cores
     python benchmarks/distill.py --quick             # smoke run, ~1 min
+    python benchmarks/distill.py --throughput-only   # the training-mode table alone, ~1-2 min
     python benchmarks/distill.py --device cuda --amp-compare
 """
 
@@ -28,6 +31,7 @@ from edgekd.config import from_dict
 from edgekd.data.dataset import ArrayDataset
 from edgekd.data.modulation import SyntheticModulationConfig, generate_modulation_dataset
 from edgekd.distill.checks import predict_logits
+from edgekd.distill.config import AugmentConfig
 from edgekd.distill.train import KDConfig, TrainConfig, distill, train_supervised
 from edgekd.models import create_model
 from edgekd.models.complexity import count_macs, count_params
@@ -58,10 +62,77 @@ def _note(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-def _throughput(run, n: int) -> float:
-    """samples/s of the second epoch (the first pays for allocation and warm-up)."""
-    result = run()
-    return n / result.history[1]["seconds"]
+def _throughput(run, n: int, clock: str = "wall", batch_size: int = 128) -> float:
+    """samples/s of the second epoch's steps (the first pays for allocation and warm-up).
+
+    ``clock`` "cpu": samples per CPU-second of this process, from the median per-step
+    process time of epoch 2 (validation falls out of the median). On a machine shared with
+    other jobs this measures the cost of a step, which wall time there does not.
+    """
+    if clock == "wall":
+        second = run(None).history[1]
+        return n / second.get("train_seconds", second["seconds"])
+    stamps: list[float] = []
+    run(lambda _step: stamps.append(time.process_time()))
+    per_epoch = len(stamps) // 2
+    steps = np.diff(stamps[per_epoch - 1 :])
+    return batch_size / float(np.median(steps))
+
+
+def _throughput_table(args, teacher, train: ArrayDataset, val: ArrayDataset) -> dict[str, list[float]]:
+    """samples/s per training mode, each mode measured ``args.repeats`` times, interleaved.
+
+    Interleaving spreads a busy neighbour's load over every mode instead of one.
+    """
+    k, shape = train.num_classes, train.input_shape
+    tiny_val = val.take(np.arange(min(64, len(val))))  # evaluation is not timed, but keep it cheap
+    base = TrainConfig(epochs=2, batch_size=128, lr=5e-3, device=args.device, seed=0)
+    augmented = dataclasses.replace(base, augment=AugmentConfig(time_shift=16, phase_rotation=True, views=4))
+    n = len(train)
+
+    def student_alone(cfg):
+        def run(on_step):
+            model = create_model(args.student, k, shape[0])
+            return train_supervised(model, train, tiny_val, cfg, on_step=on_step)
+
+        return run
+
+    def kd_run(cfg, **kd):
+        def run(on_step):
+            model = create_model(args.student, k, shape[0])
+            return distill(model, teacher, train, tiny_val, cfg, KDConfig(**kd), on_step=on_step)
+
+        return run
+
+    modes = {
+        "student alone": student_alone(base),
+        "online KD": kd_run(base, cache_teacher=False),
+        "cached KD (fp16)": kd_run(base),
+        "cached KD (top-4)": kd_run(base, cache_storage="topk", cache_topk=4),
+        "student alone, augmented": student_alone(augmented),
+        "cached KD (fp16), augmented, 4 views": kd_run(augmented),
+    }
+    if args.amp_compare and args.device.startswith("cuda"):
+        for amp in ("off", "auto"):
+            modes[f"online KD amp={amp}"] = kd_run(dataclasses.replace(base, amp=amp), cache_teacher=False)
+    speeds: dict[str, list[float]] = {name: [] for name in modes}
+    for repeat in range(args.repeats):
+        for name, run in modes.items():
+            speeds[name].append(_throughput(run, n, args.clock, base.batch_size))
+        _note(f"throughput repeat {repeat + 1}/{args.repeats} done")
+    return speeds
+
+
+def _print_throughput(speeds: dict[str, list[float]]) -> None:
+    print("\n| training mode | samples/s (median) | range | vs student alone |")
+    print("| --- | ---: | ---: | ---: |")
+    alone = {"": statistics.median(speeds["student alone"])}
+    alone["augmented"] = statistics.median(speeds.get("student alone, augmented", speeds["student alone"]))
+    for name, values in speeds.items():
+        median = statistics.median(values)
+        reference = alone["augmented"] if "augmented" in name else alone[""]
+        spread = f"{min(values):,.0f}-{max(values):,.0f}"
+        print(f"| {name} | {median:,.0f} | {spread} | {median / reference:.2f}x |")
 
 
 def main() -> None:
@@ -76,14 +147,39 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="tiny smoke run")
     parser.add_argument("--amp-compare", action="store_true", help="CUDA: also time KD under AMP vs fp32")
+    parser.add_argument(
+        "--throughput-only",
+        action="store_true",
+        help="only the training-mode table (an untrained teacher: speed does not depend on its weights)",
+    )
+    parser.add_argument("--repeats", type=int, default=5, help="throughput measurements per mode")
+    parser.add_argument(
+        "--clock",
+        choices=["wall", "cpu"],
+        default="wall",
+        help="throughput by wall time, or by this process's CPU time per step (shared machine: 1 thread)",
+    )
     args = parser.parse_args()
     if args.quick:
         args.frames, args.test_frames, args.teacher_epochs, args.epochs, args.seeds = 12, 6, 2, 2, 1
+        args.repeats = 1
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
 
     full = _data(args.frames, seed=0)
     train, val = full.subset("train"), full.subset("val")
+    if args.throughput_only:
+        torch.manual_seed(0)
+        teacher = create_model("resnet1d", train.num_classes, train.input_shape[0])
+        speeds = _throughput_table(args, teacher, train, val)
+        print(
+            f"\n### Distillation throughput ({platform.processor() or platform.machine()}, {args.device}, "
+            f"{args.threads} threads, {args.repeats} interleaved repeats, {args.clock} clock, "
+            f"{(time.perf_counter() - t0) / 60:.1f} min)\n"
+        )
+        print(f"train {len(train)} frames, batch 128, student {args.student}, teacher resnet1d (untrained)")
+        _print_throughput(speeds)
+        return
     held_out = _data(args.test_frames, seed=1)  # other generator seed: new symbols, noise, offsets
     test = held_out  # every frame of the held-out draw
     k, shape = train.num_classes, train.input_shape
@@ -113,27 +209,7 @@ def main() -> None:
             _note(f"{method} seed {seed}: {accs[-1][0]:.3f} / {accs[-1][1]:.3f} at {elapsed:.0f}s")
         rows.append((f"{args.student} {method}", accs, count_params(student), count_macs(student, shape)))
 
-    # Throughput: 2 epochs each, a 64-frame val set so evaluation costs little.
-    tiny_val = val.take(np.arange(min(64, len(val))))
-    tp_cfg = dataclasses.replace(base, epochs=2)
-    n = len(train)
-
-    def student_alone(cfg=tp_cfg):
-        return train_supervised(create_model(args.student, k, shape[0]), train, tiny_val, cfg)
-
-    def kd_run(cache: bool, cfg=tp_cfg):
-        kd = KDConfig(cache_teacher=cache)
-        return distill(create_model(args.student, k, shape[0]), teacher, train, tiny_val, cfg, kd)
-
-    speeds = {
-        "student alone": _throughput(student_alone, n),
-        "online KD": _throughput(lambda: kd_run(False), n),
-        "cached KD": _throughput(lambda: kd_run(True), n),
-    }
-    if args.amp_compare and args.device.startswith("cuda"):
-        for amp in ("off", "auto"):
-            cfg = dataclasses.replace(tp_cfg, amp=amp)
-            speeds[f"online KD amp={amp}"] = _throughput(lambda cfg=cfg: kd_run(False, cfg), n)
+    speeds = _throughput_table(args, teacher, train, val)
 
     elapsed = time.perf_counter() - t0
     print(
@@ -155,10 +231,7 @@ def main() -> None:
             return f"{statistics.mean(v):.2f} ± {statistics.stdev(v):.2f}" if len(v) > 1 else f"{v[0]:.2f}"
 
         print(f"| {name} | {params:,} | {macs:,} | {fmt(overall)} | {fmt(high)} |")
-    print("\n| training mode | samples/s | vs student alone |")
-    print("| --- | ---: | ---: |")
-    for name, value in speeds.items():
-        print(f"| {name} | {value:,.0f} | {value / speeds['student alone']:.2f}x |")
+    _print_throughput(speeds)
 
 
 if __name__ == "__main__":

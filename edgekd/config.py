@@ -83,13 +83,15 @@ def _convert(tp: Any, value: Any, path: str) -> Any:
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
-        errors = []
+        errors: list[ConfigError] = []
         for arg in (a for a in args if a is not type(None)):
             try:
                 return _convert(arg, value, path)
             except ConfigError as exc:
-                errors.append(exc.message)
-        raise ConfigError(errors[0] if len(errors) == 1 else f"{path}: {value!r} fits none of {tp}")
+                errors.append(exc)
+        if len(errors) == 1:  # an optional section: its own error, "did you mean" included
+            raise errors[0]
+        raise ConfigError(f"{path}: {value!r} fits none of {tp}")
     if origin is typing.Literal:
         if value not in args:
             raise ConfigError(

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 from edgekd import resources
+from edgekd.backends.profile_options import OpenVinoProfile, OrtProfile, TorchProfile
 from edgekd.config import from_dict, load_yaml
 from edgekd.errors import ConfigError
 
@@ -66,6 +67,13 @@ class Budgets:
 
 @dataclasses.dataclass
 class TargetProfile:
+    """Where a model runs and how: the runtime, its device and settings, and the budgets.
+
+    ``onnxruntime``, ``openvino`` and ``torch`` are the runtime's own settings (execution
+    mode, graph optimization level; performance hint, streams; torch.compile mode); each
+    applies to the bench entries of that runtime. ``threads`` applies to every runtime.
+    """
+
     name: str
     runtime: Runtime
     description: str = ""
@@ -74,6 +82,9 @@ class TargetProfile:
     threads: int | None = None
     host: str = "local"
     input_shape: list[int] | None = None
+    onnxruntime: OrtProfile | None = None
+    openvino: OpenVinoProfile | None = None
+    torch: TorchProfile | None = None
     budgets: Budgets = dataclasses.field(default_factory=Budgets)
 
     @property
@@ -86,6 +97,9 @@ class TargetProfile:
             raise ConfigError(f"threads must be >= 1, got {self.threads}")
         if self.host != "local" and not self.host.startswith("ssh://"):
             raise ConfigError(f"host {self.host!r} is neither 'local' nor ssh://user@host[:port]")
+        for section in (self.onnxruntime, self.openvino):
+            if section is not None:
+                section.extra()  # raises ConfigError on a bad value (threads < 1, streams < 1)
 
 
 def load_target(name_or_path: str | Path) -> TargetProfile:

@@ -9,6 +9,9 @@ import pytest
 from click.testing import CliRunner
 
 from edgekd.cli.main import cli
+from edgekd.export.tensorrt.builder import tensorrt_unavailable_reason
+
+TRT_REASON = tensorrt_unavailable_reason()
 
 TINY = [
     "data.synthetic.frames_per_class_snr=3",
@@ -46,8 +49,14 @@ def demo_run(tmp_path_factory) -> Path:
     target = root / "loose.yaml"
     target.write_text(LOOSE_TARGET)
     out = root / "run"
+    # A TensorRT engine in the recipe: built where TensorRT and a GPU are, else a skipped entry.
+    trt = [
+        "export.tensorrt.precision=fp16",
+        f"export.tensorrt.cache_dir={root / 'trt-cache'}",
+        "bench.backends=[torch/fp32,onnxruntime/fp32,onnxruntime/int8,openvino/fp32,tensorrt/fp16]",
+    ]
     result = CliRunner().invoke(
-        cli, ["demo", "--out", str(out), "--quiet", *_sets([*TINY, f"gate.target={target}"])]
+        cli, ["demo", "--out", str(out), "--quiet", *_sets([*TINY, *trt, f"gate.target={target}"])]
     )
     assert result.exit_code == 0, result.output
     return out
@@ -57,7 +66,19 @@ def demo_run(tmp_path_factory) -> Path:
 def test_demo_writes_bench_report_and_artifacts(demo_run):
     bench = json.loads((demo_run / "bench.json").read_text())
     ids = {entry["id"]: entry for entry in bench["entries"]}
-    assert set(ids) == {"torch/fp32", "onnxruntime/fp32", "onnxruntime/int8", "openvino/fp32"}
+    assert set(ids) == {
+        "torch/fp32",
+        "onnxruntime/fp32",
+        "onnxruntime/int8",
+        "openvino/fp32",
+        "tensorrt/fp16",
+    }
+    engine = ids.pop("tensorrt/fp16")
+    if TRT_REASON is not None:
+        assert engine["status"] == "skipped" and engine["reason"].startswith(TRT_REASON)
+        assert not list(demo_run.glob("*.engine"))
+    else:
+        assert engine["status"] == "ok" and (demo_run / "student.fp16.engine").is_file()
     for entry in ids.values():
         assert entry["status"] == "ok", entry.get("reason")
         assert entry["latency_ms"]["p50"] > 0
@@ -100,16 +121,19 @@ def test_stages_run_alone_from_the_artifacts_before(demo_run, tmp_path):
     student = tmp_path / "student.pt"
     student.write_bytes((demo_run / "student.pt").read_bytes())
     (tmp_path / "student.pt.json").write_bytes((demo_run / "student.pt.json").read_bytes())
-    exported = runner.invoke(cli, ["export", str(student), "--data", data, "--no-openvino", "-q"])
+    exported = runner.invoke(cli, ["export", str(student), "--data", data, "--no-openvino", "-q", "--json"])
     assert exported.exit_code == 0, exported.output
     onnx_path = tmp_path / "student.onnx"
     assert onnx_path.is_file() and not (tmp_path / "student.xml").exists()
+    report = json.loads(exported.stdout)  # --json: one document on stdout
+    assert report["onnx"]["path"] == str(onnx_path) and report["onnx"]["metrics"]["parity"]["passed"]
     quantized = runner.invoke(
-        cli, ["quantize", str(onnx_path), "--data", data, "--activation-type", "uint8", "-q"]
+        cli, ["quantize", str(onnx_path), "--data", data, "--activation-type", "uint8", "-q", "--json"]
     )
     assert quantized.exit_code == 0, quantized.output
     int8 = tmp_path / "student.int8.onnx"
     assert int8.is_file()
+    assert len(json.loads(quantized.stdout)["sha256"]) == 64
     benched = runner.invoke(
         cli,
         [

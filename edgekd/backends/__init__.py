@@ -1,11 +1,11 @@
 """Runtime backends behind one protocol: ``session_from_artifact(name, path, options).run(x)``.
 
 Importing this package registers the built-in backends ("torch", "onnxruntime",
-"openvino") without importing any runtime: each backend imports its runtime inside
+"openvino", "tensorrt") without importing any runtime: each backend imports its runtime inside
 its methods, and :meth:`Backend.unavailable_reason` says why one cannot run here.
 """
 
-from edgekd.backends import onnxruntime_backend, openvino_backend, torch_backend
+from edgekd.backends import onnxruntime_backend, openvino_backend, tensorrt_backend, torch_backend
 from edgekd.backends.base import BACKENDS, PRECISIONS, Backend, Session, SessionOptions, session_from_artifact
 
 __all__ = [
@@ -17,5 +17,6 @@ __all__ = [
     "onnxruntime_backend",
     "openvino_backend",
     "session_from_artifact",
+    "tensorrt_backend",
     "torch_backend",
 ]

@@ -84,6 +84,7 @@ class OpenVinoSession(Session):
         self._compiled = self._compile(model)
         self._request = self._compiled.create_infer_request()
         self._infer = ov_request_runner(self._request)
+        self._last: Any = None  # the runner of the last call (static or batch-dynamic request)
         self._static_batch = shape[0] if shape else None
         self._dynamic_model: Any = None
         self._dynamic_infer: Any = None
@@ -114,13 +115,19 @@ class OpenVinoSession(Session):
                 hint="check options.extra and the device",
             ) from None
 
+    def runtime_ms(self) -> float:
+        """OpenVINO's own timing of the last call (ms), as benchmark_app reports it."""
+        return (self._last or self._infer).runtime_ms()
+
     def _run(self, x: np.ndarray) -> np.ndarray:
         if self._static_batch is None or x.shape[0] == self._static_batch:
+            self._last = self._infer
             return self._infer(x)
         if self._dynamic_infer is None:
             if self._dynamic_model is None:
                 raise ShapeError(f"openvino model {self.artifact} takes batch {self._static_batch} only")
             self._dynamic_infer = ov_request_runner(self._compile(self._dynamic_model).create_infer_request())
+        self._last = self._dynamic_infer
         return self._dynamic_infer(x)
 
 

@@ -68,6 +68,9 @@ class LatencyStats:
     linear interpolation (numpy's default). ``throughput_per_s`` is samples per second:
     ``batch_size / mean``. ``noisy`` is True when ``cv > 0.15`` or ``p99 > 3 * p50``:
     either the spread or the tail is too large for the p50 to be trusted alone.
+    ``runtime_p50`` is the median of the runtime's own per-call timing where it has one
+    (OpenVINO's ``InferRequest.latency``, the figure benchmark_app reports): the part of
+    ``p50`` spent inside the runtime, without the Python call around it. None elsewhere.
     """
 
     runs: int
@@ -83,13 +86,18 @@ class LatencyStats:
     first_inference_ms: float
     throughput_per_s: float
     noisy: bool
+    runtime_p50: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
 def latency_stats(
-    samples_ns: np.ndarray | list[int], *, batch_size: int = 1, first_inference_ns: int = 0
+    samples_ns: np.ndarray | list[int],
+    *,
+    batch_size: int = 1,
+    first_inference_ns: int = 0,
+    runtime_ms: list[float] | None = None,
 ) -> LatencyStats:
     """Statistics of per-call times given in nanoseconds (a pure function: easy to test).
 
@@ -97,7 +105,9 @@ def latency_stats(
     remote device runs, so local and remote statistics cannot drift apart.
     """
     return LatencyStats(
-        **latency_summary(samples_ns, batch_size=batch_size, first_inference_ns=first_inference_ns)
+        **latency_summary(
+            samples_ns, batch_size=batch_size, first_inference_ns=first_inference_ns, runtime_ms=runtime_ms
+        )
     )
 
 
@@ -127,6 +137,8 @@ def measure_latency(
             f"latency sample has shape {list(sample.shape)}; expected batch {cfg.batch_size} first",
             hint="stack latency.batch_size frames",
         )
+    runtime_clock = getattr(session, "runtime_ms", None)
+    runtime_times: list[float] = []
     samples, first_ns = time_calls(
         session.run,
         sample,
@@ -136,5 +148,9 @@ def measure_latency(
         min_seconds=cfg.min_seconds,
         max_seconds=cfg.max_seconds,
         clock=clock,
+        runtime_clock=runtime_clock,
+        runtime_times=runtime_times,
     )
-    return latency_stats(samples, batch_size=cfg.batch_size, first_inference_ns=first_ns)
+    return latency_stats(
+        samples, batch_size=cfg.batch_size, first_inference_ns=first_ns, runtime_ms=runtime_times or None
+    )

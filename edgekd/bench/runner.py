@@ -139,8 +139,17 @@ def latency_batch(x: np.ndarray, batch_size: int) -> np.ndarray:
     return np.ascontiguousarray(x[np.arange(batch_size) % len(x)])
 
 
-def empty_entry(cand: BenchCandidate, out_dir: Path) -> dict[str, Any]:
+def session_options(cand: BenchCandidate, cfg: BenchConfig | None) -> SessionOptions:
+    """The options a candidate's session opens with: its own, ``bench.threads`` filling a gap."""
+    options = cand.options or SessionOptions(precision=cand.precision)
+    if cfg is not None and options.threads is None and cfg.threads is not None:
+        options = dataclasses.replace(options, threads=cfg.threads)
+    return options
+
+
+def empty_entry(cand: BenchCandidate, out_dir: Path, cfg: BenchConfig | None = None) -> dict[str, Any]:
     """A "failed" entry with every measured field null (the caller fills status and reason)."""
+    options = session_options(cand, cfg)
     return {
         "id": cand.id,
         "backend": cand.backend,
@@ -159,6 +168,9 @@ def empty_entry(cand: BenchCandidate, out_dir: Path) -> dict[str, Any]:
         "peak_memory_mib": None,
         "achieved_gflops": None,
         "fraction_of_peak": None,
+        # What the session was asked for (from the target profile, --threads or defaults),
+        # so a figure can be reproduced with the same runtime settings.
+        "session_options": {"threads": options.threads, "device": options.device, "extra": options.extra},
     }
 
 
@@ -193,10 +205,8 @@ def complete_entry(
 def _bench_one(
     cand: BenchCandidate, dataset: ArrayDataset, cfg: BenchConfig, out_dir: Path, peak_gflops: float | None
 ) -> tuple[dict[str, Any], np.ndarray | None]:
-    entry = empty_entry(cand, out_dir)
-    options = cand.options or SessionOptions(precision=cand.precision)
-    if options.threads is None and cfg.threads is not None:
-        options = dataclasses.replace(options, threads=cfg.threads)
+    entry = empty_entry(cand, out_dir, cfg)
+    options = session_options(cand, cfg)
     try:
         # Asked first: a runtime that is not installed usually also left no artifact behind,
         # and "not installed" is the cause worth reporting.

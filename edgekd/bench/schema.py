@@ -86,6 +86,8 @@ _LATENCY = {
     )
 }
 _LATENCY["runs"] = INT
+# The runtime's own per-call timing (OpenVINO), added after /1 first shipped.
+_LATENCY["runtime_p50"] = _Absent(_Opt(NUM))
 _ACCURACY = {
     "n": INT,
     "overall": NUM,
@@ -112,6 +114,7 @@ _ENTRY = {
     "peak_memory_mib": _Absent(_Opt(NUM)),
     "achieved_gflops": _Absent(_Opt(NUM)),
     "fraction_of_peak": _Absent(_Opt(NUM)),
+    "session_options": _Absent({"threads": _Opt(INT), "device": STR, "extra": _Map(STR)}),
 }
 _SETTINGS = {
     "warmup_runs": INT,
@@ -136,6 +139,8 @@ _DOCUMENT = {
     "roofline": _Absent(_Opt({"peak_gflops": NUM, "gemm_n": INT, "repeats": INT, "gemm_ms": NUM})),
     # The teacher's accuracy on the same frames, for gates that bound the drop vs the teacher.
     "teacher": _Absent(_Opt({"path": STR, "sha256": STR, "accuracy": NUM})),
+    # The target profile whose runtime settings the entries were opened with.
+    "target": _Absent(_Opt(STR)),
 }
 # Fields an "ok" entry must fill (they may be null only when the entry did not run).
 _OK_REQUIRED = ("executed_precision", "load_ms", "latency_ms", "noisy", "accuracy")

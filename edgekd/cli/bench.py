@@ -6,7 +6,15 @@ from pathlib import Path
 
 import click
 
-from edgekd.cli.common import make_console, make_log, out_option, quiet_option
+from edgekd.cli.common import (
+    emit_json,
+    json_option,
+    make_console,
+    make_log,
+    out_option,
+    quiet_option,
+    ssh_options,
+)
 
 
 @click.command()
@@ -35,14 +43,16 @@ from edgekd.cli.common import make_console, make_log, out_option, quiet_option
     type=click.Path(dir_okay=False, path_type=Path),
     help="Also record the teacher's accuracy on the same frames (.pt or .onnx).",
 )
-@click.option("--host", default="local", show_default=True, help="local, or ssh://user@device[:port].")
 @click.option(
-    "--known-hosts", type=click.Path(dir_okay=False, path_type=Path), help="known_hosts file for --host."
+    "--target",
+    "target_name",
+    metavar="TARGET",
+    envvar="EDGEKD_TARGET",
+    help="Target profile (name or YAML): each runtime's settings, threads and host come from it.",
 )
-@click.option(
-    "--identity", type=click.Path(dir_okay=False, path_type=Path), help="SSH private key for --host."
-)
-@click.option("--remote-python", default="python3", show_default=True, help="Python on the device.")
+@click.option("--host", help="local, or ssh://user@device[:port] (default: the target's host, else local).")
+@ssh_options
+@json_option
 @quiet_option
 def bench(
     models: tuple[str, ...],
@@ -54,10 +64,12 @@ def bench(
     min_seconds: float,
     reference: str,
     teacher_path: Path | None,
-    host: str,
+    target_name: str | None,
+    host: str | None,
     known_hosts: Path | None,
     identity: Path | None,
     remote_python: str,
+    as_json: bool,
     quiet: bool,
 ) -> None:
     """Benchmark each MODEL: latency at batch 1, accuracy overall, per class and per SNR.
@@ -68,12 +80,17 @@ def bench(
     With --host ssh://user@device the models and a small runner (numpy and the runtime
     only) are copied to the device and timed there; host keys are verified.
 
+    With --target each runtime is opened the way the profile says (threads, device,
+    ONNX Runtime execution mode and optimization level, OpenVINO hint and streams).
+
     \b
     Examples:
       edgekd bench runs/modrec/student.pt runs/modrec/student.onnx \\
           runs/modrec/student.int8.onnx --data runs/modrec/data.npz --out runs/modrec
       edgekd bench runs/modrec/student.int8.onnx --data runs/modrec/data.npz \\
           --host ssh://pi@raspberrypi.local --known-hosts ~/.ssh/known_hosts
+      edgekd bench runs/modrec/student.xml --data runs/modrec/data.npz \\
+          --target x86-cpu-openvino-fp32
     """
     from edgekd.artifacts import require_file
     from edgekd.bench.runner import BenchConfig
@@ -81,7 +98,10 @@ def bench(
     from edgekd.config import from_dict
     from edgekd.errors import ConfigError
     from edgekd.pipeline import stages
+    from edgekd.targets import load_target
 
+    target = load_target(target_name) if target_name else None
+    host = host or (target.host if target else "local")
     artifacts: dict[str, Path] = {}
     for spec in models:
         entry_id, sep, file_name = spec.partition("=")
@@ -121,7 +141,11 @@ def bench(
         ssh=ssh,
         remote_python=remote_python,
         teacher_path=require_file(teacher_path, "teacher") if teacher_path else None,
+        target=target,
         log=make_log(quiet),
     )
-    print_bench(doc, console=make_console())
-    click.echo(f"{out_dir / 'bench.json'}\n{out_dir / 'report.html'}")
+    print_bench(doc, console=make_console(stderr=as_json))
+    if as_json:
+        emit_json(doc)
+    else:
+        click.echo(f"{out_dir / 'bench.json'}\n{out_dir / 'report.html'}")

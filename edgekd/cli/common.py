@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import time
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -13,7 +16,45 @@ set_option = click.option(
     metavar="KEY=VALUE",
     help="Override a recipe value, e.g. --set distill.train.epochs=3 (repeatable).",
 )
-quiet_option = click.option("-q", "--quiet", is_flag=True, help="Print only results, no progress.")
+
+
+def _verbose_callback(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value:
+        ctx.meta["edgekd.verbose"] = True
+        from edgekd.verbosity import set_verbose
+
+        set_verbose(True)
+        ctx.call_on_close(lambda: set_verbose(False))
+
+
+def quiet_option(func):
+    """``-q/--quiet`` (a ``quiet`` argument) and ``-v/--verbose`` (read through the context).
+
+    Quiet prints only results; verbose adds elapsed time to each progress line and lets the
+    runtimes' own messages through (see edgekd/verbosity.py). EDGEKD_QUIET=1 and
+    EDGEKD_VERBOSE=1 set them from the environment.
+    """
+    func = click.option(
+        "-v",
+        "--verbose",
+        is_flag=True,
+        expose_value=False,
+        envvar="EDGEKD_VERBOSE",
+        callback=_verbose_callback,
+        help="Timestamped progress and the runtimes' own messages.",
+    )(func)
+    return click.option(
+        "-q", "--quiet", is_flag=True, envvar="EDGEKD_QUIET", help="Print only results, no progress."
+    )(func)
+
+
+json_option = click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    envvar="EDGEKD_JSON",
+    help="Print the result as one JSON document on stdout (tables go to stderr).",
+)
 
 
 def out_option(default: str | None = None, help_text: str = "Output folder."):
@@ -28,19 +69,68 @@ def out_option(default: str | None = None, help_text: str = "Output folder."):
 
 
 def make_log(quiet: bool):
-    """Progress goes to stderr so stdout stays for results."""
+    """Progress goes to stderr so stdout stays for results; verbose lines carry elapsed time."""
+    ctx = click.get_current_context(silent=True)
+    verbose = bool(ctx and ctx.meta.get("edgekd.verbose")) or _env_verbose()
+    if quiet and verbose:
+        raise click.UsageError("--quiet and --verbose exclude each other; choose one")
     if quiet:
         return lambda _msg: None
-    return lambda msg: click.echo(msg, err=True)
+    if not verbose:
+        return lambda msg: click.echo(msg, err=True)
+    started = time.perf_counter()
+    return lambda msg: click.echo(f"[{time.perf_counter() - started:7.1f} s] {msg}", err=True)
+
+
+def _env_verbose() -> bool:
+    from edgekd.verbosity import is_verbose
+
+    return is_verbose()
+
+
+def emit_json(obj: Any) -> None:
+    """One JSON document on stdout (numpy scalars and paths become plain values)."""
+    from edgekd.artifacts import json_default
+
+    click.echo(json.dumps(obj, indent=2, default=json_default))
+
+
+def artifact_summary(path: Path) -> dict[str, Any]:
+    """What a command wrote, for ``--json``: path, kind, sha256 and metrics from its manifest."""
+    from edgekd.artifacts import read_manifest
+
+    manifest = read_manifest(path, required=False)
+    return {
+        "path": str(path),
+        "kind": manifest.get("kind"),
+        "sha256": manifest.get("sha256"),
+        "metrics": manifest.get("metrics") or {},
+    }
 
 
 def existing_file(metavar: str):
     return click.argument(metavar.lower(), metavar=metavar, type=click.Path(path_type=Path))
 
 
-def make_console():
-    """A rich console; logs and pipes get 120 columns so the bench table does not wrap."""
+def make_console(stderr: bool = False):
+    """A rich console; logs and pipes get 120 columns so the bench table does not wrap.
+
+    ``stderr`` sends tables to stderr, so that stdout carries only the ``--json`` document.
+    """
     from rich.console import Console
 
-    console = Console()
-    return console if console.is_terminal else Console(width=120)
+    console = Console(stderr=stderr)
+    return console if console.is_terminal else Console(width=120, stderr=stderr)
+
+
+def ssh_options(func):
+    """``--known-hosts``, ``--identity`` and ``--remote-python``: how to reach a ``--host ssh://`` device."""
+    func = click.option(
+        "--remote-python", default="python3", show_default=True, help="Python on the device."
+    )(func)
+    func = click.option(
+        "--identity", type=click.Path(dir_okay=False, path_type=Path), help="SSH private key for --host."
+    )(func)
+    return click.option(
+        "--known-hosts", type=click.Path(dir_okay=False, path_type=Path), help="known_hosts file for --host."
+    )(func)

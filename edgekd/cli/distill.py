@@ -1,7 +1,12 @@
-"""``edgekd distill``: data -> teacher -> student, from a recipe."""
+"""``edgekd distill``: data -> teacher -> student, from a recipe.
+
+Runs under ``torchrun --nproc-per-node N -m edgekd distill ...`` too: one process group for
+the whole command, DDP training, rank 0 alone writes files and prints.
+"""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -19,6 +24,9 @@ from edgekd.cli.common import make_log, out_option, quiet_option, set_option
 )
 @out_option(help_text="Output folder (default: runs/<recipe name>).")
 @click.option("--resume", is_flag=True, help="Continue a killed run in --out (same settings): exact.")
+@click.option(
+    "--qat", is_flag=True, help="Then quantization-aware distillation: student.qat.onnx (see `edgekd qat`)."
+)
 @set_option
 @quiet_option
 def distill(
@@ -27,6 +35,7 @@ def distill(
     teacher_path: Path | None,
     out_dir: Path | None,
     resume: bool,
+    qat: bool,
     overrides: tuple[str, ...],
     quiet: bool,
 ) -> None:
@@ -36,22 +45,42 @@ def distill(
     Examples:
       edgekd distill --config modrec --out runs/kd
       edgekd distill --config modrec --data runs/kd/data.npz --teacher runs/kd/teacher.pt
+      torchrun --nproc-per-node 2 -m edgekd distill --config modrec --out runs/kd
     """
     from edgekd.artifacts import require_file
+    from edgekd.distill.checks import resolve_device
+    from edgekd.distill.distributed import command_process_group
     from edgekd.pipeline import stages
     from edgekd.pipeline.recipe import load_recipe
 
     cfg = load_recipe(recipe, overrides)
+    if qat:
+        from edgekd.qat.files import require_single_process
+
+        require_single_process()
     if teacher_path is not None:
         cfg.teacher.checkpoint = str(teacher_path.resolve())
     stages.preflight_models(cfg)
     out_dir = out_dir or Path("runs") / cfg.name
-    out_dir.mkdir(parents=True, exist_ok=True)
-    log = make_log(quiet)
-    if data_path is not None:
-        data = require_file(data_path, "dataset")
-    else:
-        data = stages.stage_data(cfg.data, out_dir, cfg.path, log)
-    teacher = stages.stage_teacher(cfg.teacher, data, out_dir, cfg.path, log, resume=resume)
-    student = stages.stage_distill(cfg.student, cfg.distill, data, teacher, out_dir, log, resume=resume)
-    click.echo(str(student))
+    with command_process_group(resolve_device(cfg.distill.train.device)) as ctx:
+        log = make_log(quiet) if ctx.is_main else (lambda _msg: None)  # rank 0 alone reports
+        progress = ctx.is_main and not quiet and sys.stderr.isatty()
+        if ctx.is_main:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        if data_path is not None:
+            data = require_file(data_path, "dataset")
+        else:
+            data = stages.stage_data(cfg.data, out_dir, cfg.path, log)
+        teacher = stages.stage_teacher(
+            cfg.teacher, data, out_dir, cfg.path, log, resume=resume, progress=progress
+        )
+        student = stages.stage_distill(
+            cfg.student, cfg.distill, data, teacher, out_dir, log, resume=resume, progress=progress
+        )
+        if ctx.is_main:
+            click.echo(str(student))
+    if qat:
+        from edgekd.qat.files import qat_config_for_recipe, qat_from_files
+
+        result = qat_from_files(student, teacher, data, out_dir, qat_config_for_recipe(cfg), make_log(quiet))
+        click.echo(str(result.onnx_path))

@@ -1,4 +1,4 @@
-"""``edgekd export``: a student checkpoint -> ONNX (+ OpenVINO IR), parity-checked."""
+"""``edgekd export``: a student checkpoint -> ONNX (+ OpenVINO IR, TensorRT engine), parity-checked."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from edgekd.cli.common import make_log, out_option, quiet_option
+from edgekd.cli.common import artifact_summary, emit_json, json_option, make_log, out_option, quiet_option
 
 
 @click.command()
@@ -23,6 +23,27 @@ from edgekd.cli.common import make_log, out_option, quiet_option
 @click.option("--openvino/--no-openvino", default=True, show_default=True, help="Also write OpenVINO IR.")
 @click.option("--atol", type=float, default=1e-4, show_default=True, help="Max abs error allowed vs PyTorch.")
 @click.option("--simplify", is_flag=True, help="Simplify the graph with onnxslim before the checks.")
+@click.option(
+    "--tensorrt",
+    "tensorrt_precision",
+    type=click.Choice(["fp32", "fp16", "int8"]),
+    help="Also build a TensorRT engine at this precision (needs TensorRT and a CUDA GPU).",
+)
+@click.option(
+    "--calibration",
+    default="random-256",
+    show_default=True,
+    metavar="RECIPE",
+    help="Calibration recipe for --tensorrt int8.",
+)
+@click.option(
+    "--target",
+    "target_name",
+    metavar="TARGET",
+    envvar="EDGEKD_TARGET",
+    help="Target profile whose input_shape sets the TensorRT optimization profile's batch.",
+)
+@json_option
 @quiet_option
 def export(
     checkpoint: Path,
@@ -32,13 +53,19 @@ def export(
     openvino: bool,
     atol: float,
     simplify: bool,
+    tensorrt_precision: str | None,
+    calibration: str,
+    target_name: str | None,
+    as_json: bool,
     quiet: bool,
 ) -> None:
     """Export STUDENT.pt to ONNX and OpenVINO IR; each must match PyTorch on real frames.
 
     \b
-    Example:
+    Examples:
       edgekd export runs/modrec/student.pt --data runs/modrec/data.npz
+      edgekd export runs/modrec/student.pt --data runs/modrec/data.npz --tensorrt fp16 \\
+          --target jetson-orin-tensorrt-fp16        # on the Jetson itself: engines are not portable
     """
     from edgekd.artifacts import require_file
     from edgekd.config import from_dict
@@ -51,6 +78,28 @@ def export(
     )
     out_dir = out_dir or checkpoint.parent
     out_dir.mkdir(parents=True, exist_ok=True)
-    outputs = stages.stage_export(checkpoint, data_path, cfg, out_dir, make_log(quiet))
+    if tensorrt_precision is not None:
+        from edgekd.export.tensorrt.plan import TensorRTConfig
+
+        cfg.tensorrt = from_dict(
+            TensorRTConfig, {"precision": tensorrt_precision, "calibration": calibration}
+        )
+    target_shape = None
+    if target_name is not None:
+        from edgekd.targets import load_target
+
+        target_shape = load_target(target_name).input_shape
+    outputs = stages.stage_export(
+        checkpoint,
+        data_path,
+        cfg,
+        out_dir,
+        make_log(quiet),
+        require_tensorrt=tensorrt_precision is not None,
+        target_shape=target_shape,
+    )
+    if as_json:
+        emit_json({name: artifact_summary(path) for name, path in outputs.items()})
+        return
     for path in outputs.values():
         click.echo(str(path))

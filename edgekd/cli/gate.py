@@ -6,21 +6,35 @@ from pathlib import Path
 
 import click
 
-from edgekd.cli.common import make_console
+from edgekd.cli.common import emit_json, make_console
 
 _FILE = click.Path(dir_okay=False, path_type=Path)
 
 
 @click.command()
 @click.argument("result", metavar="RESULT", type=click.Path(path_type=Path))
-@click.option("--target", required=True, metavar="TARGET", help="Target profile: YAML file or built-in name.")
+@click.option(
+    "--target",
+    required=True,
+    metavar="TARGET",
+    envvar="EDGEKD_TARGET",
+    help="Target profile: YAML file or built-in name.",
+)
 @click.option("--baseline", type=_FILE, help="A previous bench.json to compare accuracy and latency with.")
 @click.option("--update-baseline", is_flag=True, help="After judging, write RESULT as the new --baseline.")
 @click.option("--junit", type=_FILE, help="Write JUnit XML (one test case per check).")
 @click.option(
     "--markdown", type=_FILE, help="Write a Markdown summary (also appended to $GITHUB_STEP_SUMMARY)."
 )
-@click.option("--json", "json_out", type=_FILE, help="Write the verdict as JSON.")
+@click.option(
+    "--json",
+    "json_out",
+    type=_FILE,
+    is_flag=False,
+    flag_value="-",
+    help="The verdict as JSON: --json alone prints it on stdout (the table goes to stderr), "
+    "--json FILE writes it.",
+)
 @click.pass_context
 def gate(
     ctx: click.Context,
@@ -67,8 +81,11 @@ def gate(
     verdict = evaluate_gate(
         doc, profile, baseline=base_doc, baseline_name=str(baseline) if base_doc else None
     )
-    make_console().print(gate_table(verdict))
-    write_outputs(verdict, junit=junit, markdown=markdown, json_path=json_out)
+    to_stdout = json_out is not None and str(json_out) == "-"
+    make_console(stderr=to_stdout).print(gate_table(verdict))
+    write_outputs(verdict, junit=junit, markdown=markdown, json_path=None if to_stdout else json_out)
+    if to_stdout:
+        emit_json(verdict.to_dict())
     if update_baseline:
         if doc.get("static"):
             raise ConfigError("a static result cannot become a baseline", hint="gate a bench.json instead")

@@ -20,11 +20,13 @@ COMMANDS = {
     "distill": "edgekd.cli.distill:distill",
     "export": "edgekd.cli.export:export",
     "quantize": "edgekd.cli.quantize:quantize",
+    "qat": "edgekd.cli.qat:qat",
     "bench": "edgekd.cli.bench:bench",
     "gate": "edgekd.cli.gate:gate",
     "run": "edgekd.cli.run:run",
     "demo": "edgekd.cli.run:demo",
     "targets": "edgekd.cli.targets:targets",
+    "deploy": "edgekd.cli.deploy:deploy",
 }
 INTERNAL_ERROR_EXIT = 3
 
@@ -86,7 +88,14 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
 @click.group(
     cls=LazyGroup,
     lazy_commands=COMMANDS,
-    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    # Every option can also come from EDGEKD_<COMMAND>_<OPTION> (e.g. EDGEKD_BENCH_THREADS=2);
+    # the common ones have short names: EDGEKD_QUIET, EDGEKD_VERBOSE, EDGEKD_DEBUG, EDGEKD_JSON,
+    # EDGEKD_TARGET.
+    context_settings={
+        "help_option_names": ["-h", "--help"],
+        "max_content_width": 100,
+        "auto_envvar_prefix": "EDGEKD",
+    },
 )
 @click.option(
     "--version",
@@ -105,7 +114,13 @@ def cli(debug: bool) -> None:
     Everything from one recipe:  edgekd run RECIPE   (edgekd demo runs the built-in one)
 
     Exit codes: 0 success, 1 a gate check failed, 2 bad input or configuration,
-    3 internal error.
+    3 internal error. Commands that report take --json (one JSON document on stdout);
+    -q/--quiet and -v/--verbose set how much progress goes to stderr.
+
+    \b
+    Environment: any option as EDGEKD_<COMMAND>_<OPTION> (EDGEKD_BENCH_THREADS=2), and
+    EDGEKD_QUIET, EDGEKD_VERBOSE, EDGEKD_DEBUG, EDGEKD_JSON, EDGEKD_TARGET for every command.
+    Shell completion (bash): eval "$(_EDGEKD_COMPLETE=bash_source edgekd)"
     """
 
 

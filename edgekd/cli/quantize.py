@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from edgekd.cli.common import make_log, quiet_option
+from edgekd.cli.common import artifact_summary, emit_json, json_option, make_log, quiet_option
 
 
 @click.command()
@@ -62,6 +62,7 @@ from edgekd.cli.common import make_log, quiet_option
     type=click.Path(dir_okay=False, path_type=Path),
     help="Output file (default: MODEL.int8.onnx).",
 )
+@json_option
 @quiet_option
 def quantize(
     model: Path,
@@ -74,6 +75,7 @@ def quantize(
     max_accuracy_drop: float,
     require_speedup: bool,
     out_path: Path | None,
+    as_json: bool,
     quiet: bool,
 ) -> None:
     """Quantize MODEL.onnx to INT8 (ONNX Runtime QDQ, or OpenVINO through NNCF), checked against FP32.
@@ -105,4 +107,7 @@ def quantize(
     suffix = ".int8.xml" if runtime == "openvino" else ".int8.onnx"
     out_path = out_path or model.with_name(model.stem + suffix)
     stages.stage_quantize(model, data_path, cfg, out_path, make_log(quiet))
-    click.echo(str(out_path))
+    if as_json:
+        emit_json(artifact_summary(out_path))
+    else:
+        click.echo(str(out_path))

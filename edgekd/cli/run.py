@@ -6,12 +6,22 @@ from pathlib import Path
 
 import click
 
-from edgekd.cli.common import make_console, make_log, out_option, quiet_option, set_option
+from edgekd.cli.common import (
+    emit_json,
+    json_option,
+    make_console,
+    make_log,
+    out_option,
+    quiet_option,
+    set_option,
+)
 
 DEMO_RECIPE = "modrec"
 
 
-def _run(recipe_name: str, out_dir: Path | None, overrides: tuple[str, ...], quiet: bool) -> int:
+def _run(
+    recipe_name: str, out_dir: Path | None, overrides: tuple[str, ...], quiet: bool, as_json: bool = False
+) -> int:
     from edgekd.bench.table import print_bench
     from edgekd.gate import gate_table
     from edgekd.pipeline.recipe import load_recipe
@@ -21,7 +31,7 @@ def _run(recipe_name: str, out_dir: Path | None, overrides: tuple[str, ...], qui
     out_dir = out_dir or Path("runs") / recipe.name
     log = make_log(quiet)
     result = run_recipe(recipe, out_dir, log)
-    console = make_console()
+    console = make_console(stderr=as_json)
     print_bench(result["bench"], console=console)
     exit_code = 0
     if result["gate"] is not None:
@@ -31,6 +41,16 @@ def _run(recipe_name: str, out_dir: Path | None, overrides: tuple[str, ...], qui
         f"bench.json and report.html in {out_dir}/ — whole pipeline {result['seconds']:.0f} s",
         highlight=False,
     )
+    if as_json:
+        emit_json(
+            {
+                "recipe": recipe.name,
+                "out_dir": str(out_dir),
+                "seconds": round(result["seconds"], 1),
+                "gate": result["gate"].to_dict() if result["gate"] is not None else None,
+                "bench": result["bench"],
+            }
+        )
     return exit_code
 
 
@@ -38,10 +58,16 @@ def _run(recipe_name: str, out_dir: Path | None, overrides: tuple[str, ...], qui
 @click.argument("recipe", metavar="RECIPE")
 @out_option(help_text="Run folder (default: runs/<recipe name>).")
 @set_option
+@json_option
 @quiet_option
 @click.pass_context
 def run(
-    ctx: click.Context, recipe: str, out_dir: Path | None, overrides: tuple[str, ...], quiet: bool
+    ctx: click.Context,
+    recipe: str,
+    out_dir: Path | None,
+    overrides: tuple[str, ...],
+    as_json: bool,
+    quiet: bool,
 ) -> None:
     """Run every stage of RECIPE (a YAML file or a built-in recipe name).
 
@@ -49,15 +75,18 @@ def run(
     Example:
       edgekd run my-recipe.yaml --out runs/exp1 --set distill.train.epochs=20
     """
-    ctx.exit(_run(recipe, out_dir, overrides, quiet))
+    ctx.exit(_run(recipe, out_dir, overrides, quiet, as_json))
 
 
 @click.command()
 @out_option(help_text="Run folder (default: runs/modrec).")
 @set_option
+@json_option
 @quiet_option
 @click.pass_context
-def demo(ctx: click.Context, out_dir: Path | None, overrides: tuple[str, ...], quiet: bool) -> None:
+def demo(
+    ctx: click.Context, out_dir: Path | None, overrides: tuple[str, ...], as_json: bool, quiet: bool
+) -> None:
     """Run the built-in modulation-recognition recipe end to end (minutes on 2 CPU cores).
 
     Generates RadioML-style IQ frames, trains a 1-D ResNet teacher, distils a small
@@ -65,4 +94,4 @@ def demo(ctx: click.Context, out_dir: Path | None, overrides: tuple[str, ...], q
     runtime, gates against targets/x86-cpu-onnxruntime-int8.yaml, and writes
     bench.json and report.html.
     """
-    ctx.exit(_run(DEMO_RECIPE, out_dir, overrides, quiet))
+    ctx.exit(_run(DEMO_RECIPE, out_dir, overrides, quiet, as_json))

@@ -6,12 +6,12 @@ import json
 
 import click
 
-from edgekd.cli.common import make_console
+from edgekd.cli.common import json_option, make_console
 
 
 @click.command()
 @click.argument("name", required=False, metavar="[TARGET]")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option
 def targets(name: str | None, as_json: bool) -> None:
     """List the built-in target profiles, or show TARGET (a name or a YAML file) resolved.
 

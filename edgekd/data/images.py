@@ -2,8 +2,9 @@
 
 Two layouts are read:
 
-* split folders: ``root/{train,val,test}/CLASS/*.png|jpg`` (Kermany OCT2017 ships
-  ``train`` and ``test``; a missing split is simply empty);
+* split folders: ``root/{train,val,test}/CLASS/*.png|jpg``. A missing ``val`` (Kermany
+  OCT2017 ships ``train`` and ``test`` only) or ``test`` folder is carved out of ``train``:
+  ``val_fraction`` / ``test_fraction`` of each class, seeded, as in the flat layout;
 * flat: ``root/CLASS/*``, split deterministically, stratified by class, with
   :func:`edgekd.data.splits.assign_splits`.
 
@@ -116,6 +117,32 @@ def view_seed(base_seed: int, epoch: int, index: int) -> int:
     return int(state[0]) << 31 | int(state[1]) >> 1
 
 
+def _carve_missing_splits(
+    split: np.ndarray,
+    y: np.ndarray,
+    present: list[str],
+    val_fraction: float,
+    test_fraction: float,
+    seed: int,
+) -> np.ndarray:
+    """Split codes int8 [N] where the ``train`` folder also supplies the splits without a folder.
+
+    Training needs validation images (model selection, the INT8 accuracy check) and the
+    bench needs test images, so a layout without them gets them from ``train``, stratified by
+    class. A split that has its own folder is never added to.
+    """
+    if "train" not in present:
+        return split
+    val = val_fraction if "val" not in present else 0.0
+    test = test_fraction if "test" not in present else 0.0
+    if not val and not test:
+        return split
+    train = np.flatnonzero(split == SPLITS.index("train"))
+    out = split.copy()
+    out[train] = assign_splits(y[train], None, val, test, seed)
+    return out
+
+
 class ImageFolder:
     """Labelled image files under ``root`` (split-folder or flat layout, see the module doc).
 
@@ -126,7 +153,8 @@ class ImageFolder:
         root: the dataset folder.
         class_names: label order; default the class folders sorted by name.
         transform: resize/crop/normalise settings.
-        val_fraction, test_fraction, seed: the split of a flat layout (ignored otherwise).
+        val_fraction, test_fraction, seed: the split of a flat layout, and of the ``train``
+            folder into the splits that have no folder of their own.
     """
 
     def __init__(
@@ -173,7 +201,9 @@ class ImageFolder:
         self.files = files
         self.y = np.asarray(labels, dtype=np.int64)
         if split_dirs:
-            self.split = np.asarray(splits, dtype=np.int8)
+            self.split = _carve_missing_splits(
+                np.asarray(splits, dtype=np.int8), self.y, split_dirs, val_fraction, test_fraction, seed
+            )
         else:
             self.split = assign_splits(self.y, None, val_fraction, test_fraction, seed)
 

@@ -83,6 +83,18 @@ def check_fits(model: Any, input_shape: tuple[int, ...], num_classes: int, what:
         )
 
 
+#: Input elements per inference chunk: 512 IQ frames of 2x128, or 11 images of 3x384x384.
+_INFERENCE_ELEMENTS = 512 * 2 * 128 * 4
+
+
+def inference_batch_size(train_batch: int, sample_shape: tuple[int, ...]) -> int:
+    """Chunk size for no-grad passes (validation, teacher caching): large for small frames, where
+    per-call overhead dominates, but never above the training batch for large inputs, where a
+    fixed 512 would hold gigabytes of activations (a ConvNeXtV2-Large at 384 px)."""
+    per_sample = max(1, int(np.prod(sample_shape)))
+    return max(train_batch, min(512, _INFERENCE_ELEMENTS // per_sample))
+
+
 @torch.no_grad()
 def predict_logits(model: Any, x: np.ndarray | torch.Tensor, batch_size: int = 512) -> torch.Tensor:
     """Logits [N, K] (fp32, on CPU) of ``model`` in eval mode for inputs ``x`` [N, ...]."""
@@ -96,15 +108,17 @@ def predict_logits(model: Any, x: np.ndarray | torch.Tensor, batch_size: int = 5
     return torch.cat(chunks) if chunks else torch.empty(0)
 
 
-def evaluate_model(model: nn.Module, dataset: ArrayDataset, batch_size: int = 512) -> float:
+def evaluate_model(model: nn.Module, dataset: ArrayDataset, batch_size: int | None = None) -> float:
     """Top-1 accuracy in [0, 1] of ``model`` (on its current device) over ``dataset``.
 
+    ``batch_size`` None: sized to the frames (:func:`inference_batch_size`).
     Raises ShapeError when the dataset's frames or class count do not fit the model.
     """
     if len(dataset) == 0:
         raise InputFileError("cannot evaluate on an empty dataset", hint="check the split holds frames")
     check_fits(model, dataset.input_shape, dataset.num_classes)
-    logits = predict_logits(model, dataset.x, batch_size)
+    batch = batch_size or inference_batch_size(1, tuple(dataset.x.shape[1:]))
+    logits = predict_logits(model, dataset.x, batch)
     return float((logits.argmax(dim=1).numpy() == dataset.y).mean())
 
 

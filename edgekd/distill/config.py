@@ -7,14 +7,18 @@ Recipe form (every key optional)::
         loss: kd            # simple form: one loss + temperature + alpha
         temperature: 4.0
         alpha: 0.7
-        cache_teacher: true
+        cache_teacher: true # teacher logits computed once (per augmentation view), reused by epochs
+        cache_dir: null     # on-disk cache folder (default: <out>/teacher_cache), shared by students
+        cache_storage: fp16 # fp16: all K logits; topk: the cache_topk largest, the rest filled
+        cache_topk: 5
         terms:              # or: weighted terms (replaces loss/temperature/alpha)
           - {name: dkd, weight: 1.0, params: {beta: 8.0, warmup_epochs: 5}}
           - {name: ce}
           - {name: fitnet, student: [features.1], teacher: [stages.1]}
           - {name: ofa, student: [features.0, features.1]}
       train: {epochs: 10, schedule: cosine, warmup_epochs: 1, ema: 0.999, amp: auto,
-              early_stop_patience: 5, checkpoint_every: 200, deterministic: false, ...}
+              early_stop_patience: 5, checkpoint_every: 200, deterministic: false, ...,
+              augment: {time_shift: 16, phase_rotation: true, views: 4, seed: 0}}
 """
 
 from __future__ import annotations
@@ -32,6 +36,36 @@ from edgekd.registry import suggestion
 
 # Parameters the objective consumes itself instead of passing them to the loss function.
 _LOOP_PARAMS = {"dkd": {"warmup_epochs": 20}}
+
+
+@dataclasses.dataclass
+class AugmentConfig:
+    """Random training views of IQ frames [2, L] (off by default); see ``edgekd.distill.augment``.
+
+    Each view is a pure function of (``seed``, frame index, view number): epoch e shows every
+    frame's view ``(e - 1) % views``, so a teacher-logit cache of ``views`` views per frame
+    holds exactly what the student sees in every epoch.
+    """
+
+    time_shift: int = 0  # largest circular shift in samples, uniform in [-time_shift, time_shift]; 0: off
+    phase_rotation: bool = False  # rotate each frame's I/Q by a uniform carrier phase in [0, 2*pi)
+    views: int = 4  # distinct views per frame, cycled over the epochs
+    seed: int = 0  # apart from train.seed, so students with other seeds share one teacher cache
+
+    @property
+    def enabled(self) -> bool:
+        return self.time_shift > 0 or self.phase_rotation
+
+    @property
+    def view_count(self) -> int:
+        """Views the loop cycles through: 1 (the frame itself) when augmentation is off."""
+        return self.views if self.enabled else 1
+
+    def validate(self) -> None:
+        if self.time_shift < 0:
+            raise ConfigError(f"train.augment.time_shift must be >= 0, got {self.time_shift}")
+        if self.views < 1:
+            raise ConfigError(f"train.augment.views must be >= 1, got {self.views}")
 
 
 @dataclasses.dataclass
@@ -57,8 +91,10 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  # "auto" = cuda when available, else cpu
     num_threads: int | None = None  # CPU threads for torch (None: torch's default)
+    augment: AugmentConfig = dataclasses.field(default_factory=AugmentConfig)
 
     def validate(self) -> None:
+        self.augment.validate()
         if self.epochs < 1 or self.batch_size < 2:
             raise ConfigError(
                 f"train needs epochs >= 1 and batch_size >= 2, got {self.epochs} and {self.batch_size}"
@@ -185,12 +221,18 @@ class KDConfig:
     loss: str = "kd"
     temperature: float = 4.0
     alpha: float = 0.7  # weight of the soft-target term; 1 - alpha weighs the labels
-    # The loop applies no augmentation and the teacher is frozen in eval mode, so its
-    # logits per frame never change: compute them once instead of every epoch.
+    # The teacher is frozen in eval mode and every augmentation view is a pure function of
+    # (seed, frame, view), so its logits per view never change: compute them once, not per epoch.
+    # Feature terms (fitnet, at, rkd) need the teacher's activations: it then runs per batch.
     cache_teacher: bool = True
+    cache_dir: str | None = None  # None: <out>/teacher_cache, or memory only when there is no out dir
+    cache_storage: Literal["fp16", "topk"] = "fp16"
+    cache_topk: int = 5  # with cache_storage topk: logits kept per frame (the rest share the left mass)
     terms: list[LossTerm] = dataclasses.field(default_factory=list)
 
     def validate(self) -> None:
+        if self.cache_topk < 1:
+            raise ConfigError(f"distill.kd.cache_topk must be >= 1, got {self.cache_topk}")
         if self.terms:
             if (self.loss, self.temperature, self.alpha) != ("kd", 4.0, 0.7):
                 raise ConfigError(

@@ -5,12 +5,20 @@ Under ``torchrun --nproc-per-node N`` (``WORLD_SIZE`` > 1) the loop joins a proc
 rank an equal, disjoint share of every global batch of the same seeded permutation. With
 gradients averaged by DDP this is the single-process step, up to float summation order
 (and BatchNorm, whose statistics stay per rank).
+
+A command (``torchrun ... -m edgekd distill``) joins the group once for all its stages with
+:func:`command_process_group`; the loop then reuses it. Collectives give up after
+``EDGEKD_DIST_TIMEOUT_S`` seconds (default 1800), so a rank that died or stalled ends the
+others with an error instead of a hang (torchrun normally stops them sooner).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import datetime
 import os
+from collections.abc import Iterator
 
 import torch
 import torch.distributed as dist
@@ -44,8 +52,35 @@ def setup_distributed(device: torch.device) -> DistContext:
     if not dist.is_available():
         raise ConfigError("WORLD_SIZE > 1 but torch.distributed is not available in this build")
     backend = "nccl" if device.type == "cuda" else "gloo"
-    dist.init_process_group(backend=backend)
+    if device.type == "cuda":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+    dist.init_process_group(backend=backend, timeout=datetime.timedelta(seconds=collective_timeout_s()))
     return DistContext(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)), True)
+
+
+def collective_timeout_s() -> float:
+    """Seconds a collective (barrier, all-reduce) waits for the other ranks: EDGEKD_DIST_TIMEOUT_S."""
+    raw = os.environ.get("EDGEKD_DIST_TIMEOUT_S", "1800")
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if not seconds > 0:
+        raise ConfigError(f"EDGEKD_DIST_TIMEOUT_S must be a positive number of seconds, got {raw!r}")
+    return seconds
+
+
+@contextlib.contextmanager
+def command_process_group(device: torch.device) -> Iterator[DistContext]:
+    """The torchrun process group for a whole command (every stage); a plain context alone.
+
+    Rank 0 writes the artifacts; the others wait at :func:`barrier` and read them.
+    """
+    ctx = setup_distributed(process_device(device))
+    try:
+        yield ctx
+    finally:
+        teardown(ctx)
 
 
 def process_device(device: torch.device) -> torch.device:

@@ -5,6 +5,10 @@ a per-iteration LR schedule, optional EMA, AMP and channels_last on CUDA, valida
 every epoch, best/last weights and an exact-resume state in the output folder, early
 stopping, and DistributedDataParallel under torchrun. Finishes with the best epoch's
 weights loaded into the student.
+
+With ``train.augment`` the student's batch is the epoch's view of each frame
+(``edgekd.distill.augment``); teacher logits come from the cache of that same view
+(``edgekd.distill.teacher_cache``) or from the teacher run on the batch the student sees.
 """
 
 from __future__ import annotations
@@ -26,10 +30,13 @@ from edgekd.config import to_dict
 from edgekd.data.dataset import ArrayDataset
 from edgekd.distill import distributed as ddp
 from edgekd.distill import state as run_state
-from edgekd.distill.checks import model_device, predict_logits
+from edgekd.distill.augment import EpochView, check_augmentable, view_of_epoch
+from edgekd.distill.checks import inference_batch_size, model_device, predict_logits
 from edgekd.distill.config import TrainConfig, TrainResult
 from edgekd.distill.features import FeatureTaps
 from edgekd.distill.objective import DistillObjective
+from edgekd.distill.reporting import EpochProgress, TensorBoardScalars
+from edgekd.distill.teacher_cache import CachedLogits
 from edgekd.errors import ConfigError
 
 Log = Callable[[str], None]
@@ -82,15 +89,16 @@ def amp_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
 
 @dataclasses.dataclass
 class Teacher:
-    """How the loop gets teacher outputs: cached logits [N, K] by row, or a model run per batch."""
+    """How the loop gets teacher outputs: cached logits by (view, row), or a model run per batch."""
 
     model: Any = None  # nn.Module or a callable returning logits
-    cached_logits: torch.Tensor | None = None  # [N_train, K] fp32 on CPU
+    cache: CachedLogits | None = None  # every training frame's logits in every augmentation view
     taps: FeatureTaps | None = None  # hooks on the teacher for feature terms
 
-    def outputs(self, x: torch.Tensor, idx: torch.Tensor, device: torch.device, autocast) -> tuple:
-        if self.cached_logits is not None and self.taps is None:
-            return self.cached_logits[idx].to(device, non_blocking=True), {}
+    def outputs(self, x: torch.Tensor, idx: torch.Tensor, view: int, device: torch.device, autocast) -> tuple:
+        """(logits [B, K] or None, {path: feature}) for the batch ``x`` = rows ``idx`` in ``view``."""
+        if self.cache is not None and self.taps is None:
+            return self.cache.lookup(idx, view, device), {}
         if self.model is None:
             return None, {}
         with torch.no_grad(), autocast:
@@ -122,6 +130,7 @@ class FitOptions:
     resume: bool = False  # continue from out_dir/train_state.pt when it exists
     log: Log | None = None
     on_step: StepCallback | None = None
+    progress: bool = False  # a rich progress bar per epoch on stderr (rank 0; the caller checks for a TTY)
 
 
 def _build_objective(
@@ -191,8 +200,18 @@ def _fit(student, objective, teacher, train, val, cfg, opts, ctx) -> TrainResult
 
     x_all, y_all = torch.from_numpy(train.x), torch.from_numpy(train.y)
     n = len(train)
+    check_augmentable(train.input_shape, cfg.augment)
+    cache = teacher.cache
+    if cache is not None and (cache.frames, cache.views) != (n, cfg.augment.view_count):
+        raise ConfigError(
+            f"the teacher cache holds {cache.views} view(s) of {cache.frames} frames, "
+            f"the run needs {cfg.augment.view_count} of {n}",
+            hint="build the cache with this run's training data and train.augment",
+        )
     ema = run_state.ModelEMA(student, cfg.ema) if cfg.ema else None  # copied before hooks are added
     taps = FeatureTaps(student, objective.student_paths, "student")
+    progress: EpochProgress | None = None
+    board: TensorBoardScalars | None = None
     try:
         _build_objective(objective, student, taps, teacher, x_all[:2], train.num_classes)
         step_module: nn.Module = _TrainStep(student, objective, taps)
@@ -212,6 +231,8 @@ def _fit(student, objective, teacher, train, val, cfg, opts, ctx) -> TrainResult
             "world_size": ctx.world_size,
             "terms": repr(to_dict(objective.terms)),
         }
+        if cfg.augment.enabled:  # only then, so states saved before augmentation existed still resume
+            fingerprint["augment"] = repr(to_dict(cfg.augment))
 
         # Run-level progress; all of it goes into (and comes back from) the resume state.
         epoch, next_batch, step, order = 1, 0, 0, None
@@ -271,23 +292,31 @@ def _fit(student, objective, teacher, train, val, cfg, opts, ctx) -> TrainResult
             )
 
         lr = lr_at(step, total_steps, warmup_steps, cfg, steps_per_epoch)
+        progress = EpochProgress() if (opts.progress and ctx.is_main) else None
+        board = TensorBoardScalars.open(write_dir, epoch) if write_dir is not None else None
         while epoch <= cfg.epochs and not stopped_early:
             start = time.perf_counter()
             if order is None:
                 order = torch.from_numpy(rng.permutation(n))
                 next_batch, loss_sum, seen = 0, torch.zeros((), dtype=torch.float64, device=device), 0
             batches = ddp.global_batches(order, cfg.batch_size, ctx.world_size)
+            view = view_of_epoch(epoch, cfg.augment)
+            epoch_view = EpochView(cfg.augment, n, view) if cfg.augment.enabled else None
             step_module.train()
+            if progress is not None:
+                progress.start_epoch(epoch, cfg.epochs, len(batches), next_batch)
             for b in range(next_batch, len(batches)):
                 idx = ddp.shard(batches[b], ctx)
                 lr = lr_at(step, total_steps, warmup_steps, cfg, steps_per_epoch)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 xb = x_all[idx].to(device, non_blocking=True)
+                if epoch_view is not None:
+                    xb = epoch_view.apply(xb, idx)  # the view the teacher cache holds for this epoch
                 if channels_last:
                     xb = xb.contiguous(memory_format=torch.channels_last)
                 yb = y_all[idx].to(device, non_blocking=True)
-                t_logits, t_feats = teacher.outputs(xb, idx, device, autocast)
+                t_logits, t_feats = teacher.outputs(xb, idx, view, device, autocast)
                 with autocast:
                     loss, _parts = step_module(xb, yb, t_logits, t_feats, epoch)
                 optimizer.zero_grad(set_to_none=True)
@@ -309,8 +338,13 @@ def _fit(student, objective, teacher, train, val, cfg, opts, ctx) -> TrainResult
                     snapshot()
                 if opts.on_step is not None:
                     opts.on_step(step)
+                if progress is not None:
+                    progress.advance()
+            if progress is not None:
+                progress.end_epoch()
             seen_t = torch.tensor(float(seen), dtype=torch.float64, device=device)
-            totals = ddp.all_reduce_sum(torch.stack([loss_sum, seen_t]), ctx).cpu()
+            totals = ddp.all_reduce_sum(torch.stack([loss_sum, seen_t]), ctx).cpu()  # syncs the device
+            train_seconds = time.perf_counter() - start
             train_loss = float(totals[0]) / max(1.0, float(totals[1]))
             if not math.isfinite(train_loss):
                 raise ConfigError(
@@ -318,7 +352,7 @@ def _fit(student, objective, teacher, train, val, cfg, opts, ctx) -> TrainResult
                     hint="lower train.lr or set train.grad_clip",
                 )
             eval_model = ema.module if ema is not None else student
-            logits = predict_logits(eval_model, val.x, max(512, cfg.batch_size))
+            logits = predict_logits(eval_model, val.x, inference_batch_size(cfg.batch_size, val.x.shape[1:]))
             acc = float((logits.argmax(dim=1).numpy() == val.y).mean())
             record = {
                 "epoch": epoch,
@@ -326,6 +360,7 @@ def _fit(student, objective, teacher, train, val, cfg, opts, ctx) -> TrainResult
                 "val_accuracy": acc,
                 "lr": lr,
                 "seconds": time.perf_counter() - start,
+                "train_seconds": train_seconds,  # the steps alone, without validation (throughput)
             }
             history.append(record)
             improved = acc > best_acc
@@ -341,6 +376,8 @@ def _fit(student, objective, teacher, train, val, cfg, opts, ctx) -> TrainResult
                     f"lr {lr:.2e}  {record['seconds']:.1f}s{'  *best' if improved else ''}"
                     f"{'  (early stop)' if stopped_early else ''}"
                 )
+            if board is not None:
+                board.write(record)
             if write_dir is not None:
                 run_state.write_metrics(write_dir, history)
                 run_state.save_weights(write_dir / "last.pt", eval_model, epoch, acc)
@@ -350,6 +387,10 @@ def _fit(student, objective, teacher, train, val, cfg, opts, ctx) -> TrainResult
             snapshot()
     finally:
         taps.remove()
+        if progress is not None:
+            progress.end_epoch()
+        if board is not None:
+            board.close()
         if cfg.deterministic:
             torch.use_deterministic_algorithms(previous_det)
     if best_state is not None:

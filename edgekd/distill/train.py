@@ -7,8 +7,10 @@ AMP and channels_last on CUDA, early stopping, exact resume and DDP under torchr
 finish with the best validation epoch's weights in the model, in eval mode.
 
 With ``out_dir`` they write ``metrics.csv``, ``metrics.jsonl``, ``best.pt``, ``last.pt``
-and ``train_state.pt`` there (rank 0 only); ``resume=True`` continues a killed run from
-``train_state.pt`` and ends with the same weights as an uninterrupted one.
+and ``train_state.pt`` there (rank 0 only, plus TensorBoard scalars in ``tensorboard/`` when
+TensorBoard is installed); ``resume=True`` continues a killed run from ``train_state.pt`` and
+ends with the same weights as an uninterrupted one. ``distill`` keeps the teacher's logits in
+an on-disk cache (``edgekd.distill.teacher_cache``) that later runs and other students reuse.
 """
 
 from __future__ import annotations
@@ -20,11 +22,14 @@ from typing import Any
 from torch import nn
 
 from edgekd.data.dataset import ArrayDataset
+from edgekd.distill import distributed as ddp
+from edgekd.distill.augment import check_augmentable
 from edgekd.distill.checks import (
     check_datasets,
     check_fits,
     cpu_threads,
     evaluate_model,
+    inference_batch_size,
     predict_logits,
     resolve_device,
 )
@@ -33,6 +38,7 @@ from edgekd.distill.distributed import process_device
 from edgekd.distill.features import FeatureTaps
 from edgekd.distill.loop import FitOptions, Log, StepCallback, Teacher, fit, lr_at
 from edgekd.distill.objective import DistillObjective
+from edgekd.distill.teacher_cache import teacher_logits_cache
 from edgekd.errors import ConfigError
 
 __all__ = [
@@ -60,17 +66,18 @@ def train_supervised(
     out_dir: str | os.PathLike[str] | None = None,
     resume: bool = False,
     on_step: StepCallback | None = None,
+    progress: bool = False,
 ) -> TrainResult:
     """Train ``model`` with cross-entropy on the labels (e.g. a teacher).
 
     ``model`` is moved to ``cfg.device`` and ends there, in eval mode, holding the
-    weights of its best validation epoch.
+    weights of its best validation epoch. ``progress`` shows a progress bar per epoch.
     """
     cfg.validate()
     model.to(process_device(resolve_device(cfg.device)))
     check_datasets(model, train, val, "model")
     objective = DistillObjective([LossTerm("ce", 1.0)])
-    opts = FitOptions(Path(out_dir) if out_dir is not None else None, resume, log, on_step)
+    opts = FitOptions(Path(out_dir) if out_dir is not None else None, resume, log, on_step, progress)
     with cpu_threads(cfg.num_threads):
         return fit(model, objective, Teacher(), train, val, cfg, opts)
 
@@ -92,6 +99,8 @@ def distill(
     out_dir: str | os.PathLike[str] | None = None,
     resume: bool = False,
     on_step: StepCallback | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    progress: bool = False,
 ) -> TrainResult:
     """Train ``student`` to match a frozen ``teacher`` with the objective ``kd``.
 
@@ -104,9 +113,13 @@ def distill(
         out_dir: folder for metrics, best/last weights and the resume state (optional).
         resume: continue from ``out_dir/train_state.pt`` when it exists.
         on_step: called with the global step after every optimizer step (tests, progress).
+        cache_dir: the teacher cache's folder when ``kd.cache_dir`` is not set (default
+            ``out_dir/teacher_cache``; with neither, the cache stays in memory).
+        progress: show a progress bar per epoch on stderr.
 
-    The teacher's logits are computed once when ``kd.cache_teacher`` and no term needs
-    teacher features, else per batch. Both networks are moved to ``cfg.device``.
+    The teacher's logits (of every ``cfg.augment`` view) are computed once when
+    ``kd.cache_teacher`` and no term needs teacher features, else per batch. Both networks
+    are moved to ``cfg.device``.
     """
     cfg.validate()
     kd.validate()
@@ -125,21 +138,49 @@ def distill(
             p.requires_grad_(False)
     check_datasets(student, train, val, "student")
     check_fits(teacher, train.input_shape, train.num_classes, "teacher")
-    opts = FitOptions(Path(out_dir) if out_dir is not None else None, resume, log, on_step)
+    check_augmentable(train.input_shape, cfg.augment)
+    opts = FitOptions(Path(out_dir) if out_dir is not None else None, resume, log, on_step, progress)
     teacher_taps = (
         FeatureTaps(teacher, objective.teacher_paths, "teacher", detach=True)
         if objective.teacher_paths
         else None
     )
+    # The process group (under torchrun) is joined before the cache, so rank 0 alone writes it.
+    ctx = ddp.setup_distributed(device)
     try:
         with cpu_threads(cfg.num_threads):
-            cached = None
-            if kd.cache_teacher and teacher_taps is None:
-                cached = predict_logits(teacher, train.x, max(512, cfg.batch_size))
-            if log is not None:
-                how = "cached teacher logits" if cached is not None else "teacher run per batch"
+            cache = None
+            if kd.cache_teacher and teacher_taps is None and objective.needs_teacher:
+                cache = teacher_logits_cache(
+                    teacher,
+                    train.x,
+                    train.num_classes,
+                    cfg.augment,
+                    kd,
+                    cache_dir=_cache_dir(kd, cache_dir, out_dir),
+                    batch_size=inference_batch_size(cfg.batch_size, train.x.shape[1:]),
+                    log=log,
+                    is_main=ctx.is_main,
+                    barrier=ddp.barrier,
+                )
+            if log is not None and ctx.is_main:
+                if kd.cache_teacher and teacher_taps is not None:
+                    log("teacher cache: not used, the feature terms need the teacher's activations")
+                how = "cached teacher logits" if cache is not None else "teacher run per batch"
                 log(f"distilling with {kd.describe()} on {device} ({how})")
-            return fit(student, objective, Teacher(teacher, cached, teacher_taps), train, val, cfg, opts)
+            return fit(student, objective, Teacher(teacher, cache, teacher_taps), train, val, cfg, opts)
     finally:
+        ddp.teardown(ctx)
         if teacher_taps is not None:
             teacher_taps.remove()
+
+
+def _cache_dir(
+    kd: KDConfig, default: str | os.PathLike[str] | None, out_dir: str | os.PathLike[str] | None
+) -> Path | None:
+    """``kd.cache_dir``, else the caller's default, else ``out_dir/teacher_cache``; None: memory only."""
+    if kd.cache_dir:
+        return Path(kd.cache_dir)
+    if default is not None:
+        return Path(default)
+    return Path(out_dir) / "teacher_cache" if out_dir is not None else None

@@ -44,6 +44,8 @@ from edgekd.export.onnx_graph import (  # noqa: F401  (re-exported: callers impo
     simplify_onnx,
 )
 from edgekd.export.parity import ParityConfig, ParityReport, compare_outputs
+from edgekd.export.tensorrt.plan import TensorRTConfig
+from edgekd.verbosity import is_verbose
 
 if TYPE_CHECKING:
     import onnxruntime
@@ -68,7 +70,9 @@ class ExportConfig:
     pipeline); ``parity``: tolerances against PyTorch; ``simplify``: run onnxslim on the
     graph before the checks (needs the optional ``onnxslim`` package);
     ``external_data_threshold_mb``: weights above this many MiB go to a ``<name>.onnx.data``
-    sidecar (protobuf cannot hold a message over 2 GiB; the margin leaves room for the graph)."""
+    sidecar (protobuf cannot hold a message over 2 GiB; the margin leaves room for the graph).
+    ``tensorrt``: also build a TensorRT engine (see edgekd/export/tensorrt/); null = none.
+    Without TensorRT and a CUDA GPU the pipeline logs why and goes on without it."""
 
     opset: int = 17
     dynamic_batch: bool = True
@@ -76,6 +80,7 @@ class ExportConfig:
     simplify: bool = False
     external_data_threshold_mb: float = 1900.0
     parity: ParityConfig = field(default_factory=ParityConfig)
+    tensorrt: TensorRTConfig | None = None
 
     def validate(self) -> None:
         if not self.external_data_threshold_mb >= 0:
@@ -134,7 +139,7 @@ def export_onnx(
     work = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
         tmp = work / path.name
-        tracer_warnings = _run_exporter(model, dummy, tmp, cfg.opset, dynamic_axes, verbose)
+        tracer_warnings = _run_exporter(model, dummy, tmp, cfg.opset, dynamic_axes, verbose or is_verbose())
         notes = []
         if cfg.simplify:
             notes.append(simplify_onnx(tmp, tmp).summary())

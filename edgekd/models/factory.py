@@ -6,11 +6,18 @@ Names (the part before the first ``:`` picks the source):
 * ``module:pkg.mod:factory`` — imports ``pkg.mod`` and calls ``factory(num_classes,
   in_channels, **kwargs)``. Importing code named by the user is an explicit choice made
   on the command line or in a recipe, the same trust as ``python -m pkg.mod``.
-* ``timm:NAME`` — ``timm.create_model`` when timm is installed (imported only then).
+* ``timm:NAME`` — ``timm.create_model(NAME, pretrained=False)`` when timm is installed
+  (imported only then). edgekd never downloads weights: ``pretrained: true`` is refused.
+
+Any model takes ``pretrained_path=FILE``: initial weights from a local state_dict (``.pth``/
+``.pt``/``.bin`` read with ``torch.load(weights_only=True)``, or ``.safetensors``), e.g. a timm
+ImageNet file or the ``.pt`` of an earlier edgekd run. See :func:`edgekd.models.checkpoint.
+load_pretrained_weights` for the rules (a classifier of another class count is re-initialised).
 """
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import importlib.util
 import inspect
@@ -41,16 +48,30 @@ def create_model(name: str, num_classes: int, in_channels: int = 2, **kwargs: An
         name: ``"resnet1d"``, ``"edgekd:resnet1d"``, ``"module:pkg.mod:factory"`` or ``"timm:NAME"``.
         num_classes: number of output logits.
         in_channels: input channels (2 for IQ frames, 3 for RGB images).
-        **kwargs: model-specific settings, e.g. ``width=48`` for ``resnet1d``.
+        **kwargs: model-specific settings, e.g. ``width=48`` for ``resnet1d``, and
+            ``pretrained_path`` (any model): a local weights file to start from.
 
     Raises:
-        ConfigError: unknown name (with "did you mean"), unknown or bad argument.
+        ConfigError: unknown name (with "did you mean"), unknown or bad argument, weights
+            that do not fit the architecture.
+        InputFileError: a ``pretrained_path`` that is missing or not a weights file.
         RuntimeUnavailable: ``timm:`` names where timm is not installed.
 
     >>> model = create_model("cnn1d_small", num_classes=11)
     >>> model(torch.zeros(4, 2, 128)).shape
     torch.Size([4, 11])
     """
+    pretrained_path = kwargs.pop("pretrained_path", None)
+    model = _create_fresh(name, num_classes, in_channels, kwargs)
+    if pretrained_path:
+        # Lazy: checkpoint.py imports this module to rebuild networks.
+        from edgekd.models.checkpoint import load_pretrained_weights
+
+        load_pretrained_weights(model, pretrained_path, name)
+    return model
+
+
+def _create_fresh(name: str, num_classes: int, in_channels: int, kwargs: dict[str, Any]) -> nn.Module:
     source, sep, rest = name.partition(":")
     if not sep:
         source, rest = "edgekd", name
@@ -141,16 +162,42 @@ def _create_timm(arch: str, num_classes: int, in_channels: int, kwargs: dict[str
     if importlib.util.find_spec("timm") is None:
         raise RuntimeUnavailable(
             f"model 'timm:{arch}' needs timm, which is not installed here",
-            hint="pip install timm, or use a built-in (edgekd:NAME) or module:pkg.mod:factory model",
+            hint="pip install 'edgekd[vision]', or use an edgekd:NAME or module:pkg.mod:factory model",
         )
+    for key in _TIMM_DOWNLOAD_KWARGS:
+        if kwargs.get(key):
+            # Weights come only from files the user names: no hub traffic, no unreviewed pickles.
+            raise ConfigError(
+                f"model 'timm:{arch}': {key!r} is not supported (edgekd never lets timm fetch weights)",
+                hint="download the weights yourself and set pretrained_path: /path/to/model.safetensors",
+            )
     import timm  # heavy; imported only when a timm model is asked for
 
     if not timm.is_model(arch):
-        raise ConfigError(
-            f"unknown timm model {arch!r}",
-            hint=suggestion(arch, timm.list_models(f"{arch[:3]}*"), "similar timm models"),
-        )
+        raise ConfigError(f"unknown timm model {arch!r}", hint=_timm_suggestion(arch, timm.list_models()))
+    kwargs = {k: v for k, v in kwargs.items() if k not in _TIMM_DOWNLOAD_KWARGS}
     try:
-        return timm.create_model(arch, num_classes=num_classes, in_chans=in_channels, **kwargs)
-    except TypeError as exc:
-        raise ConfigError(f"model 'timm:{arch}' cannot be built with {kwargs}: {exc}") from None
+        return timm.create_model(
+            arch, pretrained=False, num_classes=num_classes, in_chans=in_channels, **kwargs
+        )
+    except (TypeError, ValueError) as exc:
+        detail = " ".join(str(exc).split())[:200]
+        raise ConfigError(
+            f"model 'timm:{arch}' cannot be built with {kwargs}: {detail}",
+            hint="check the model kwargs against the timm model's arguments",
+        ) from None
+
+
+# timm.create_model arguments that fetch or load weights on their own.
+_TIMM_DOWNLOAD_KWARGS = ("pretrained", "pretrained_cfg_overlay", "checkpoint_path", "cache_dir")
+
+
+def _timm_suggestion(arch: str, names: list[str]) -> str:
+    """'did you mean' among timm's ~1,400 names; never the whole list."""
+    close = difflib.get_close_matches(arch, names, n=3)
+    if close:
+        return f"did you mean {close[0]!r}? similar: {', '.join(close)}"
+    return (
+        f"no timm model is close to {arch!r}; list a family with "
+        "python -c \"import timm; print(timm.list_models('*convnext*'))\""
+    )

@@ -15,6 +15,7 @@ from edgekd import resources
 from edgekd.bench.runner import BenchConfig
 from edgekd.config import apply_overrides, from_dict, load_yaml
 from edgekd.data.sources import DataSpec as DataSection
+from edgekd.deploy.stage import DeploySection
 from edgekd.distill.train import KDConfig, TrainConfig
 from edgekd.errors import ConfigError
 from edgekd.export.onnx_export import ExportConfig
@@ -60,6 +61,7 @@ class Recipe:
     quantize: QuantizeConfig = dataclasses.field(default_factory=QuantizeConfig)
     bench: BenchConfig = dataclasses.field(default_factory=BenchConfig)
     gate: GateSection = dataclasses.field(default_factory=GateSection)
+    deploy: DeploySection = dataclasses.field(default_factory=DeploySection)
     # Folder that relative paths in the recipe are read from (the recipe file's folder).
     base_dir: str = "."
 

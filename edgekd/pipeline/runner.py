@@ -8,8 +8,10 @@ from typing import Any
 
 from edgekd.artifacts import atomic_write_text
 from edgekd.config import dump_yaml
+from edgekd.deploy.stage import stage_deploy
 from edgekd.pipeline import stages
 from edgekd.pipeline.recipe import Recipe
+from edgekd.targets import load_target
 
 
 def run_recipe(recipe: Recipe, out_dir: Path, log: stages.Log = stages._quiet) -> dict[str, Any]:
@@ -31,15 +33,31 @@ def run_recipe(recipe: Recipe, out_dir: Path, log: stages.Log = stages._quiet) -
     artifacts = {"torch/fp32": student, "onnxruntime/fp32": exported["onnx"], "onnxruntime/int8": int8}
     if "openvino" in exported:
         artifacts["openvino/fp32"] = exported["openvino"]
+    if "tensorrt" in exported:  # only where TensorRT built one (list it in bench.backends)
+        artifacts[stages.entry_for_artifact(exported["tensorrt"])] = exported["tensorrt"]
+    # The gate's target profile also says how each runtime is tuned for the bench.
+    target = load_target(recipe.gate.target) if recipe.gate.enabled and recipe.gate.target else None
     bench_doc = stages.stage_bench(
-        artifacts, student, data, recipe.bench, out_dir, name=recipe.name, teacher_path=teacher, log=log
+        artifacts,
+        student,
+        data,
+        recipe.bench,
+        out_dir,
+        name=recipe.name,
+        teacher_path=teacher,
+        target=target,
+        log=log,
     )
     gate_result = None
     if recipe.gate.enabled:
         gate_result = stages.stage_gate(bench_doc, recipe.gate.target)
+    deploy_doc = stage_deploy(
+        recipe.deploy, student, data, out_dir, default_target=recipe.gate.target, log=log
+    )
     return {
         "out_dir": out_dir,
         "bench": bench_doc,
         "gate": gate_result,
+        "deploy": deploy_doc,
         "seconds": time.perf_counter() - started,
     }

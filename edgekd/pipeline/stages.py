@@ -44,7 +44,12 @@ def preflight_models(recipe: Recipe) -> None:
 def stage_data(
     section: DataSection, out_dir: Path, resolve: Callable[[str], Path], log: Log = _quiet
 ) -> Path:
-    """Load or generate the frames into ``out_dir/data.npz`` (an npz source is used in place)."""
+    """Load or generate the frames into ``out_dir/data.npz`` (an npz source is used in place).
+
+    Under torchrun only rank 0 generates and writes; the other ranks wait, then read its file.
+    """
+    from edgekd.distill.distributed import barrier, is_main_process
+
     if section.source == "npz":
         path = require_file(resolve(section.path or ""), "dataset", hint="set data.path to an existing .npz")
         dataset = load_npz(path)
@@ -56,8 +61,11 @@ def stage_data(
         return path
     from edgekd.data.sources import load_dataset
 
-    dataset = load_dataset(section, resolve)
     path = out_dir / "data.npz"
+    if not is_main_process():
+        barrier()  # rank 0 writes data.npz
+        return path
+    dataset = load_dataset(section, resolve)
     # A file source is a parent artifact; a folder of images is not hashed as one.
     parents = [resolve(section.path)] if section.source in ("rml2016", "rml2018") and section.path else None
     dataset.save_npz(path, config=to_dict(section), parents=parents)
@@ -66,6 +74,7 @@ def stage_data(
         f"data: {len(dataset)} frames of {list(dataset.input_shape)} ({section.source}), "
         f"{dataset.num_classes} classes, splits {counts} -> {path}"
     )
+    barrier()
     return path
 
 
@@ -86,12 +95,15 @@ def stage_teacher(
     log: Log = _quiet,
     *,
     resume: bool = False,
+    progress: bool = False,
 ) -> Path:
     """Train the teacher into ``out_dir/teacher.pt``, or check and return the given checkpoint.
 
     Training state goes to ``out_dir/teacher-run/`` (metrics CSV/JSONL, best/last weights,
     the resume state); ``resume`` continues a killed run from it, with the same settings.
+    Under torchrun every rank trains (DDP) and rank 0 alone writes.
     """
+    from edgekd.distill.distributed import barrier, is_main_process
     from edgekd.models.factory import create_model
 
     dataset = load_npz(data_path)
@@ -100,9 +112,13 @@ def stage_teacher(
         load_teacher(path, dataset)
         log(f"teacher: loaded {path}")
         return path
+    import torch
+
     from edgekd.distill.train import train_supervised
     from edgekd.models.complexity import count_params
 
+    # Seeded initial weights: the same on every rank and run, whatever drew random numbers before.
+    torch.manual_seed(section.train.seed)
     model = create_model(section.model, dataset.num_classes, dataset.input_shape[0], **section.kwargs)
     log(f"teacher: training {section.model} ({count_params(model):,} parameters)")
     result = train_supervised(
@@ -113,18 +129,21 @@ def stage_teacher(
         log=log,
         out_dir=out_dir / "teacher-run",
         resume=resume,
+        progress=progress,
     )
     path = out_dir / "teacher.pt"
-    _save_trained(
-        path,
-        model,
-        section.model,
-        section.kwargs,
-        dataset,
-        metrics={"val_accuracy": result.best_val_accuracy, "best_epoch": result.best_epoch},
-        parents=[data_path],
-        config=to_dict(section),
-    )
+    if is_main_process():
+        _save_trained(
+            path,
+            model,
+            section.model,
+            section.kwargs,
+            dataset,
+            metrics={"val_accuracy": result.best_val_accuracy, "best_epoch": result.best_epoch},
+            parents=[data_path],
+            config=to_dict(section),
+        )
+    barrier()  # the other ranks distil from rank 0's teacher.pt
     return path
 
 
@@ -184,19 +203,29 @@ def stage_distill(
     log: Log = _quiet,
     *,
     resume: bool = False,
+    progress: bool = False,
 ) -> Path:
-    """Distil the teacher into the student: ``out_dir/student.pt`` (run files in ``distill-run/``)."""
+    """Distil the teacher into the student: ``out_dir/student.pt`` (run files in ``distill-run/``).
+
+    Teacher logits are cached in ``distill.kd.cache_dir`` (default ``out_dir/teacher_cache``).
+    Under torchrun every rank trains (DDP) and rank 0 alone writes.
+    """
+    import torch
+
+    from edgekd.distill.distributed import barrier, is_main_process
     from edgekd.distill.train import distill, evaluate_model
     from edgekd.models.complexity import count_params
     from edgekd.models.factory import create_model
 
     dataset = load_npz(data_path)
     teacher, teacher_name = load_teacher(teacher_path, dataset)
+    torch.manual_seed(section.train.seed)  # seeded initial weights, as for the teacher
     model = create_model(student.model, dataset.num_classes, dataset.input_shape[0], **student.kwargs)
     t_params = getattr(teacher, "num_parameters", None) or count_params(teacher)
     s_params = count_params(model)
     val = dataset.subset("val")
-    teacher_acc = evaluate_model(teacher, val)
+    main = is_main_process()
+    teacher_acc = evaluate_model(teacher, val) if main else float("nan")  # for rank 0's log and manifest
     log(
         f"distill: {teacher_name} ({t_params:,} params, val acc {teacher_acc:.1%}) -> "
         f"{student.model} ({s_params:,} params, {t_params / max(s_params, 1):.1f}x fewer), "
@@ -212,26 +241,30 @@ def stage_distill(
         log=log,
         out_dir=out_dir / "distill-run",
         resume=resume,
+        cache_dir=out_dir / "teacher_cache",
+        progress=progress,
     )
     path = out_dir / "student.pt"
-    _save_trained(
-        path,
-        model,
-        student.model,
-        student.kwargs,
-        dataset,
-        metrics={
-            "val_accuracy": result.best_val_accuracy,
-            "best_epoch": result.best_epoch,
-            "teacher_val_accuracy": teacher_acc,
-            "teacher_params": t_params,
-            "params": s_params,
-            "compression": t_params / s_params if t_params else None,
-            "history": result.history,
-        },
-        parents=[data_path, teacher_path],
-        config={"student": to_dict(student), "distill": to_dict(section)},
-    )
+    if main:
+        _save_trained(
+            path,
+            model,
+            student.model,
+            student.kwargs,
+            dataset,
+            metrics={
+                "val_accuracy": result.best_val_accuracy,
+                "best_epoch": result.best_epoch,
+                "teacher_val_accuracy": teacher_acc,
+                "teacher_params": t_params,
+                "params": s_params,
+                "compression": t_params / s_params if t_params else None,
+                "history": result.history,
+            },
+            parents=[data_path, teacher_path],
+            config={"student": to_dict(student), "distill": to_dict(section)},
+        )
+    barrier()  # every rank returns once student.pt exists
     return path
 
 
@@ -241,10 +274,30 @@ def _parity_samples(dataset: ArrayDataset) -> np.ndarray:
 
 
 def stage_export(
-    student_path: Path, data_path: Path, export_cfg: Any, out_dir: Path, log: Log = _quiet
+    student_path: Path,
+    data_path: Path,
+    export_cfg: Any,
+    out_dir: Path,
+    log: Log = _quiet,
+    *,
+    require_tensorrt: bool = False,
+    target_shape: list[int] | None = None,
 ) -> dict:
-    """Export the student to ONNX (and OpenVINO IR), each checked against PyTorch on real frames."""
+    """Export the student to ONNX (and OpenVINO IR, a TensorRT engine), each checked against
+    PyTorch on real frames.
+
+    ``require_tensorrt``: fail (one line) when ``export.tensorrt`` is set but TensorRT cannot
+    build here, instead of logging the reason and going on.
+    """
     import torch
+
+    if require_tensorrt and export_cfg.tensorrt is not None:
+        from edgekd.errors import RuntimeUnavailable
+        from edgekd.export.tensorrt.builder import tensorrt_unavailable_reason
+
+        reason = tensorrt_unavailable_reason()
+        if reason is not None:  # before any work: an explicit request fails whole
+            raise RuntimeUnavailable(reason, hint="build TensorRT engines on the NVIDIA machine")
 
     from edgekd.export.onnx_export import export_onnx
     from edgekd.models.checkpoint import load_checkpoint
@@ -281,7 +334,56 @@ def stage_export(
         )
         log(f"export: {xml_path} — {ov_parity.summary()}")
         outputs["openvino"] = xml_path
+    if export_cfg.tensorrt is not None:
+        engine = _export_tensorrt(
+            model,
+            onnx_path,
+            dataset,
+            samples,
+            export_cfg.tensorrt,
+            out_dir,
+            require_tensorrt,
+            target_shape,
+            log,
+        )
+        if engine is not None:
+            outputs["tensorrt"] = engine
     return outputs
+
+
+def _export_tensorrt(
+    model: Any,
+    onnx_path: Path,
+    dataset: ArrayDataset,
+    samples: Any,
+    trt_cfg: Any,
+    out_dir: Path,
+    required: bool,
+    target_shape: list[int] | None,
+    log: Log,
+) -> Path | None:
+    import torch
+
+    from edgekd.data.calibration import load_calibration_recipe, select_calibration
+    from edgekd.export.tensorrt.stage import tensorrt_engine_stage
+
+    calibration = None
+    if trt_cfg.precision == "int8":
+        recipe = load_calibration_recipe(resources.resolve("calibration", trt_cfg.calibration))
+        calibration = select_calibration(dataset, recipe).samples(dataset)
+    with torch.inference_mode():
+        reference = model(torch.from_numpy(samples)).float().numpy()
+    return tensorrt_engine_stage(
+        onnx_path,
+        out_dir,
+        trt_cfg,
+        parity_samples=samples,
+        reference=reference,
+        calibration=calibration,
+        target_shape=target_shape,
+        required=required,
+        log=log,
+    )
 
 
 def stage_quantize(
@@ -388,9 +490,15 @@ def _int8_accuracy_check(
     return result
 
 
-def bench_candidates(artifacts: dict[str, Path], student_path: Path | None, threads: int | None) -> list:
-    """Map ``{"<backend>/<precision>": file}`` to bench candidates, with the student's size figures."""
-    from edgekd.backends.base import SessionOptions
+def bench_candidates(
+    artifacts: dict[str, Path], student_path: Path | None, threads: int | None, target: Any = None
+) -> list:
+    """Map ``{"<backend>/<precision>": file}`` to bench candidates, with the student's size figures.
+
+    With a ``target`` profile each entry is opened with the profile's settings for its runtime
+    (see :func:`edgekd.backends.profile_options.options_for_entry`); ``threads`` overrides.
+    """
+    from edgekd.backends.profile_options import options_for_entry
     from edgekd.bench.runner import BenchCandidate
 
     params = macs = None
@@ -407,7 +515,7 @@ def bench_candidates(artifacts: dict[str, Path], student_path: Path | None, thre
                 artifact=Path(path),
                 params=params,
                 macs=macs,
-                options=SessionOptions(threads=threads, precision=precision or "fp32"),
+                options=options_for_entry(target, backend, precision or "fp32", threads),
             )
         )
     return candidates
@@ -418,6 +526,10 @@ def entry_for_artifact(path: Path) -> str:
     suffix = path.suffix.lower()
     if suffix in (".pt", ".pth"):
         return "torch/fp32"
+    if suffix in (".engine", ".plan", ".trt"):
+        # The precision it was built for, from the export manifest.
+        built = (read_manifest(path, required=False).get("metrics") or {}).get("precision", "fp16")
+        return f"tensorrt/{built}"
     if suffix == ".xml":
         # NNCF marks quantized layers with FakeQuantize in the IR.
         return "openvino/int8" if b"FakeQuantize" in path.read_bytes() else "openvino/fp32"
@@ -446,18 +558,25 @@ def stage_bench(
     ssh: Any = None,
     remote_python: str = "python3",
     teacher_path: Path | None = None,
+    target: Any = None,
     log: Log = _quiet,
 ) -> dict[str, Any]:
     """Latency and accuracy of every artifact through one harness: bench.json + report.html.
 
     ``host`` "local" runs here; ``ssh://user@device[:port]`` copies the models and a
     self-contained runner to the device and runs the same loop there (see edgekd/remote/).
+    ``target`` (a :class:`edgekd.targets.TargetProfile`) supplies each runtime's settings
+    and is recorded in bench.json.
     """
     from edgekd.bench.html_report import write_html_report
     from edgekd.bench.runner import run_bench
     from edgekd.bench.schema import write_bench
 
     chosen = {key: path for key, path in artifacts.items() if key in set(bench_cfg.backends)}
+    for key in bench_cfg.backends:
+        if key.startswith("tensorrt/") and key not in chosen:
+            # No engine was built here (no TensorRT or GPU): the entry says why instead of vanishing.
+            chosen[key] = out_dir / f"student.{key.partition('/')[2]}.engine"
     if not chosen:
         raise ConfigError(
             f"bench.backends {bench_cfg.backends} selects none of the artifacts {sorted(artifacts)}",
@@ -465,7 +584,7 @@ def stage_bench(
         )
     dataset = load_npz(data_path)
     test = dataset.subset("test") if dataset.split is not None else dataset
-    candidates = bench_candidates(chosen, student_path, bench_cfg.threads)
+    candidates = bench_candidates(chosen, student_path, bench_cfg.threads, target)
     common = dict(
         name=name,
         out_dir=out_dir,
@@ -482,6 +601,8 @@ def stage_bench(
         )
     else:
         doc = run_bench(candidates, test, bench_cfg, **common)
+    if target is not None:
+        doc["target"] = target.name
     if teacher_path is not None:
         doc["teacher"] = teacher_record(teacher_path, test)
         log(f"teacher {teacher_path.name}: accuracy {doc['teacher']['accuracy']:.2%} on the same frames")

@@ -25,6 +25,9 @@ class QuantizeConfig:
     on this CPU. ``reduce_range``: 7-bit weights, which avoids int16 saturation in the
     U8S8 kernels of x86 CPUs without VNNI (AVX2 only) at the cost of one bit of weight
     precision; "auto" turns it on only when a probe measures saturation here.
+    ``calibration_method``: how activation ranges are set from the calibration frames, on both
+    runtimes (NNCF: "minmax" -> global extremes; "entropy" and "percentile" -> NNCF's own mean
+    of per-frame extremes, which clips loud frames).
     ``calibration``: calibration recipe name or path, resolved by the caller.
     ``min_top1_agreement``: fraction in [0, 1] of eval frames whose INT8 argmax must
     equal FP32's. ``max_accuracy_drop``: the most labelled accuracy (a fraction, 0.02 =

@@ -17,6 +17,7 @@ import numpy as np
 
 from edgekd.export.onnx_export import check_frames_fit, ort_session, run_onnxruntime, short_reason
 from edgekd.quantize.config import QuantizeConfig, QuantizeError
+from edgekd.verbosity import is_verbose
 
 CALIB_BATCH = 16  # frames per calibration call
 
@@ -168,7 +169,7 @@ def quiet_logs(verbose: bool):
 
     This lowers the process-wide root logger level for the duration; it is restored after.
     """
-    if verbose:
+    if verbose or is_verbose():
         yield
         return
     root = logging.getLogger()

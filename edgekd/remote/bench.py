@@ -14,7 +14,6 @@ when hung up on) and again by the host afterwards, success or failure.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import shutil
 import tempfile
@@ -24,7 +23,6 @@ from typing import Any
 
 import numpy as np
 
-from edgekd.backends.base import SessionOptions
 from edgekd.bench.accuracy import score
 from edgekd.bench.runner import (
     BenchCandidate,
@@ -35,6 +33,7 @@ from edgekd.bench.runner import (
     empty_entry,
     latency_batch,
     log_entry,
+    session_options,
 )
 from edgekd.config import to_dict
 from edgekd.data.dataset import ArrayDataset
@@ -48,9 +47,7 @@ REMOTE_RUNTIMES = ("onnxruntime", "openvino")
 
 def _candidate_options(cand: BenchCandidate, cfg: BenchConfig) -> dict[str, Any]:
     """The runtime settings the device applies, resolved here by the backends' own code."""
-    options = cand.options or SessionOptions(precision=cand.precision)
-    if options.threads is None and cfg.threads is not None:
-        options = dataclasses.replace(options, threads=cfg.threads)
+    options = session_options(cand, cfg)
     options.validate()
     if cand.backend == "onnxruntime":
         from edgekd.backends.onnxruntime_backend import resolve_ort_options
@@ -73,7 +70,7 @@ def stage_job(
     decided: dict[str, dict[str, Any]] = {}
     jobs: list[dict[str, Any]] = []
     for i, cand in enumerate(candidates):
-        entry = empty_entry(cand, staging)
+        entry = empty_entry(cand, staging, cfg)
         if cand.backend not in REMOTE_RUNTIMES:
             entry.update(
                 status="skipped",
@@ -174,7 +171,7 @@ def _entry_from_result(
     out_dir: Path,
     peak: float | None,
 ) -> tuple[dict[str, Any], np.ndarray | None]:
-    entry = empty_entry(cand, out_dir)
+    entry = empty_entry(cand, out_dir, cfg)
     if res["status"] != "ok":
         entry.update(status=res["status"], reason=f"on the device: {res['reason']}")
         return entry, None

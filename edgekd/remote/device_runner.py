@@ -44,12 +44,20 @@ RUNNER_PROTOCOL = 1
 # --------------------------------------------------------------------------- latency
 
 
-def latency_summary(samples_ns: Any, *, batch_size: int = 1, first_inference_ns: int = 0) -> dict[str, Any]:
+def latency_summary(
+    samples_ns: Any,
+    *,
+    batch_size: int = 1,
+    first_inference_ns: int = 0,
+    runtime_ms: Any = None,
+) -> dict[str, Any]:
     """Statistics of per-call times given in nanoseconds; every time in the result is in ms.
 
     Keys: runs, p50, p90, p95, p99 (linear interpolation), mean, std (population),
     cv = std / mean, min, max, first_inference_ms, throughput_per_s = batch_size / mean
-    (frames per second), noisy = cv > NOISY_CV or p99 > NOISY_TAIL * p50.
+    (frames per second), noisy = cv > NOISY_CV or p99 > NOISY_TAIL * p50, and
+    runtime_p50: the median of the runtime's own per-call timings (``runtime_ms``, e.g.
+    OpenVINO's ``InferRequest.latency``, what benchmark_app reports), None without them.
     """
     ms = np.asarray(samples_ns, dtype=np.float64) / 1e6
     if ms.size == 0:
@@ -72,6 +80,7 @@ def latency_summary(samples_ns: Any, *, batch_size: int = 1, first_inference_ns:
         "first_inference_ms": first_inference_ns / 1e6,
         "throughput_per_s": batch_size / (mean / 1e3) if mean > 0 else 0.0,
         "noisy": bool(cv > NOISY_CV or p99 > NOISY_TAIL * p50),
+        "runtime_p50": float(np.median(runtime_ms)) if runtime_ms is not None and len(runtime_ms) else None,
     }
 
 
@@ -85,8 +94,13 @@ def time_calls(
     min_seconds: float,
     max_seconds: float,
     clock: Callable[[], int] = time.perf_counter_ns,
+    runtime_clock: Callable[[], float] | None = None,
+    runtime_times: list[float] | None = None,
 ) -> tuple[list[int], int]:
     """Time ``run(sample)`` call by call: returns (per-call ns of the timed calls, first call ns).
+
+    ``runtime_clock`` (the runtime's own timing of the last call, ms) is read after each timed
+    call, outside the timed interval, into ``runtime_times``.
 
     The first call is timed alone (lazy allocation, kernel choice) and counts as warm-up.
     Warm-up lasts until both ``warmup_runs`` calls and ``warmup_seconds`` have passed, the
@@ -114,6 +128,8 @@ def time_calls(
             run(sample)
             t1 = clock()
             samples.append(t1 - t0)
+            if runtime_clock is not None and runtime_times is not None:
+                runtime_times.append(runtime_clock())
             elapsed = t1 - begin
             if (len(samples) >= min_runs and elapsed >= min_ns) or elapsed >= max_ns:
                 break
@@ -419,6 +435,8 @@ def ov_request_runner(request: Any) -> Callable[[Any], Any]:
         request.infer()
         return request.get_output_tensor(0).data.copy()
 
+    # OpenVINO's own timing of the last infer() (ms): what benchmark_app reports, without Python.
+    run.runtime_ms = lambda: float(request.latency)  # type: ignore[attr-defined]
     return run
 
 
@@ -440,6 +458,7 @@ def bench_candidate(job: dict[str, Any], cand: dict[str, Any], x: Any, sample: A
             t0 = time.perf_counter_ns()
             run, shape, executed = _OPENERS[runtime](root / cand["model"], cand.get("options") or {})
             load_ns = time.perf_counter_ns() - t0
+            runtime_times: list[float] = []
             samples, first_ns = time_calls(
                 run,
                 sample,
@@ -448,6 +467,8 @@ def bench_candidate(job: dict[str, Any], cand: dict[str, Any], x: Any, sample: A
                 min_runs=lat["min_runs"],
                 min_seconds=lat["min_seconds"],
                 max_seconds=lat["max_seconds"],
+                runtime_clock=getattr(run, "runtime_ms", None),
+                runtime_times=runtime_times,
             )
         static = shape[0] if shape else None
         probe = np.asarray(run(np.repeat(x[:1], static or 1, axis=0)))
@@ -463,7 +484,9 @@ def bench_candidate(job: dict[str, Any], cand: dict[str, Any], x: Any, sample: A
         reason=None,
         executed_precision=executed,
         load_ms=load_ns / 1e6,
-        latency=latency_summary(samples, batch_size=len(sample), first_inference_ns=first_ns),
+        latency=latency_summary(
+            samples, batch_size=len(sample), first_inference_ns=first_ns, runtime_ms=runtime_times or None
+        ),
         peak_memory_mib=memory.delta_mib,
         output_width=int(probe.reshape(probe.shape[0], -1).shape[1]),
         predictions=preds.tolist(),

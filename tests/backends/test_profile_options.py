@@ -10,21 +10,23 @@ import numpy as np
 import pytest
 
 from edgekd.backends.base import SessionOptions, session_from_artifact
-from edgekd.backends.profile_options import OpenVinoProfile, OrtProfile, options_from_target
+from edgekd.backends.profile_options import (
+    OpenVinoProfile,
+    OrtProfile,
+    options_for_entry,
+    options_from_target,
+)
 from edgekd.bench.latency import LatencyConfig
 from edgekd.bench.runner import BenchCandidate, BenchConfig, run_bench
 from edgekd.config import from_dict
 from edgekd.data.dataset import ArrayDataset
 from edgekd.errors import ConfigError, RuntimeUnavailable
-from edgekd.targets import TargetProfile
+from edgekd.targets import TargetProfile, load_target
 from tests.backends.tiny_models import NUM_CLASSES, TinyArtifacts
 
 
 def _target(runtime: str, **sections) -> TargetProfile:
-    target = TargetProfile(name="t", runtime=runtime, threads=1)
-    for key, value in sections.items():
-        setattr(target, key, value)  # the section TargetProfile gains once integrated
-    return target
+    return TargetProfile(name="t", runtime=runtime, threads=1, **sections)
 
 
 def test_ort_profile_reaches_the_session(tiny: TinyArtifacts) -> None:
@@ -99,3 +101,81 @@ def test_absent_gpu_providers_are_skipped_with_the_reason(
 def test_unknown_ort_device_is_a_config_error(tiny: TinyArtifacts) -> None:
     with pytest.raises(ConfigError, match="no device 'TPU'"):
         session_from_artifact("onnxruntime", tiny.onnx, dataclasses.replace(SessionOptions(), device="TPU"))
+
+
+def test_target_sections_load_strictly_from_yaml(tmp_path: Path) -> None:
+    good = tmp_path / "good.yaml"
+    good.write_text(
+        "name: g\nruntime: openvino\nopenvino: {performance_hint: THROUGHPUT, num_streams: 2}\n"
+        "onnxruntime: {graph_optimization_level: basic}\n"
+    )
+    target = load_target(good)
+    assert target.openvino == OpenVinoProfile(performance_hint="THROUGHPUT", num_streams=2)
+    assert target.onnxruntime == OrtProfile(graph_optimization_level="basic")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: b\nruntime: onnxruntime\nonnxruntime: {execution_mod: parallel}\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml.*execution_mod") as info:
+        load_target(bad)
+    assert "execution_mode" in str(info.value.hint)  # did you mean
+    zero = tmp_path / "zero.yaml"
+    zero.write_text("name: z\nruntime: openvino\nopenvino: {num_streams: 0}\n")
+    with pytest.raises(ConfigError, match="num_streams"):
+        load_target(zero)
+
+
+def test_entry_options_take_each_runtime_section_and_the_device_of_the_targets_own_runtime() -> None:
+    target = TargetProfile(
+        name="t",
+        runtime="openvino",
+        device="GPU",
+        threads=3,
+        onnxruntime=OrtProfile(graph_optimization_level="basic"),
+        openvino=OpenVinoProfile(performance_hint="THROUGHPUT", num_streams=2),
+    )
+    ov = options_for_entry(target, "openvino", "int8")
+    assert (ov.device, ov.precision, ov.threads) == ("GPU", "int8", 3)
+    assert ov.extra == {"PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": "2"}
+    ort_opts = options_for_entry(target, "onnxruntime", "fp32", threads=1)
+    # An OpenVINO device name means nothing to ONNX Runtime: its entries stay on the CPU.
+    assert (ort_opts.device, ort_opts.threads) == ("CPU", 1)
+    assert ort_opts.extra == {"execution_mode": "sequential", "graph_optimization_level": "basic"}
+    assert options_for_entry(target, "torch", "fp32").extra == {}
+    assert options_for_entry(None, "onnxruntime", "fp32", 2) == SessionOptions(threads=2, precision="fp32")
+
+
+@pytest.mark.parametrize(
+    "name", ["x86-cpu-onnxruntime-int8", "x86-cpu-openvino-fp32", "raspberry-pi5-onnxruntime-int8"]
+)
+def test_shipped_cpu_targets_carry_their_runtime_section(name: str) -> None:
+    target = load_target(name)
+    section = getattr(target, target.runtime)
+    assert section is not None, f"{name} should say how {target.runtime} is tuned"
+    assert options_from_target(target).extra == section.extra()
+
+
+def test_torch_compile_from_the_target_matches_eager(tiny: TinyArtifacts) -> None:
+    """torch.compile (inductor, on this CPU) gives the eager logits; the first call compiles."""
+    from edgekd.backends.profile_options import TorchProfile
+    from edgekd.backends.torch_backend import session_from_module
+
+    target = _target("torch", torch=TorchProfile(compile="default"))
+    options = options_from_target(target)
+    assert options.extra == {"compile": "default"}
+    compiled = session_from_module(tiny.module, (2, 128), options)
+    eager = session_from_module(tiny.module, (2, 128), SessionOptions(threads=1))
+    np.testing.assert_allclose(compiled.run(tiny.frames), eager.run(tiny.frames), atol=1e-5)
+    assert compiled._call is not compiled._module and eager._call is eager._module
+
+
+def test_torch_backend_settings_fail_early_in_one_line(tiny: TinyArtifacts, tmp_path: Path) -> None:
+    from edgekd.backends.torch_backend import session_from_module
+
+    with pytest.raises(ConfigError, match="compile mode 'fastest'"):
+        session_from_module(tiny.module, (2, 128), SessionOptions(extra={"compile": "fastest"}))
+    with pytest.raises(ConfigError, match="no device 'NPU'"):
+        session_from_module(tiny.module, (2, 128), SessionOptions(device="NPU"))
+    import torch
+
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeUnavailable, match="no CUDA GPU"):
+            session_from_module(tiny.module, (2, 128), SessionOptions(device="CUDA"))

@@ -112,3 +112,29 @@ def test_config_validation() -> None:
         from_dict(LatencyConfig, {"min_runs": 0})
     with pytest.raises(ConfigError, match="max_seconds"):
         from_dict(LatencyConfig, {"min_seconds": 5.0, "max_seconds": 1.0})
+
+
+class RuntimeTimedSession(SteppingSession):
+    """Says the runtime spent 0.6 of each 1 ms call; reading that costs 5 ms of clock."""
+
+    def runtime_ms(self) -> float:
+        self.clock.now += 5 * MS  # outside the timed interval: must not reach the samples
+        return 0.6
+
+
+def test_runtime_timing_is_collected_outside_the_timed_calls() -> None:
+    clock = FakeClock()
+    stats = measure_latency(RuntimeTimedSession(clock, MS), np.zeros((1, 4)), _cfg(), clock=clock)
+    assert stats.p50 == pytest.approx(1.0) and stats.max == pytest.approx(1.0)
+    assert stats.runtime_p50 == pytest.approx(0.6)
+    plain = measure_latency(SteppingSession(FakeClock(), MS), np.zeros((1, 4)), _cfg(), clock=FakeClock())
+    assert plain.runtime_p50 is None
+
+
+def test_openvino_reports_its_own_timing_below_the_call_latency(tiny) -> None:
+    from edgekd.backends.base import SessionOptions, session_from_artifact
+
+    session = session_from_artifact("openvino", tiny.xml, SessionOptions(threads=1))
+    stats = measure_latency(session, tiny.frames[:1], _cfg(min_runs=50))
+    # The runtime's own time excludes the Python call around it, so it cannot exceed it.
+    assert stats.runtime_p50 is not None and 0 < stats.runtime_p50 <= stats.p50

@@ -133,3 +133,19 @@ def test_bad_inputs(tmp_path):
     folder = ImageFolder(tmp_path / "set", transform=ImageTransform(8, 8))
     with pytest.raises(InputFileError, match=r"broken\.png cannot be read"):
         folder.to_array_dataset()
+
+
+def test_missing_val_or_test_folder_is_carved_out_of_train(tmp_path):
+    _split_layout(tmp_path, splits=("train", "test"), per_class=10)
+    folder = ImageFolder(tmp_path, transform=ImageTransform(8, 8), val_fraction=0.2, seed=3)
+    for label in range(len(OCT)):
+        # 2 of each class's 10 train/ images become val; test/ keeps its own 10, gains none.
+        assert np.bincount(folder.split[folder.y == label], minlength=3).tolist() == [8, 2, 10]
+    carved = [folder.files[i] for i in folder.split_indices("val")]
+    assert all(path.parent.parent.name == "train" for path in carved)
+    again = ImageFolder(tmp_path, transform=ImageTransform(8, 8), val_fraction=0.2, seed=3)
+    assert np.array_equal(folder.split, again.split)
+    only_train = tmp_path / "only"
+    _split_layout(only_train, splits=("train",), per_class=10)
+    split = ImageFolder(only_train, transform=ImageTransform(8, 8)).split
+    assert np.bincount(split, minlength=3).tolist() == [4 * 7, 4 * 1, 4 * 2]  # 0.1 val, 0.2 test

@@ -42,7 +42,7 @@ def test_output_folder_holds_metrics_and_checkpoints(tmp_path: Path, tones) -> N
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2] and rows == result.history
     header = (tmp_path / "metrics.csv").read_text().splitlines()[0]
-    assert header == "epoch,train_loss,val_accuracy,lr,seconds"
+    assert header == "epoch,train_loss,val_accuracy,lr,seconds,train_seconds"
     best = torch.load(tmp_path / "best.pt", weights_only=True)
     last = torch.load(tmp_path / "last.pt", weights_only=True)
     assert best["format"] == WEIGHTS_FORMAT and best["epoch"] == result.best_epoch and last["epoch"] == 2
@@ -73,3 +73,12 @@ def test_early_stopping_after_patience(tones) -> None:
     )
     result = distill(_net(), teacher, *tones, cfg, KDConfig())
     assert result.stopped_early and len(result.history) == 3 and result.best_epoch == 1
+
+
+def test_inference_chunks_shrink_for_large_inputs_but_not_below_the_training_batch():
+    from edgekd.distill.checks import inference_batch_size
+
+    assert inference_batch_size(128, (2, 128)) == 512  # small IQ frames: big chunks
+    assert inference_batch_size(16, (3, 384, 384)) == 16  # OCT-sized images: the training batch
+    assert inference_batch_size(1, (3, 384, 384)) == 1
+    assert inference_batch_size(1024, (2, 128)) == 1024

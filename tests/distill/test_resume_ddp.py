@@ -37,7 +37,8 @@ def _python(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
 
 def _metrics_without_time(out_dir: Path) -> list[dict]:
     with open(out_dir / "metrics.csv", newline="") as handle:
-        return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(handle)]
+        timing = ("seconds", "train_seconds")
+        return [{k: v for k, v in row.items() if k not in timing} for row in csv.DictReader(handle)]
 
 
 def test_sigkill_mid_epoch_then_resume_is_bit_identical(tmp_path: Path) -> None:
@@ -94,7 +95,7 @@ def test_two_gloo_processes_match_one_process(tmp_path: Path) -> None:
         "-m",
         "tests.distill.ddp_worker",
         str(tmp_path),
-        timeout=60,
+        timeout=180,  # generous: a loaded CI machine starts three Python processes
     )
     assert run.returncode == 0, run.stderr[-3000:]
     two = torch.load(tmp_path / "weights.pt", weights_only=True)

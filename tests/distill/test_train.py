@@ -62,7 +62,7 @@ def test_history_and_best_weights_are_restored(tones, teacher: nn.Module) -> Non
     cfg = TrainConfig(epochs=3, batch_size=64, lr=1e-2, device="cpu", warmup_epochs=1, grad_clip=1.0)
     result = distill(student, teacher, *tones, cfg, KDConfig(temperature=2.0, alpha=0.5))
     assert [h["epoch"] for h in result.history] == [1, 2, 3]
-    assert set(result.history[0]) == {"epoch", "train_loss", "val_accuracy", "lr", "seconds"}
+    assert set(result.history[0]) == {"epoch", "train_loss", "val_accuracy", "lr", "seconds", "train_seconds"}
     best = max(result.history, key=lambda h: h["val_accuracy"])
     assert result.best_epoch == best["epoch"] and result.best_val_accuracy == best["val_accuracy"]
     assert evaluate_model(student, tones[1]) == pytest.approx(result.best_val_accuracy)

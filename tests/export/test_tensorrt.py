@@ -162,3 +162,117 @@ def test_engine_builds_once_then_comes_from_the_cache(tmp_path, fp32, precision)
     assert list((tmp_path / "cache").glob("timing-*.cache"))
     again = engine_from_onnx(source, cfg, target_shape=[1, 2, 128])
     assert again.cached and again.path == first.path and again.key == first.key
+
+
+def test_cache_key_of_the_calibrator_route_follows_the_calibration_frames():
+    int8 = TensorRTConfig(precision="int8", int8_mode="calibrator")
+    a = engine_cache_key(SHA, "10.8.0", (8, 7), int8, 10, calibration_sha256="11" * 32)
+    b = engine_cache_key(SHA, "10.8.0", (8, 7), int8, 10, calibration_sha256="22" * 32)
+    assert a != b
+    # Q/DQ engines carry their scales in the ONNX itself: the frames add nothing to the key.
+    qdq = TensorRTConfig(precision="int8", int8_mode="qdq")
+    assert engine_cache_key(SHA, "10.8.0", (8, 7), qdq, 10, "11" * 32) == engine_cache_key(
+        SHA, "10.8.0", (8, 7), qdq, 10, "22" * 32
+    )
+
+
+def _layer_info(*formats: str, reformat: str | None = None) -> str:
+    import json
+
+    layers = [
+        {"Name": f"l{i}", "LayerType": "CaskConvolution", "Inputs": [{"Format/Datatype": f}]}
+        for i, f in enumerate(formats)
+    ]
+    if reformat:
+        layers.append({"LayerType": "Reformat", "Outputs": [{"Format/Datatype": reformat}]})
+    return json.dumps({"Layers": layers})
+
+
+def test_engine_precision_is_read_from_the_inspectors_layer_formats():
+    from edgekd.backends.tensorrt_backend import precision_from_layer_info
+
+    assert precision_from_layer_info(_layer_info("Float NCHW", "Float NCHW")) == "fp32"
+    assert precision_from_layer_info(_layer_info("Half NC/8HW8", "Float NCHW")) == "fp16"
+    assert precision_from_layer_info(_layer_info("Int8 NC/32HW32", "Half NCHW")) == "int8"
+    # A reformat to half between float layers computes nothing in half.
+    assert precision_from_layer_info(_layer_info("Float NCHW", reformat="Half NCHW")) == "fp32"
+    # Engines built without detailed profiling list names only: unknown, not a guess.
+    assert precision_from_layer_info('{"Layers": ["conv1", "fc"]}') is None
+    assert precision_from_layer_info("not json") is None
+
+
+@pytest.mark.skipif(TRT_REASON is None, reason="TensorRT and a CUDA GPU are present")
+def test_tensorrt_backend_reports_why_it_cannot_run(tmp_path):
+    from edgekd.backends import BACKENDS
+    from edgekd.backends.base import session_from_artifact
+
+    assert BACKENDS.get("tensorrt").unavailable_reason() == TRT_REASON
+    engine = tmp_path / "student.fp16.engine"
+    engine.write_bytes(b"not an engine")
+    with pytest.raises(RuntimeUnavailable, match=r"TensorRT|CUDA"):
+        session_from_artifact("tensorrt", engine)
+
+
+@pytest.mark.skipif(TRT_REASON is None, reason="TensorRT and a CUDA GPU are present")
+def test_export_tensorrt_request_fails_in_one_line_before_any_work(tmp_path):
+    from click.testing import CliRunner
+
+    from edgekd.cli.main import cli
+    from edgekd.data.dataset import ArrayDataset
+
+    data = tmp_path / "data.npz"
+    x, y = iq_frames(16, seed=1)
+    ArrayDataset(x=x, y=y, class_names=[str(i) for i in range(int(y.max()) + 1)]).save_npz(data)
+    student = tmp_path / "student.pt"
+    student.write_bytes(b"")  # never opened: the TensorRT check comes first
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        cli, ["export", str(student), "--data", str(data), "--tensorrt", "fp16", "--out", str(out)]
+    )
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith("edgekd: error: ") and TRT_REASON in result.output
+    assert not out.exists() or not list(out.iterdir())
+
+
+@pytest.mark.skipif(TRT_REASON is None, reason="TensorRT and a CUDA GPU are present")
+def test_recipe_export_skips_the_engine_with_the_reason(tmp_path, fp32):
+    from edgekd.export.tensorrt.stage import tensorrt_engine_stage
+
+    lines: list[str] = []
+    x, _ = iq_frames(8, seed=3)
+    got = tensorrt_engine_stage(
+        fp32,
+        tmp_path,
+        TensorRTConfig(precision="fp16", cache_dir=str(tmp_path / "cache")),
+        parity_samples=x,
+        reference=run_onnxruntime(fp32, x),
+        calibration=None,
+        log=lines.append,
+    )
+    assert got is None and not list(tmp_path.glob("*.engine"))
+    assert lines == [f"export: TensorRT engine skipped — {TRT_REASON}"]
+
+
+@pytest.mark.skipif(TRT_REASON is not None, reason=TRT_REASON or "")
+@pytest.mark.parametrize("precision", ["fp16", "int8"])
+def test_engine_stage_writes_a_parity_checked_engine_the_backend_runs(tmp_path, fp32, precision):
+    from edgekd.artifacts import read_manifest
+    from edgekd.backends.base import session_from_artifact
+    from edgekd.export.tensorrt.stage import tensorrt_engine_stage
+
+    x, _ = iq_frames(64, seed=3)
+    reference = run_onnxruntime(fp32, x)
+    engine = tensorrt_engine_stage(
+        fp32,
+        tmp_path,
+        TensorRTConfig(precision=precision, max_batch=64, cache_dir=str(tmp_path / "cache")),
+        parity_samples=x,
+        reference=reference,
+        calibration=iq_frames(64, seed=5)[0],
+        required=True,
+    )
+    assert engine is not None and engine.name == f"student.{precision}.engine"
+    metrics = read_manifest(engine)["metrics"]
+    assert metrics["parity"]["passed"] and metrics["executed_precision"] in (precision, "fp32", "fp16")
+    session = session_from_artifact("tensorrt", engine)
+    np.testing.assert_allclose(session.run(x[:4]), reference[:4], atol=0.5)

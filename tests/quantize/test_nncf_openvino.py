@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -106,3 +107,21 @@ def test_missing_nncf_is_runtime_unavailable(tmp_path, models, monkeypatch):
         quantize_openvino(healthy, tmp_path / "q.xml", calib, QuantizeConfig())
     assert "quantize.runtime: onnxruntime" in info.value.one_line()
     assert _files(tmp_path) == []
+
+
+@needs_nncf
+def test_minmax_ranges_keep_loud_frames_that_nncf_mean_ranges_clip(tmp_path, models):
+    """Radio frames span 40 dB of SNR: NNCF's own ranges (mean of per-frame extremes) clip the
+    loud ones; ``calibration_method: minmax`` (the default) takes the global extremes."""
+    from edgekd.quantize.nncf_openvino import quantize_openvino
+
+    healthy, _, calib, val_x, _ = models
+    gains = np.geomspace(0.25, 8.0, len(calib)).astype(np.float32)[:, None, None]
+    loud = val_x * 8.0
+    agreement = {}
+    for method in ("minmax", "entropy"):  # "entropy": NNCF has none, so its own ranges stay
+        cfg = QuantizeConfig(calibration_method=method, min_top1_agreement=0.0)
+        report = quantize_openvino(healthy, tmp_path / f"{method}.xml", calib * gains, cfg, eval_samples=loud)
+        agreement[method] = report.parity.top1_agreement
+    assert agreement["minmax"] >= 0.95, agreement
+    assert agreement["minmax"] > agreement["entropy"] + 0.05, agreement

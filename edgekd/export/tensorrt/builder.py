@@ -16,6 +16,7 @@ Needs ``tensorrt`` and a CUDA GPU; without them ``RuntimeUnavailable`` says whic
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import time
 from dataclasses import dataclass
@@ -110,7 +111,12 @@ def engine_from_onnx(
 
     cache_dir = Path(cfg.cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    key = engine_cache_key(sha256_file(onnx_path), str(trt.__version__), capability, cfg, major)
+    calib_digest = None
+    if mode == "calibrator":
+        calib_digest = hashlib.sha256(
+            np.ascontiguousarray(calibration_samples, np.float32).tobytes()
+        ).hexdigest()
+    key = engine_cache_key(sha256_file(onnx_path), str(trt.__version__), capability, cfg, major, calib_digest)
     engine_path = cache_dir / engine_file_name(key, cfg)
     result = EngineBuild(engine_path, key, True, str(trt.__version__), capability, cfg.precision, mode)
     if engine_path.exists():
@@ -132,6 +138,8 @@ def engine_from_onnx(
         )
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, cfg.workspace_mb << 20)
+    # Keeps per-layer formats in the engine, so the backend can read what precision runs.
+    config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
     for flag in flags:
         config.set_flag(getattr(trt.BuilderFlag, flag))
     profile = builder.create_optimization_profile()
@@ -162,6 +170,11 @@ def engine_from_onnx(
     atomic_write_bytes(engine_path, plan)
     atomic_write_bytes(timing_path, bytes(config.get_timing_cache().serialize()))
     return dataclasses.replace(result, cached=False, build_s=time.perf_counter() - start)
+
+
+def tensorrt_major_version() -> int:
+    """The installed TensorRT's major version (10 or 11); RuntimeUnavailable without it."""
+    return int(str(_import_tensorrt().__version__).split(".")[0])
 
 
 def _import_tensorrt() -> Any:

@@ -32,7 +32,8 @@ class TensorRTConfig:
     ``min_batch``/``opt_batch``/``max_batch``: the optimization profile of a dynamic batch axis
     (``opt_batch`` None -> the target's batch). ``calibration_batch``: frames per calibrator
     batch. ``workspace_mb``: builder workspace limit in MiB. ``cache_dir``: engines and the
-    timing cache live here."""
+    timing cache live here. ``calibration``: the calibration recipe (``calibration/``) whose
+    frames calibrate INT8, through the calibrator or the Q/DQ scales."""
 
     precision: Literal["fp32", "fp16", "int8"] = "fp16"
     int8_mode: Literal["auto", "calibrator", "qdq"] = "auto"
@@ -42,6 +43,7 @@ class TensorRTConfig:
     calibration_batch: int = 16
     workspace_mb: int = 1024
     cache_dir: str = ".edgekd-trt-cache"
+    calibration: str = "random-256"
 
     def validate(self) -> None:
         if self.min_batch < 1 or self.max_batch < self.min_batch:
@@ -162,10 +164,13 @@ def engine_cache_key(
     compute_capability: tuple[int, int],
     cfg: TensorRTConfig,
     trt_major: int,
+    calibration_sha256: str | None = None,
 ) -> str:
     """Hex sha256 (first 24 chars) over what makes an engine: the ONNX bytes' sha256, the
     TensorRT version, the GPU's compute capability (major, minor) and the build flags
-    (precision, INT8 route, profile batches, workspace). Anything else (cache paths) is excluded."""
+    (precision, INT8 route, profile batches, workspace), plus for the calibrator route the
+    calibration frames' sha256 (the Q/DQ route carries its scales inside the ONNX). Anything
+    else (cache paths) is excluded."""
     flags = {
         "precision": cfg.precision,
         "int8_mode": resolve_int8_mode(cfg, trt_major),
@@ -177,6 +182,8 @@ def engine_cache_key(
         else None,
         "workspace_mb": cfg.workspace_mb,
     }
+    if calibration_sha256 is not None and flags["int8_mode"] == "calibrator":
+        flags["calibration_sha256"] = calibration_sha256
     payload = {
         "onnx_sha256": onnx_sha256,
         "tensorrt": trt_version,

@@ -1,0 +1,72 @@
+"""``edgekd qat``: quantization-aware distillation of a trained student -> Q/DQ INT8 ONNX + report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from edgekd.cli.common import make_log, out_option, quiet_option, set_option
+
+
+@click.command()
+@click.argument("student", metavar="STUDENT.pt", type=click.Path(path_type=Path))
+@click.option(
+    "--teacher",
+    "teacher_path",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Teacher checkpoint (.pt) or ONNX file.",
+)
+@click.option("--data", "data_path", required=True, type=click.Path(path_type=Path), help="Dataset .npz.")
+@out_option(help_text="Output folder (default: the student's folder).")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    help="QAT settings YAML (keys of edgekd.qat.QatConfig: activations, ranges, train, kd, ...).",
+)
+@click.option("--epochs", type=int, help="QAT fine-tuning epochs (default 3).")
+@click.option("--lr", type=float, help="Peak learning rate (default 3e-4).")
+@click.option(
+    "--activations",
+    type=click.Choice(["uint8", "int8"]),
+    help="uint8: asymmetric (ONNX Runtime on x86, default); int8: symmetric (TensorRT).",
+)
+@set_option
+@quiet_option
+def qat(
+    student: Path,
+    teacher_path: Path,
+    data_path: Path,
+    out_dir: Path | None,
+    config_path: Path | None,
+    epochs: int | None,
+    lr: float | None,
+    activations: str | None,
+    overrides: tuple[str, ...],
+    quiet: bool,
+) -> None:
+    """Fine-tune STUDENT.pt with fake quantization against its teacher; write student.qat.onnx.
+
+    Writes student.qat.onnx (Q/DQ, checked on ONNX Runtime and OpenVINO) with its manifest,
+    and qat_report.json / qat_report.md: FP32, PTQ INT8 and QAT INT8 accuracy side by side.
+
+    \b
+    Examples:
+      edgekd qat runs/kd/student.pt --teacher runs/kd/teacher.pt --data runs/kd/data.npz
+      edgekd qat runs/kd/student.pt --teacher runs/kd/teacher.pt --data runs/kd/data.npz \\
+          --epochs 5 --activations int8 --set ranges=frozen
+    """
+    from edgekd.artifacts import require_file
+    from edgekd.qat.files import load_qat_config, qat_from_files
+
+    named = {"train.epochs": epochs, "train.lr": lr, "activations": activations}
+    extra = tuple(f"{key}={value}" for key, value in named.items() if value is not None)
+    cfg = load_qat_config(config_path, (*extra, *overrides))
+    require_file(student, "student checkpoint", hint="run `edgekd distill` first")
+    require_file(teacher_path, "teacher", hint="pass the teacher checkpoint written by `edgekd distill`")
+    require_file(data_path, "dataset", hint="pass the data.npz written by `edgekd distill`")
+    result = qat_from_files(student, teacher_path, data_path, out_dir or student.parent, cfg, make_log(quiet))
+    click.echo(result.table())
+    click.echo(str(result.onnx_path))

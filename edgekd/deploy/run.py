@@ -1,0 +1,331 @@
+"""``deploy_student``: plan, build, measure and choose; write deploy.json and the winner.
+
+    student (.pt or .onnx) + target profile + data.npz
+      -> candidates the target allows here (edgekd.deploy.candidates)
+      -> their artifacts, built or found in the cache (edgekd.deploy.build)
+      -> latency and accuracy through the bench harness, measured or cached (edgekd.deploy.measure)
+      -> the selection rule (edgekd.deploy.choose)
+      -> OUT/deploy.json + OUT/deployed.<ext> (+ manifest)
+
+deploy.json records every input's hash, every candidate's recipe, figures and verdict, and
+the rule's parameters, so the choice can be recomputed from it (``choose.replay``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import hashlib
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from edgekd import resources
+from edgekd.artifacts import require_file, sha256_file
+from edgekd.bench.latency import LatencyConfig
+from edgekd.bench.runner import BenchConfig
+from edgekd.config import to_dict
+from edgekd.data.dataset import ArrayDataset, load_npz
+from edgekd.deploy import report
+from edgekd.deploy.build import ArtifactBuilder, BuildFailed, BuildInputs, build_recipe, frames_sha256
+from edgekd.deploy.cache import DeployCache
+from edgekd.deploy.candidates import PlannedCandidate, plan_candidates
+from edgekd.deploy.choose import NoCandidate, NothingWithinBudget, SelectionRule, candidate_row, choose
+from edgekd.deploy.measure import MeasureRequest, measure_candidates
+from edgekd.errors import ConfigError, ShapeError
+from edgekd.targets import TargetProfile
+
+PARITY_FRAMES = 256  # real test frames each export is checked on
+DEFAULT_MAX_DROP = 0.01  # one point, when neither the target nor the command line sets a budget
+
+
+@dataclasses.dataclass
+class DeployOptions:
+    """How to deploy. ``host`` None: the target's host. ``runtimes`` None: all the device allows.
+    ``calibration`` None: ``modrec-stratified-snr`` for data with SNR labels, else ``random-256``.
+    ``max_accuracy_drop`` None: the target's budget. ``use_cache`` False rebuilds and re-measures
+    everything (the cache is still refreshed)."""
+
+    out_dir: Path
+    cache_dir: Path | None = None
+    host: str | None = None
+    ssh: Any = None
+    remote_python: str = "python3"
+    runtimes: Iterable[str] | None = None
+    calibration: str | None = None
+    latency: LatencyConfig = dataclasses.field(default_factory=LatencyConfig)
+    threads: int | None = None
+    max_accuracy_drop: float | None = None
+    use_cache: bool = True
+
+
+def selection_rule(target: TargetProfile, override: float | None) -> SelectionRule:
+    """The accuracy budget: the command line's, else the target's, else one point."""
+    budgets = target.budgets
+    if override is not None:
+        if not 0.0 <= override <= 1.0:
+            raise ConfigError(
+                f"--max-accuracy-drop must be in [0, 1], got {override}", hint="0.01 allows one point"
+            )
+        return SelectionRule(override, None, budgets.min_accuracy, budget_source="command line")
+    if budgets.max_accuracy_drop is None and budgets.max_accuracy_drop_relative is None:
+        return SelectionRule(
+            DEFAULT_MAX_DROP, None, budgets.min_accuracy, budget_source="edgekd default; the target sets none"
+        )
+    return SelectionRule(
+        budgets.max_accuracy_drop,
+        budgets.max_accuracy_drop_relative,
+        budgets.min_accuracy,
+        budget_source=f"target {target.name}",
+    )
+
+
+def _test_split(dataset: ArrayDataset) -> ArrayDataset:
+    return dataset.subset("test") if dataset.split is not None else dataset
+
+
+def _check_student(student: Path, dataset: ArrayDataset) -> None:
+    """The student's input must fit the data's frames (one line otherwise)."""
+    suffix = student.suffix.lower()
+    if suffix in (".pt", ".pth"):
+        from edgekd.models.checkpoint import load_checkpoint
+
+        _model, meta = load_checkpoint(student)
+        expected = tuple(meta.input_shape)
+    elif suffix == ".onnx":
+        from edgekd.export.onnx_export import load_onnx_checked
+
+        dims = load_onnx_checked(student).graph.input[0].type.tensor_type.shape.dim
+        expected = tuple(d.dim_value if d.HasField("dim_value") else None for d in dims[1:])
+    else:
+        raise ConfigError(
+            f"cannot deploy {student.name}: the student must be a .pt checkpoint or an .onnx model",
+            hint="pass the student.pt written by `edgekd distill`, or its ONNX export",
+        )
+    got = tuple(dataset.input_shape)
+    if len(expected) != len(got) or any(e not in (None, g) for e, g in zip(expected, got, strict=False)):
+        raise ShapeError(
+            f"student {student.name} takes frames of shape {list(expected)} but the data has {list(got)}",
+            hint="use the data the student was trained on",
+        )
+
+
+def _data_sha256(test: ArrayDataset) -> str:
+    digest = hashlib.sha256(frames_sha256(test.x).encode())
+    digest.update(test.y.astype("<i8").tobytes())
+    return digest.hexdigest()
+
+
+def _calibration(dataset: ArrayDataset, name: str | None) -> tuple[Any, Any, str]:
+    from edgekd.data.calibration import load_calibration_recipe, select_calibration
+
+    name = name or ("modrec-stratified-snr" if dataset.snr is not None else "random-256")
+    recipe_path = resources.resolve("calibration", name)
+    selection = select_calibration(dataset, load_calibration_recipe(recipe_path))
+    return selection, selection.samples(dataset), name
+
+
+def _record(planned: PlannedCandidate) -> dict[str, Any]:
+    spec = planned.spec
+    return {
+        "id": spec.id,
+        "backend": spec.backend,
+        "precision": spec.precision,
+        "build_recipe": build_recipe(spec),
+        "complexity": spec.complexity,
+        "status": "skipped" if planned.skip_reason else "ok",
+        "reason": planned.skip_reason,
+        "verdict": None,
+        "why": None,
+        "accuracy_drop": None,
+        "session_options": None,
+        "artifact": None,
+        "build": None,
+        "measurement": None,
+        "figures": None,
+    }
+
+
+def deploy_student(
+    student: str | Path,
+    target: TargetProfile,
+    data_path: str | Path,
+    opts: DeployOptions,
+    *,
+    log: Callable[[str], None] = lambda _line: None,
+) -> dict[str, Any]:
+    """Deploy ``student`` for ``target``: returns the deploy document (also written to
+    ``opts.out_dir/deploy.json``) and writes the winner as ``opts.out_dir/deployed.<ext>``.
+
+    Raises:
+        InputFileError / ShapeError / ConfigError: bad student, data, calibration or options.
+        NoCandidate: no FP32 reference ran (exit 2), or none is within budget (exit 1); deploy.json
+            is written first, with every candidate's verdict, and no winner file.
+    """
+    from edgekd.backends.profile_options import options_for_entry
+
+    student = require_file(student, "student", hint="pass the student.pt (or .onnx) to deploy")
+    data_path = require_file(data_path, "dataset", hint="pass the data.npz the student was trained on")
+    dataset = load_npz(data_path)
+    test = _test_split(dataset)
+    _check_student(student, test)
+    rule = selection_rule(target, opts.max_accuracy_drop)
+    host = opts.host or target.host
+    selection, calib, calib_name = _calibration(dataset, opts.calibration)
+    out_dir = Path(opts.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cache = DeployCache(opts.cache_dir or out_dir / "cache", enabled=opts.use_cache)
+    inputs = BuildInputs(
+        student=student,
+        student_sha256=sha256_file(student),
+        parity_frames=test.x[:PARITY_FRAMES],
+        calibration=calib,
+        calibration_sha256=frames_sha256(calib),
+        calibration_name=calib_name,
+    )
+    plan = plan_candidates(target, host=host, student_is_onnx=inputs.student_is_onnx, runtimes=opts.runtimes)
+    records = {p.id: _record(p) for p in plan}
+    builder = ArtifactBuilder(inputs, cache, log)
+    requests = []
+    for planned in plan:
+        rec = records[planned.id]
+        if planned.skip_reason:
+            log(f"skip {planned.id}: {planned.skip_reason}")
+            continue
+        spec = planned.spec
+        try:
+            artifact = builder.artifact_for(spec)
+        except BuildFailed as exc:
+            rec.update(status="failed", reason=exc.message)
+            continue
+        options = options_for_entry(target, spec.backend, spec.session_precision, opts.threads)
+        rec["session_options"] = dataclasses.asdict(options)
+        rec["artifact"] = {
+            "path": str(artifact.path),
+            "files": [str(f) for f in artifact.files],
+            "sha256": artifact.sha256,
+            "size_bytes": sum(f.stat().st_size for f in artifact.files),
+        }
+        recipe = build_recipe(spec)
+        rec["build"] = {
+            "cached": None if artifact.key == "input" else artifact.cached,
+            "key": artifact.key,
+            "seconds": round(builder.seconds.get(recipe, 0.0), 3),
+            "report": artifact.record.get("report"),
+        }
+        requests.append(MeasureRequest(spec, artifact, options))
+    bench_cfg = BenchConfig(latency=opts.latency, threads=opts.threads, roofline=False)
+    entries, cached, environment = measure_candidates(
+        requests,
+        test,
+        _data_sha256(test),
+        bench_cfg,
+        cache,
+        out_dir=out_dir,
+        host=host,
+        ssh=opts.ssh,
+        remote_python=opts.remote_python,
+        log=log,
+    )
+    for req in requests:
+        rec, entry = records[req.spec.id], entries[req.spec.id]
+        rec["measurement"] = {"cached": cached[req.spec.id], "entry": entry}
+        if entry["status"] != "ok":
+            rec.update(status=entry["status"], reason=entry["reason"])
+            continue
+        rec["figures"] = report.figures_of(entry, req.spec.session_precision)
+    split = "test" if dataset.split is not None else "all"
+    doc = _document(
+        student, target, host, data_path, test, split, selection, calib_name, inputs, bench_cfg, rule
+    )
+    doc.update(
+        environment=environment or _environment(host),
+        cache={"dir": str(cache.root), "enabled": cache.enabled, **cache.counters.to_dict()},
+        candidates=list(records.values()),
+    )
+    rows = [candidate_row(r) for r in doc["candidates"]]
+    try:
+        choice = choose(rows, rule)
+    except NoCandidate as exc:
+        for rec in doc["candidates"]:
+            rec["verdict"], rec["why"] = rec["status"], rec["reason"] or "no reference to compare with"
+        doc["choice"] = {"chosen": None, "reference": None, "reference_accuracy": None}
+        report.write_document(doc, out_dir)
+        exc.document = doc
+        raise
+    for rec in doc["candidates"]:
+        verdict = choice.verdicts[rec["id"]]
+        rec["verdict"], rec["why"], rec["accuracy_drop"] = (
+            verdict.status,
+            verdict.reason,
+            verdict.accuracy_drop,
+        )
+    doc["choice"] = {
+        "chosen": choice.chosen,
+        "reference": choice.reference,
+        "reference_accuracy": choice.reference_accuracy,
+    }
+    if choice.chosen is None:
+        report.write_document(doc, out_dir)
+        exc = NothingWithinBudget(
+            f"no candidate is within the accuracy budget ({rule.max_accuracy_drop} vs {choice.reference} "
+            f"at {choice.reference_accuracy:.2%}); see {out_dir / 'deploy.json'}",
+            hint="raise --max-accuracy-drop or improve the student",
+        )
+        exc.document = doc
+        raise exc
+    winner = records[choice.chosen]
+    doc["deployed"] = report.write_winner(out_dir, winner, doc, student)
+    report.write_document(doc, out_dir)
+    report.remove_stale_winners(out_dir, doc["deployed"]["files"])
+    log(f"deploy: chose {choice.chosen} -> {out_dir / doc['deployed']['file']}")
+    return doc
+
+
+def _environment(host: str) -> dict[str, Any]:
+    if host != "local":
+        return {"host": host, "note": "every measurement came from the cache"}
+    from edgekd.bench.environment import fingerprint
+
+    return fingerprint()
+
+
+def _document(
+    student: Path,
+    target: TargetProfile,
+    host: str,
+    data_path: Path,
+    test: ArrayDataset,
+    split: str,
+    selection: Any,
+    calib_name: str,
+    inputs: BuildInputs,
+    bench_cfg: BenchConfig,
+    rule: SelectionRule,
+) -> dict[str, Any]:
+    return {
+        "schema": report.DEPLOY_SCHEMA,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "student": {"file": student.name, "path": str(student), "sha256": inputs.student_sha256},
+        "target": {"name": target.name, "profile": to_dict(target)},
+        "host": host,
+        "data": {
+            "file": data_path.name,
+            "sha256": sha256_file(data_path),
+            "split": split,
+            "frames": len(test),
+            "frames_sha256": _data_sha256(test),
+            "class_names": list(test.class_names),
+        },
+        "calibration": {
+            "recipe": calib_name,
+            "selection": selection.to_dict(),
+            "frames_sha256": inputs.calibration_sha256,
+        },
+        "bench": {
+            "latency": to_dict(bench_cfg.latency),
+            "threads": bench_cfg.threads,
+            "accuracy_batch_size": bench_cfg.accuracy_batch_size,
+        },
+        "rule": dataclasses.asdict(rule),
+    }
