@@ -5,7 +5,8 @@
     print(result.table())        # FP32 / PTQ INT8 / QAT INT8 accuracy side by side
 
 Modules: ``fake_quant`` (quantizers), ``modules`` (quantized Conv/Linear/pool wrappers),
-``prepare`` (BatchNorm folding, calibration, export form), ``onnx_qdq`` (graph rewrite to
+``prepare`` (BatchNorm folding, calibration, export form), ``equalize`` (cross-layer
+equalization of channel ranges), ``onnx_qdq`` (graph rewrite to
 int8 weights / int32 biases), ``export`` (runtime-checked export), ``distill`` (the flow),
 ``report`` (accuracy table), ``files`` (the same flow from artifact files, for the CLI).
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 from edgekd.qat.config import QatConfig, QatError
 from edgekd.qat.distill import QatResult, qat_distill
+from edgekd.qat.equalize import equalize_cross_layer
 from edgekd.qat.export import QatExportReport, export_qat_onnx
 from edgekd.qat.prepare import QatModel, calibrate, export_form, prepare_qat
 
@@ -24,6 +26,7 @@ __all__ = [
     "QatModel",
     "QatResult",
     "calibrate",
+    "equalize_cross_layer",
     "export_form",
     "export_qat_onnx",
     "prepare_qat",

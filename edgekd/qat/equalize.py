@@ -100,8 +100,11 @@ def find_pairs(gm: fx.GraphModule) -> list[LayerPair]:
         while len(current.users) == 1:
             (nxt,) = current.users
             if nxt.op == "call_module" and _weighted(modules[str(nxt.target)]):
-                consumer = modules[str(nxt.target)]
-                dense = isinstance(consumer, nn.Linear) or consumer.groups == 1
+                consumer, width = modules[str(nxt.target)], modules[str(node.target)].weight.shape[0]
+                if isinstance(consumer, nn.Linear):  # after a flatten: whole blocks of features per channel
+                    dense = consumer.in_features % width == 0
+                else:
+                    dense = consumer.groups == 1 and consumer.in_channels == width
                 once = calls[str(node.target)] == 1 and calls[str(nxt.target)] == 1
                 if dense and once and nxt.args[0] is current:
                     pairs.append(LayerPair(str(node.target), str(nxt.target), between))

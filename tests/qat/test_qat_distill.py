@@ -32,7 +32,11 @@ def test_qat_distill_writes_onnx_report_and_manifest(tmp_path, qat_data, qat_tea
     # The caller's FP32 student is untouched (a copy trains).
     assert all(torch.equal(before[k], v) for k, v in qat_student.state_dict().items())
     names = [(r.name, r.runtime) for r in result.rows]
-    assert names[:2] == [("FP32", "torch"), ("PTQ INT8 (ORT static)", "onnxruntime")]
+    assert names[:3] == [
+        ("FP32", "torch"),
+        ("PTQ INT8 (ORT static)", "onnxruntime"),
+        ("PTQ INT8 + CLE (ORT static)", "onnxruntime"),  # equalize is on by default
+    ]
     assert ("QAT INT8", "onnxruntime") in names
     fake, ort = result.row("QAT INT8 (fake-quant)"), next(r for r in result.rows if r.name == "QAT INT8")
     assert abs(fake.overall - ort.overall) <= 0.02  # the runtime scores what training measured
@@ -45,6 +49,7 @@ def test_qat_distill_writes_onnx_report_and_manifest(tmp_path, qat_data, qat_tea
         qat_data.subset("test")
     )
     assert "| PTQ INT8 (ORT static) |" in (tmp_path / "qat_report.md").read_text()
+    assert report["ptq"]["equalized"]["activation_type"] == "uint8"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary leftovers
 
 
