@@ -292,12 +292,9 @@ def stage_export(
     import torch
 
     if require_tensorrt and export_cfg.tensorrt is not None:
-        from edgekd.errors import RuntimeUnavailable
-        from edgekd.export.tensorrt.builder import tensorrt_unavailable_reason
+        from edgekd.export.tensorrt.builder import require_tensorrt as check_tensorrt
 
-        reason = tensorrt_unavailable_reason()
-        if reason is not None:  # before any work: an explicit request fails whole
-            raise RuntimeUnavailable(reason, hint="build TensorRT engines on the NVIDIA machine")
+        check_tensorrt()  # before any work: an explicit request fails whole
 
     from edgekd.export.onnx_export import export_onnx
     from edgekd.models.checkpoint import load_checkpoint
@@ -318,11 +315,13 @@ def stage_export(
     )
     log(f"export: {onnx_path} — {parity.summary()}")
     outputs["onnx"] = onnx_path
+    if export_cfg.openvino or export_cfg.tensorrt is not None:
+        # PyTorch's logits on the parity frames: the reference of every further format.
+        with torch.inference_mode():
+            reference = model(torch.from_numpy(samples)).float().numpy()
     if export_cfg.openvino:
         from edgekd.export.openvino_export import export_openvino
 
-        with torch.inference_mode():
-            reference = model(torch.from_numpy(samples)).float().numpy()
         xml_path = out_dir / f"{student_path.stem}.xml"
         ov_parity = export_openvino(onnx_path, xml_path, samples, reference, export_cfg.parity)
         write_manifest(
@@ -335,55 +334,22 @@ def stage_export(
         log(f"export: {xml_path} — {ov_parity.summary()}")
         outputs["openvino"] = xml_path
     if export_cfg.tensorrt is not None:
-        engine = _export_tensorrt(
-            model,
+        from edgekd.export.tensorrt.stage import calibration_frames, tensorrt_engine_stage
+
+        engine = tensorrt_engine_stage(
             onnx_path,
-            dataset,
-            samples,
-            export_cfg.tensorrt,
             out_dir,
-            require_tensorrt,
-            target_shape,
-            log,
+            export_cfg.tensorrt,
+            parity_samples=samples,
+            reference=reference,
+            calibration=calibration_frames(export_cfg.tensorrt, dataset),
+            target_shape=target_shape,
+            required=require_tensorrt,
+            log=log,
         )
         if engine is not None:
             outputs["tensorrt"] = engine
     return outputs
-
-
-def _export_tensorrt(
-    model: Any,
-    onnx_path: Path,
-    dataset: ArrayDataset,
-    samples: Any,
-    trt_cfg: Any,
-    out_dir: Path,
-    required: bool,
-    target_shape: list[int] | None,
-    log: Log,
-) -> Path | None:
-    import torch
-
-    from edgekd.data.calibration import load_calibration_recipe, select_calibration
-    from edgekd.export.tensorrt.stage import tensorrt_engine_stage
-
-    calibration = None
-    if trt_cfg.precision == "int8":
-        recipe = load_calibration_recipe(resources.resolve("calibration", trt_cfg.calibration))
-        calibration = select_calibration(dataset, recipe).samples(dataset)
-    with torch.inference_mode():
-        reference = model(torch.from_numpy(samples)).float().numpy()
-    return tensorrt_engine_stage(
-        onnx_path,
-        out_dir,
-        trt_cfg,
-        parity_samples=samples,
-        reference=reference,
-        calibration=calibration,
-        target_shape=target_shape,
-        required=required,
-        log=log,
-    )
 
 
 def stage_quantize(

@@ -172,6 +172,13 @@ def engine_from_onnx(
     return dataclasses.replace(result, cached=False, build_s=time.perf_counter() - start)
 
 
+def require_tensorrt() -> None:
+    """Raise RuntimeUnavailable (one line: what is missing) unless TensorRT can build here."""
+    reason = tensorrt_unavailable_reason()
+    if reason is not None:
+        raise RuntimeUnavailable(reason, hint="build TensorRT engines on the NVIDIA machine")
+
+
 def tensorrt_major_version() -> int:
     """The installed TensorRT's major version (10 or 11); RuntimeUnavailable without it."""
     return int(str(_import_tensorrt().__version__).split(".")[0])

@@ -22,10 +22,10 @@ import numpy as np
 
 from edgekd.artifacts import atomic_path, write_manifest
 from edgekd.config import to_dict
-from edgekd.errors import RuntimeUnavailable
 from edgekd.export.parity import ParityConfig, compare_outputs
 from edgekd.export.tensorrt.builder import (
     engine_from_onnx,
+    require_tensorrt,
     tensorrt_major_version,
     tensorrt_unavailable_reason,
 )
@@ -43,6 +43,17 @@ DEFAULT_PARITY = {
 
 def parity_for(cfg: TensorRTConfig, override: ParityConfig | None) -> ParityConfig:
     return override if override is not None else DEFAULT_PARITY[cfg.precision]
+
+
+def calibration_frames(cfg: TensorRTConfig, dataset: Any) -> np.ndarray | None:
+    """INT8 calibration frames chosen by ``cfg.calibration`` (a calibration recipe); None otherwise."""
+    if cfg.precision != "int8":
+        return None
+    from edgekd import resources
+    from edgekd.data.calibration import load_calibration_recipe, select_calibration
+
+    recipe = load_calibration_recipe(resources.resolve("calibration", cfg.calibration))
+    return select_calibration(dataset, recipe).samples(dataset)
 
 
 def tensorrt_engine_stage(
@@ -68,10 +79,10 @@ def tensorrt_engine_stage(
         required: raise RuntimeUnavailable instead of skipping when TensorRT cannot build here.
     """
     log = log or (lambda _msg: None)
+    if required:
+        require_tensorrt()
     reason = tensorrt_unavailable_reason()
     if reason is not None:
-        if required:
-            raise RuntimeUnavailable(reason, hint="build TensorRT engines on the NVIDIA machine")
         log(f"export: TensorRT engine skipped — {reason}")
         return None
     source = onnx_path
