@@ -3,22 +3,26 @@
 For each model (edgekd's ``cnn1d_small`` demo student and the larger ``resnet1d``, input
 [1, 2, 128], batch 1, static shapes, float32, one thread everywhere):
 
-* edgekd p50: ``measure_latency`` on an edgekd session (ONNX Runtime and OpenVINO),
-  repeated ``--repeats`` times; the table shows the median of the repeats' p50s and their
-  spread, (max - min) / median.
-* bare loop p50: a few lines calling the runtime directly (``InferenceSession.run`` /
-  ``InferRequest.infer``) with the same settings, timed per call, the same number of
-  repeats interleaved with edgekd's so machine drift hits both alike.
-* benchmark_app: OpenVINO's own tool on the same IR with ``-hint latency -nstreams 1``
-  (one thread and f32 through ``-load_config``, ``-api sync``), its reported median.
-
-Every measurement runs in a fresh Python process: two runtimes (or two compiled models)
-in one process share cores and thread pools and disturb each other.
+* edgekd vs bare loop, paired: one process holds an edgekd session and a bare runtime
+  session (a few lines calling ``InferenceSession.run`` / ``InferRequest.infer``) of the
+  same file and times them in alternating short blocks (ABBA order, ``--blocks`` pairs).
+  Each pair gives a ratio; the table shows the median ratio and its interquartile range.
+  The host's speed drifts by tens of percent over seconds on a shared VM, and a pair of
+  blocks a fraction of a second apart sees the same drift, so the ratio isolates what
+  edgekd's harness adds.
+* edgekd vs ``benchmark_app`` (OpenVINO's own tool, ``-hint latency``, one stream, one
+  thread, f32 through ``-load_config``, ``-api sync``): each of the ``--repeats`` rounds runs
+  edgekd in a fresh process and then benchmark_app; the table shows the median of the
+  per-round ratios, for edgekd's call p50 (Python included) and for its ``runtime_p50``
+  (OpenVINO's own timing of each call, what benchmark_app reports).
+* repeat spread: edgekd's p50 over ``--repeats`` fresh processes, (max - min) / median,
+  beside the same spread of a bare loop run in fresh processes interleaved with them. A
+  bare loop that spreads as much says the machine, not the harness, moved.
 
 Goals (docs/benchmarks.md): edgekd within 5% of the bare loop and of benchmark_app;
 repeated p50s within 5% of each other on a quiet machine.
 
-Run: ``python benchmarks/bench_fidelity.py [--seconds 1.0] [--repeats 5]``.
+Run: ``python benchmarks/bench_fidelity.py [--seconds 1.0] [--repeats 5] [--blocks 10]``.
 """
 
 from __future__ import annotations
@@ -67,18 +71,18 @@ def export(name: str, folder: Path) -> tuple[Path, Path]:
     return onnx_path, xml_path
 
 
-def bare_ort(path: Path, x: np.ndarray, seconds: float) -> float:
-    """p50 ms of a plain onnxruntime loop."""
+def _bare_ort_call(path: Path, x: np.ndarray):
+    """A plain onnxruntime call on ``x`` (one thread)."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
     so.intra_op_num_threads, so.inter_op_num_threads = THREADS, 1
     sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-    return _loop(lambda: sess.run(None, {"x": x}), seconds)
+    return lambda: sess.run(None, {"x": x})
 
 
-def bare_ov(path: Path, x: np.ndarray, seconds: float) -> float:
-    """p50 ms of a plain OpenVINO loop (latency hint, one stream, f32, one thread)."""
+def _bare_ov_call(path: Path, x: np.ndarray):
+    """A plain OpenVINO call on ``x`` (latency hint, one stream, f32, one thread)."""
     import openvino as ov
 
     config = {
@@ -97,15 +101,20 @@ def bare_ov(path: Path, x: np.ndarray, seconds: float) -> float:
         request.infer()
         return request.get_output_tensor(0).data.copy()
 
-    return _loop(call, seconds)
+    return call
 
 
-def _loop(call, seconds: float) -> float:
-    for _ in range(200):
+def bare_p50(backend: str, path: Path, x: np.ndarray, seconds: float) -> float:
+    """p50 ms of a bare runtime loop in this process."""
+    return _loop((_bare_ort_call if backend == "onnxruntime" else _bare_ov_call)(path, x), seconds)
+
+
+def _loop(call, seconds: float, warmup: int = 200, min_calls: int = 1000) -> float:
+    for _ in range(warmup):
         call()
     times = []
     end = time.perf_counter() + seconds
-    while time.perf_counter() < end or len(times) < 1000:
+    while time.perf_counter() < end or len(times) < min_calls:
         t0 = time.perf_counter_ns()
         call()
         times.append(time.perf_counter_ns() - t0)
@@ -118,6 +127,28 @@ def edgekd_p50(backend: str, path: Path, x: np.ndarray, seconds: float) -> tuple
     cfg = LatencyConfig(warmup_runs=200, min_runs=1000, min_seconds=seconds, max_seconds=seconds * 10)
     stats = measure_latency(session, x, cfg)
     return stats.p50, stats.runtime_p50
+
+
+def paired_blocks(backend: str, path: Path, x: np.ndarray, seconds: float, pairs: int) -> dict:
+    """edgekd and a bare loop on the same file in one process, timed in alternating blocks.
+
+    ABBA order (edgekd, bare, bare, edgekd, ...) so a linear drift cancels within each two
+    pairs. Both sessions use one thread and are never run at the same time, so they do not
+    compete for the core the way two concurrent runtimes would.
+    """
+    session = session_from_artifact(backend, path, SessionOptions(threads=THREADS))
+    bare_call = (_bare_ort_call if backend == "onnxruntime" else _bare_ov_call)(path, x)
+    cfg = LatencyConfig(warmup_runs=50, min_runs=200, min_seconds=seconds, max_seconds=seconds * 10)
+    ours: list[float] = []
+    theirs: list[float] = []
+    for pair in range(pairs):
+        order = ("edgekd", "bare") if pair % 2 == 0 else ("bare", "edgekd")
+        for who in order:
+            if who == "edgekd":
+                ours.append(measure_latency(session, x, cfg).p50)
+            else:
+                theirs.append(_loop(bare_call, seconds, warmup=50, min_calls=200))
+    return {"edgekd": ours, "bare": theirs}
 
 
 def benchmark_app(xml: Path, seconds: float, folder: Path) -> float | None:
@@ -153,71 +184,119 @@ def benchmark_app(xml: Path, seconds: float, folder: Path) -> float | None:
     return float(match.group(1)) / (1000.0 if match.group(2) == "us" else 1.0)
 
 
-def measure_in_subprocess(kind: str, backend: str, path: Path, seconds: float) -> tuple[float, float | None]:
-    """One measurement in a fresh interpreter, so runtimes' thread pools never meet:
-    (p50, the runtime's own p50 or None)."""
-    cmd = [sys.executable, __file__, "--measure", kind, backend, str(path), "--seconds", str(seconds)]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=True).stdout
-    p50, runtime = json.loads(out.strip().splitlines()[-1])
-    return p50, runtime
+def in_subprocess(args: list[str]) -> object:
+    """Run this script's child mode in a fresh interpreter (runtimes' thread pools and
+    allocators never meet) and return the JSON it prints last."""
+    cmd = [sys.executable, __file__, *args]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def _pct(a: float | None, b: float | None) -> str:
     return "n/a" if a is None or b is None else f"{100 * (a - b) / b:+.1f}%"
 
 
+def _ratio_cell(ratios: list[float]) -> str:
+    """Median of per-pair ratios as a signed percentage, with the interquartile range."""
+    if not ratios:
+        return "—"
+    q1, med, q3 = (100 * (float(v) - 1) for v in np.percentile(ratios, [25, 50, 75]))
+    return f"{med:+.1f}% [{q1:+.1f}, {q3:+.1f}]"
+
+
+def _spread(values: list[float]) -> float:
+    return (max(values) - min(values)) / float(np.median(values))
+
+
+def measure_cell(name: str, backend: str, path: Path, xml: Path, args, tmp: Path) -> dict:
+    """Every figure of one (model, runtime) row."""
+    paired = in_subprocess(["--paired", backend, str(path), "--seconds", str(args.block_seconds),
+                            "--blocks", str(args.blocks)])  # fmt: skip
+    pair_ratios = [a / b for a, b in zip(paired["edgekd"], paired["bare"], strict=True)]
+    ours, runtime, bare, app, app_call_ratio, app_runtime_ratio = [], [], [], [], [], []
+    for _ in range(args.repeats):  # fresh processes, interleaved so drift hits each alike
+        p50, inside = in_subprocess(
+            ["--measure", "edgekd", backend, str(path), "--seconds", str(args.seconds)]
+        )
+        ours.append(p50)
+        bare.append(
+            in_subprocess(["--measure", "bare", backend, str(path), "--seconds", str(args.seconds)])[0]
+        )
+        if inside is not None:
+            runtime.append(inside)
+        if backend == "openvino":
+            median = benchmark_app(xml, args.seconds, tmp)
+            if median is not None:
+                app.append(median)
+                app_call_ratio.append(p50 / median)
+                if inside is not None:
+                    app_runtime_ratio.append(inside / median)
+    print(f"# {name} {backend}: paired {paired} edgekd {ours} runtime {runtime} bare {bare} app {app}",
+          file=sys.stderr)  # fmt: skip
+    return {
+        "p50": float(np.median(ours)),
+        "bare": float(np.median(bare)),
+        "pair_ratios": pair_ratios,
+        "app": float(np.median(app)) if app else None,
+        "app_call_ratios": app_call_ratio,
+        "app_runtime_ratios": app_runtime_ratio,
+        "spread": _spread(ours),
+        "bare_spread": _spread(bare),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=1.0, help="timed seconds per measurement")
-    parser.add_argument("--repeats", type=int, default=5, help="edgekd runs (and bare runs) per cell")
+    parser.add_argument("--seconds", type=float, default=1.0, help="timed seconds per fresh-process run")
+    parser.add_argument("--repeats", type=int, default=5, help="fresh-process rounds per cell")
+    parser.add_argument("--blocks", type=int, default=12, help="paired blocks per cell (one process)")
+    parser.add_argument("--block-seconds", type=float, default=0.3, help="timed seconds per paired block")
     parser.add_argument("--models", default="cnn1d_small,resnet1d")
     parser.add_argument("--measure", nargs=3, metavar=("KIND", "BACKEND", "PATH"), help=argparse.SUPPRESS)
+    parser.add_argument("--paired", nargs=2, metavar=("BACKEND", "PATH"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     x = np.random.default_rng(0).standard_normal(SHAPE).astype(np.float32)
-    if args.measure:  # the child of measure_in_subprocess
+    if args.measure:  # a child of in_subprocess
         kind, backend, path = args.measure
         if kind == "edgekd":
             print(json.dumps(edgekd_p50(backend, Path(path), x, args.seconds)))
         else:
-            bare = (bare_ort if backend == "onnxruntime" else bare_ov)(Path(path), x, args.seconds)
-            print(json.dumps([bare, None]))
+            print(json.dumps([bare_p50(backend, Path(path), x, args.seconds), None]))
+        return 0
+    if args.paired:
+        backend, path = args.paired
+        print(json.dumps(paired_blocks(backend, Path(path), x, args.seconds, args.blocks)))
         return 0
     rows = []
+    started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="edgekd-fidelity-") as tmp:
         for name in args.models.split(","):
             onnx_path, xml_path = export(name, Path(tmp))
             for backend, path in (("onnxruntime", onnx_path), ("openvino", xml_path)):
-                ours, theirs, inside = [], [], []
-                for _ in range(args.repeats):  # interleaved: drift hits both alike
-                    p50, runtime = measure_in_subprocess("edgekd", backend, path, args.seconds)
-                    ours.append(p50)
-                    if runtime is not None:
-                        inside.append(runtime)
-                    theirs.append(measure_in_subprocess("bare", backend, path, args.seconds)[0])
-                app = benchmark_app(xml_path, args.seconds, Path(tmp)) if backend == "openvino" else None
-                ours_med, bare_med = float(np.median(ours)), float(np.median(theirs))
-                inside_med = float(np.median(inside)) if inside else None
-                spread = (max(ours) - min(ours)) / ours_med
+                c = measure_cell(name, backend, path, xml_path, args, Path(tmp))
+                ov = backend == "openvino"
+                app = "—" if not ov else "absent" if c["app"] is None else f"{c['app']:.4f}"
                 rows.append(
-                    f"| {name} | {backend} | {ours_med:.4f} | {bare_med:.4f} | {_pct(ours_med, bare_med)} | "
-                    + ("—" if backend != "openvino" else "absent" if app is None else f"{app:.4f}")
-                    + f" | {_pct(ours_med, app) if app else '—'}"
-                    + f" | {'—' if inside_med is None else f'{inside_med:.4f}'}"
-                    + f" | {_pct(inside_med, app) if app and inside_med else '—'} | {100 * spread:.1f}%"
-                    + (" (noisy)" if spread > 0.05 else "")
-                    + " |"
+                    f"| {name} | {backend} | {c['p50']:.4f} | {_ratio_cell(c['pair_ratios'])} "
+                    f"| {_pct(c['p50'], c['bare'])} | {app} "
+                    f"| {_ratio_cell(c['app_call_ratios']) if ov else '—'} "
+                    f"| {_ratio_cell(c['app_runtime_ratios']) if ov else '—'} "
+                    f"| {100 * c['spread']:.1f}%{' (noisy)' if c['spread'] > 0.05 else ''} "
+                    f"| {100 * c['bare_spread']:.1f}% |"
                 )
-                print(f"# {name} {backend}: edgekd {ours} bare {theirs} app {app}", file=sys.stderr)
     cpu = cpu_fingerprint()
     print(
         f"Machine: {cpu['model']}, {cpu['usable_cores']} usable of {cpu['logical_cores']} logical cores "
-        f"(load average {os.getloadavg()[0]:.2f}), {platform.platform()}; {THREADS} thread, batch 1, "
-        f"static [1, 2, 128] float32; {args.repeats} repeats of >= {args.seconds:g} s and >= 1000 calls.\n"
+        f"(load average {os.getloadavg()[0]:.2f} at the end), {platform.platform()}; {THREADS} thread, "
+        f"batch 1, static [1, 2, 128] float32. Paired: {args.blocks} block pairs of >= "
+        f"{args.block_seconds:g} s in one process; fresh processes: {args.repeats} rounds of >= "
+        f"{args.seconds:g} s and >= 1000 calls; {time.monotonic() - started:.0f} s in all.\n"
     )
     print(
-        "| model | runtime | edgekd p50 ms (median of runs) | bare loop p50 ms | edgekd vs bare | "
-        "benchmark_app median ms | edgekd vs benchmark_app | edgekd runtime_p50 ms | "
-        "runtime_p50 vs benchmark_app | edgekd p50 spread (max-min)/median |"
+        "| model | runtime | edgekd p50 ms (median of runs) | edgekd vs bare loop, paired blocks "
+        "(median [IQR]) | edgekd vs bare loop, separate processes | benchmark_app median ms "
+        "| edgekd call p50 vs benchmark_app (median [IQR]) | edgekd runtime_p50 vs benchmark_app "
+        "(median [IQR]) | edgekd p50 spread over runs | bare loop p50 spread over runs |"
     )
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     print("\n".join(rows))

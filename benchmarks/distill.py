@@ -1,19 +1,24 @@
 """Distillation benchmark on the synthetic modulation set: accuracy and training throughput.
 
 Trains a 1-D ResNet teacher once, then the same small student from scratch and with the
-``kd``, ``dkd``, ``nkd`` and ``ofa`` objectives over several seeds, and reports accuracy
+``kd``, ``dkd``, ``nkd``, ``ofa`` and ``kd-mixup`` objectives (``--methods``; scratch always
+runs) over several seeds, and reports accuracy
 (mean and std over seeds, overall and at SNR >= 0 dB) on a test set generated with a
 held-out generator seed, with parameters and MACs. Teacher and students train on the same
 frames with the same IQ augmentation (time shift + phase rotation, ``--views`` views), the
 students with the same epochs and optimiser; a KD student sees the teacher's logits of the
 very view it trains on (computed once, shared by every KD run through one teacher cache).
+``kd-mixup`` is pure KD on views that also mix in up to ``--mixup`` of a seed-drawn partner
+frame (``edgekd.distill.augment.materialize_views``), each with the teacher's logits of that mixture.
 It then measures training throughput (samples/s of the second epoch's optimizer steps,
 validation excluded) of ``--throughput-student`` alone, with online KD (teacher run per
 batch) and with cached-teacher KD (fp16 and top-k storage), and with IQ augmentation (time
 shift + phase rotation, 4 cached views). The modes run in turn, ``--repeats`` times, and the
 table gives the median (and range) of each. Prints Markdown.
 
-    python benchmarks/distill.py                     # ~18 min on 2 shared CPU cores
+    python benchmarks/distill.py                     # 64 epochs, 16 views, every method: ~30 min, 1 core
+    python benchmarks/distill.py --epochs 30 --views 8 --methods kd,dkd,nkd,ofa   # the 2026-11-25 table
+    python benchmarks/distill.py --methods kd --no-throughput                     # scratch + kd only
     python benchmarks/distill.py --quick             # smoke run, ~1 min
     python benchmarks/distill.py --throughput-only   # the training-mode table alone, ~1-2 min
     python benchmarks/distill.py --device cuda --amp-compare
@@ -35,6 +40,7 @@ import torch
 from edgekd.config import from_dict
 from edgekd.data.dataset import ArrayDataset
 from edgekd.data.modulation import SyntheticModulationConfig, generate_modulation_dataset
+from edgekd.distill.augment import materialize_views
 from edgekd.distill.checks import predict_logits
 from edgekd.distill.config import AugmentConfig
 from edgekd.distill.train import KDConfig, TrainConfig, distill, train_supervised
@@ -55,7 +61,14 @@ METHODS: dict[str, dict | None] = {
             {"name": "ofa", "student": ["features.0", "features.1"]},
         ]
     },
+    # Pure KD (alpha 1: a mixed frame has no single label) on frames mixed with a partner frame
+    # ("function matching", Beyer et al. 2022); see MIXUP_METHODS.
+    "kd-mixup": {"loss": "kd", "temperature": 4.0, "alpha": 1.0},
 }
+# Methods trained on materialize_views(train, augment, --mixup): every view of every frame,
+# each view a mixture of the frame and a seed-drawn partner, then shifted and rotated; the loop's
+# augmentation is off and epochs become epochs / views (the same number of steps and frames seen).
+MIXUP_METHODS = {"kd-mixup"}
 # Student settings: mobilenet1d at width 0.7 has 9,872 parameters, under 1/20 of the
 # teacher's 242,376 (the issue's bound); cnn1d_small at its default width 6,280.
 STUDENT_ARGS: dict[str, dict] = {"mobilenet1d": {"width_mult": 0.7}}
@@ -164,10 +177,20 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=40, help="frames per class and SNR (train+val)")
     parser.add_argument("--test-frames", type=int, default=20, help="frames per class and SNR (test)")
     parser.add_argument("--teacher-epochs", type=int, default=20)
-    parser.add_argument("--epochs", type=int, default=30, help="student epochs")
-    parser.add_argument("--views", type=int, default=8, help="augmentation views (0: no augmentation)")
+    parser.add_argument("--epochs", type=int, default=64, help="student epochs")
+    parser.add_argument("--views", type=int, default=16, help="augmentation views (0: no augmentation)")
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument(
+        "--methods",
+        default=",".join(m for m in METHODS if m != "scratch"),
+        help=f"comma-separated KD methods to run besides scratch (always run); of {', '.join(METHODS)}",
+    )
+    parser.add_argument(
+        "--mixup", type=float, default=0.1, help="largest partner weight of the kd-mixup views (<= 0.5)"
+    )
     parser.add_argument("--student", default="mobilenet1d")
+    parser.add_argument("--width-mult", type=float, default=0.7, help="mobilenet1d student's width_mult")
+    parser.add_argument("--kernel-size", type=int, default=5, help="mobilenet1d student's depthwise taps")
     parser.add_argument("--throughput-student", default="cnn1d_small", help="student of the throughput table")
     parser.add_argument("--device", default="cpu")
     # One thread: on the shared 2-core machine two OpenMP threads made a student epoch ~6x slower.
@@ -179,6 +202,7 @@ def main() -> None:
         action="store_true",
         help="only the training-mode table (an untrained teacher: speed does not depend on its weights)",
     )
+    parser.add_argument("--no-throughput", action="store_true", help="skip the training-mode table")
     parser.add_argument("--repeats", type=int, default=5, help="throughput measurements per mode")
     parser.add_argument(
         "--clock",
@@ -187,6 +211,13 @@ def main() -> None:
         help="throughput by wall time, or by this process's CPU time per step (shared machine: 1 thread)",
     )
     args = parser.parse_args()
+    methods = ["scratch"] + [m for m in args.methods.split(",") if m and m != "scratch"]
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        parser.error(f"unknown --methods {unknown}; choose from {', '.join(METHODS)}")
+    STUDENT_ARGS["mobilenet1d"] = {"width_mult": args.width_mult}
+    if args.kernel_size != 5:
+        STUDENT_ARGS["mobilenet1d"]["kernel_size"] = args.kernel_size
     if args.quick:
         args.frames, args.test_frames, args.teacher_epochs, args.epochs, args.seeds = 12, 6, 2, 2, 1
         args.repeats, args.views = 1, min(args.views, 2)
@@ -229,24 +260,35 @@ def main() -> None:
     t_params, t_macs = count_params(teacher), count_macs(teacher, shape)
 
     rows = [("teacher resnet1d", [t_acc], t_params, t_macs)]
+    mixed_train, mixed_base = train, base
+    if any(m in MIXUP_METHODS for m in methods):
+        views = max(args.views, 1)
+        mixed_x = materialize_views(train.x, dataclasses.replace(augment, views=views), args.mixup)
+        mixed_train = ArrayDataset(mixed_x, np.tile(train.y, views), train.class_names)
+        mixed_base = dataclasses.replace(
+            base, epochs=max(1, round(args.epochs / views)), augment=AugmentConfig()
+        )
     with tempfile.TemporaryDirectory(prefix="edgekd-distill-bench-") as cache_dir:  # one cache, every KD run
-        for method, spec in METHODS.items():
+        for method in methods:
+            spec = METHODS[method]
             accs = []
             for seed in range(args.seeds):
                 torch.manual_seed(100 + seed)
                 student = _student(args.student, k, shape[0])
-                cfg = dataclasses.replace(base, seed=seed)
+                mixed = method in MIXUP_METHODS
+                cfg = dataclasses.replace(mixed_base if mixed else base, seed=seed)
+                data = mixed_train if mixed else train
                 if spec is None:
-                    train_supervised(student, train, val, cfg)
+                    train_supervised(student, data, val, cfg)
                 else:
-                    distill(student, teacher, train, val, cfg, from_dict(KDConfig, spec), cache_dir=cache_dir)
+                    distill(student, teacher, data, val, cfg, from_dict(KDConfig, spec), cache_dir=cache_dir)
                 accs.append(_accuracy(student, test))
                 elapsed = time.perf_counter() - t0
                 _note(f"{method} seed {seed}: {accs[-1][0]:.3f} / {accs[-1][1]:.3f} at {elapsed:.0f}s")
             name = f"{args.student} {method}"
             rows.append((name, accs, count_params(student), count_macs(student, shape)))
 
-    speeds = _throughput_table(args, teacher, train, val)
+    speeds = None if args.no_throughput else _throughput_table(args, teacher, train, val)
 
     elapsed = time.perf_counter() - t0
     print(
@@ -257,7 +299,14 @@ def main() -> None:
         f"train {len(train)} / val {len(val)} frames (seed 0), test {len(test)} frames (held-out seed 1), "
         f"{k} classes, teacher {args.teacher_epochs} epochs, students {args.epochs} epochs "
         f"({args.student} {STUDENT_ARGS.get(args.student, {})}), {_describe(augment)}, "
-        f"{args.seeds} seeds\n"
+        f"{args.seeds} seeds"
+        + (
+            f"; kd-mixup: partner weight up to {args.mixup}, {mixed_base.epochs} epochs over "
+            f"{len(mixed_train)} materialized views"
+            if any(m in MIXUP_METHODS for m in methods)
+            else ""
+        )
+        + "\n"
     )
     print("| model | params | MACs | acc (all SNR) | acc (SNR >= 0 dB) |")
     print("| --- | ---: | ---: | --- | --- |")
@@ -269,7 +318,10 @@ def main() -> None:
             return f"{statistics.mean(v):.2f} ± {statistics.stdev(v):.2f}" if len(v) > 1 else f"{v[0]:.2f}"
 
         print(f"| {name} | {params:,} | {macs:,} | {fmt(overall)} | {fmt(high)} |")
-    _print_throughput(speeds)
+    for name, accs, _params, _macs in rows[1:]:
+        print(f"\n{name} per seed (SNR >= 0 dB): " + ", ".join(f"{a[1] * 100:.2f}" for a in accs))
+    if speeds is not None:
+        _print_throughput(speeds)
 
 
 if __name__ == "__main__":

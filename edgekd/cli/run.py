@@ -23,14 +23,20 @@ def _run(
     recipe_name: str, out_dir: Path | None, overrides: tuple[str, ...], quiet: bool, as_json: bool = False
 ) -> int:
     from edgekd.bench.table import print_bench
+    from edgekd.distill.checks import resolve_device
+    from edgekd.distill.distributed import command_process_group
     from edgekd.gate import gate_table
     from edgekd.pipeline.recipe import load_recipe
     from edgekd.pipeline.runner import run_recipe
 
     recipe = load_recipe(recipe_name, overrides)
     out_dir = out_dir or Path("runs") / recipe.name
-    log = make_log(quiet)
-    result = run_recipe(recipe, out_dir, log)
+    # Under torchrun the training stages run on every rank (DDP); rank 0 alone reports.
+    with command_process_group(resolve_device(recipe.distill.train.device)) as ctx:
+        log = make_log(quiet) if ctx.is_main else (lambda _msg: None)
+        result = run_recipe(recipe, out_dir, log)
+    if result is None:  # a rank other than 0: its part (training) is done
+        return 0
     console = make_console(stderr=as_json)
     print_bench(result["bench"], console=console)
     exit_code = 0
@@ -72,8 +78,9 @@ def run(
     """Run every stage of RECIPE (a YAML file or a built-in recipe name).
 
     \b
-    Example:
+    Examples:
       edgekd run my-recipe.yaml --out runs/exp1 --set distill.train.epochs=20
+      torchrun --nproc-per-node 2 -m edgekd run my-recipe.yaml --out runs/exp1
     """
     ctx.exit(_run(recipe, out_dir, overrides, quiet, as_json))
 

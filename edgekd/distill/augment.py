@@ -118,3 +118,53 @@ class EpochView:
     def apply(self, x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         """View of the batch ``x`` [B, 2, L] whose dataset rows are ``idx`` [B] (a CPU tensor)."""
         return apply_view(x, self.shift[idx], self.phase[idx], self.cfg)
+
+
+_PARTNER_STREAM, _WEIGHT_STREAM = 3, 4
+
+
+def mixup_params(
+    cfg: AugmentConfig, index: np.ndarray, view: int, frames: int, mixup: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """(partner row int64 [B], partner weight float32 [B]) of frames ``index`` in ``view``.
+
+    The partner is uniform over the ``frames`` rows and its weight uniform in [0, ``mixup``],
+    both drawn from the (``cfg.seed``, index, view) streams, so they depend on nothing else
+    (not on the batch or its order). ``mixup`` <= 0.5 keeps frame ``index`` the larger part.
+    """
+    index = np.asarray(index, dtype=np.int64)
+    partner = np.minimum(
+        (_uniform(cfg.seed, index, view, _PARTNER_STREAM) * frames).astype(np.int64), frames - 1
+    )
+    weight = (_uniform(cfg.seed, index, view, _WEIGHT_STREAM) * mixup).astype(np.float32)
+    return partner, weight
+
+
+def materialize_views(x: np.ndarray, cfg: AugmentConfig, mixup: float = 0.0) -> np.ndarray:
+    """Every view of every frame as one array: row ``v * N + i`` is view ``v`` of frame ``i``.
+
+    With ``mixup`` > 0 each view first mixes frame ``i`` with a partner frame of ``x``,
+    ``(1 - w) * x[i] + w * x[partner]`` (``mixup_params``), then applies the view's shift and
+    phase (``augment_frames``) to the mixture. The training loop sees one batch at a time and
+    cannot fetch partner frames, so mixup is used this way: train on the materialized frames
+    with ``train.augment`` off. A mixed frame has no single label; distil it with pure KD
+    (``alpha: 1``), whose teacher logits (cached per row) are of the very mixture the student
+    sees. ``cfg.views`` views, or the frames themselves (one view) when ``cfg`` is off and
+    ``mixup`` is 0.
+    """
+    if not 0.0 <= mixup <= 0.5:
+        raise ConfigError(
+            f"mixup must be in [0, 0.5], got {mixup}", hint="0.3 mixes in up to 30% of a partner"
+        )
+    views = cfg.views if (cfg.enabled or mixup > 0) else 1
+    frames = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    index = np.arange(len(x))
+    out = []
+    for view in range(views):
+        xv = frames
+        if mixup > 0:
+            partner, weight = mixup_params(cfg, index, view, len(x), mixup)
+            w = torch.from_numpy(weight).reshape(-1, *([1] * (frames.ndim - 1)))
+            xv = (1 - w) * frames + w * frames[torch.from_numpy(partner)]
+        out.append(augment_frames(xv, index, view, cfg).numpy())
+    return np.concatenate(out)

@@ -11,6 +11,7 @@ Recipe form (every key optional)::
         cache_dir: null     # on-disk cache folder (default: <out>/teacher_cache), shared by students
         cache_storage: fp16 # fp16: all K logits; topk: the cache_topk largest, the rest filled
         cache_topk: 5
+        cache_max_gib: 8.0  # least recently used caches in cache_dir deleted beyond this (null: never)
         terms:              # or: weighted terms (replaces loss/temperature/alpha)
           - {name: dkd, weight: 1.0, params: {beta: 8.0, warmup_epochs: 5}}
           - {name: ce}
@@ -228,11 +229,19 @@ class KDConfig:
     cache_dir: str | None = None  # None: <out>/teacher_cache, or memory only when there is no out dir
     cache_storage: Literal["fp16", "topk"] = "fp16"
     cache_topk: int = 5  # with cache_storage topk: logits kept per frame (the rest share the left mass)
+    # A shared cache_dir gains one file per (teacher, data, augmentation, storage): after a new
+    # one is written, the least recently used others go until the folder fits (None: keep all).
+    cache_max_gib: float | None = 8.0
     terms: list[LossTerm] = dataclasses.field(default_factory=list)
 
     def validate(self) -> None:
         if self.cache_topk < 1:
             raise ConfigError(f"distill.kd.cache_topk must be >= 1, got {self.cache_topk}")
+        if self.cache_max_gib is not None and not self.cache_max_gib > 0:
+            raise ConfigError(
+                f"distill.kd.cache_max_gib must be > 0, got {self.cache_max_gib}",
+                hint="give a size in GiB, e.g. 8, or null to never delete teacher caches",
+            )
         if self.terms:
             if (self.loss, self.temperature, self.alpha) != ("kd", 4.0, 0.7):
                 raise ConfigError(

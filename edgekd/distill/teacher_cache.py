@@ -20,14 +20,20 @@ the storage format: change any of them and a new cache is built; keep them and s
 students (and runs) share it. It is written atomically with a manifest beside it, loads with
 ``torch.load(weights_only=True)``, and carries the sha256 of its tensors: a truncated,
 corrupt or foreign file is reported and rebuilt, never trusted.
+
+A shared folder would grow by one file per teacher, dataset and augmentation setting: after
+writing a new cache, the least recently used others (reuse refreshes a file's time) are
+deleted until the folder holds at most ``distill.kd.cache_max_gib``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import math
+import os
 import pickle
 import time
 import zipfile
@@ -39,7 +45,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgekd.artifacts import atomic_path, sha256_file, write_manifest
+from edgekd.artifacts import atomic_path, manifest_path, sha256_file, write_manifest
 from edgekd.config import to_dict
 from edgekd.distill.augment import augment_frames
 from edgekd.distill.checks import eval_mode, model_device
@@ -295,6 +301,9 @@ def teacher_logits_cache(
             config = {"augment": to_dict(augment), "storage": kd.cache_storage, "topk": kd.cache_topk}
             save_cache(path, key, cached, config, seconds)
             say(f"teacher cache: wrote {path} in {seconds:.1f}s")
+            if kd.cache_max_gib is not None:
+                for old in prune_caches(path.parent, keep=path, max_bytes=int(kd.cache_max_gib * 2**30)):
+                    say(f"teacher cache: deleted {old.name}, least recently used (cache_max_gib)")
         barrier()
         return cached
     barrier()  # rank 0 writes the file while the others wait here
@@ -306,6 +315,30 @@ def teacher_logits_cache(
     return _build(teacher, x, augment, kd, batch_size, say)[0]
 
 
+def prune_caches(folder: Path, *, keep: Path, max_bytes: int) -> list[Path]:
+    """Delete the least recently used teacher caches in ``folder`` (and their manifests) other
+    than ``keep`` until the caches there take at most ``max_bytes``; returns what was deleted."""
+    entries = []
+    for path in folder.glob("teacher-logits-*.pt"):
+        try:
+            stat = path.stat()
+        except OSError:  # deleted meanwhile by another run sharing the folder
+            continue
+        entries.append((stat.st_mtime, path, stat.st_size))
+    total = sum(size for _, _, size in entries)
+    deleted = []
+    for _, path, size in sorted(entries):  # oldest first
+        if total <= max_bytes:
+            break
+        if path == keep:
+            continue
+        for doomed in (path, manifest_path(path)):
+            doomed.unlink(missing_ok=True)
+        total -= size
+        deleted.append(path)
+    return deleted
+
+
 def _load_or_none(path: Path, key: str, expected: tuple[int, int, int], say: Log) -> CachedLogits | None:
     if not path.is_file():
         return None
@@ -314,6 +347,8 @@ def _load_or_none(path: Path, key: str, expected: tuple[int, int, int], say: Log
     except CacheUnusable as exc:
         say(f"teacher cache: {path} is unusable ({exc}); rebuilding it")
         return None
+    with contextlib.suppress(OSError):  # a read-only folder: reuse still works, pruning sees it as old
+        os.utime(path)  # the file's time says when it was last used, for prune_caches
     say(f"teacher cache: reusing {path} ({cached.views} view(s) x {cached.frames} frames, {cached.storage})")
     return cached
 

@@ -14,19 +14,29 @@ from edgekd.pipeline.recipe import Recipe
 from edgekd.targets import load_target
 
 
-def run_recipe(recipe: Recipe, out_dir: Path, log: stages.Log = stages._quiet) -> dict[str, Any]:
-    """Run every stage into ``out_dir``; return paths, the bench document and the gate result."""
+def run_recipe(recipe: Recipe, out_dir: Path, log: stages.Log = stages._quiet) -> dict[str, Any] | None:
+    """Run every stage into ``out_dir``; return paths, the bench document and the gate result.
+
+    Under torchrun every rank trains (data, teacher, distillation: DDP) and rank 0 alone
+    goes on to export, quantize, bench, gate and deploy; the other ranks return None once
+    the student is written.
+    """
+    from edgekd.distill.distributed import is_main_process
+
     started = time.perf_counter()
     stages.preflight_models(recipe)
     log(f"edgekd: running recipe {recipe.name!r} into {out_dir}/")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    # The resolved config, saved first so a failed run still says what it ran.
-    atomic_write_text(out_dir / "recipe.resolved.yaml", dump_yaml(recipe))
+    if is_main_process():
+        out_dir.mkdir(parents=True, exist_ok=True)
+        # The resolved config, saved first so a failed run still says what it ran.
+        atomic_write_text(out_dir / "recipe.resolved.yaml", dump_yaml(recipe))
     resolve = recipe.path
 
     data = stages.stage_data(recipe.data, out_dir, resolve, log)
     teacher = stages.stage_teacher(recipe.teacher, data, out_dir, resolve, log)
     student = stages.stage_distill(recipe.student, recipe.distill, data, teacher, out_dir, log)
+    if not is_main_process():
+        return None  # measuring on several ranks at once would only skew the figures
     exported = stages.stage_export(student, data, recipe.export, out_dir, log)
     int8 = stages.stage_quantize(exported["onnx"], data, recipe.quantize, out_dir / "student.int8.onnx", log)
 

@@ -29,7 +29,14 @@ from edgekd.artifacts import require_file
 from edgekd.errors import ParityError
 from edgekd.export.onnx_export import as_samples, ort_session, run_onnxruntime
 from edgekd.quantize.config import QuantizeConfig
-from edgekd.quantize.ort_build import CALIB_BATCH, FrameReader, preprocess, quantize_qdq, quiet_logs
+from edgekd.quantize.ort_build import (
+    CALIB_BATCH,
+    FrameReader,
+    narrow_input_convs,
+    preprocess,
+    quantize_qdq,
+    quiet_logs,
+)
 from edgekd.quantize.ort_static import QuantizeReport, quantize_onnx_static
 from edgekd.quantize.sensitivity import NodeSensitivity, node_sensitivity
 
@@ -162,6 +169,8 @@ def _exclude_until_within(
         pre, _ = preprocess(fp32_path, work / "pre.onnx")
         name = ort_session(pre).get_inputs()[0].name
         reader = FrameReader(calib, name, CALIB_BATCH)
+        # Kept in float by every build (quantize_onnx_static does the same), not by this search.
+        always = narrow_input_convs(pre) if cfg.float_input_conv else []
         excluded: list[str] = []
         steps: list[dict[str, Any]] = []
         for item in ranking[: cfg.max_float_nodes]:
@@ -174,7 +183,7 @@ def _exclude_until_within(
                 cfg,
                 bool(cfg.reduce_range),
                 work,
-                excluded,
+                [*always, *excluded],
             )
             accuracy = evaluate(candidate)
             steps.append({"excluded": item.node, "sqnr_db": item.to_dict()["sqnr_db"], "accuracy": accuracy})

@@ -37,7 +37,12 @@ class QuantizeConfig:
     ``require_speedup``: fail (instead of warn) when INT8 is not faster than FP32 at
     batch 1 on this machine. ``accuracy_aware``: when the drop exceeds
     ``max_accuracy_drop``, keep the most sensitive layers in float, one at a time, at
-    most ``max_float_nodes`` of them.
+    most ``max_float_nodes`` of them. ``float_input_conv``: keep a convolution that reads
+    the model input with at most 4 channels (RGB images, I/Q frames) in float on ONNX
+    Runtime. Its inner dimension (channels x kernel, 27 for a 3x3 RGB conv) is too short for
+    the integer GEMM kernels: measured on an AVX2 CPU it ran 0.43x as fast in INT8, and
+    keeping it float also kept more of FP32's answers (MobileNetV2 0.5x, 8,192 images: top-1
+    agreement 97.3% vs 97.0%).
     """
 
     runtime: Literal["onnxruntime", "openvino"] = "onnxruntime"
@@ -52,6 +57,7 @@ class QuantizeConfig:
     require_speedup: bool = False
     accuracy_aware: bool = False
     max_float_nodes: int = 8
+    float_input_conv: bool = True
 
     def validate(self) -> None:
         if self.max_accuracy_drop is not None and not 0.0 <= self.max_accuracy_drop <= 1.0:

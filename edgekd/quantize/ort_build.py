@@ -57,6 +57,25 @@ def calibration_input(model: Path, calib: np.ndarray) -> tuple[Any, int | None]:
     return inp, fixed
 
 
+def narrow_input_convs(model: Path, max_channels: int = 4) -> list[str]:
+    """Names of the Conv nodes that read a graph input of at most ``max_channels`` channels
+    (the weight's input channels x groups), in graph order."""
+    import onnx
+
+    graph = onnx.load(os.fspath(model), load_external_data=False).graph
+    inputs = {i.name for i in graph.input} - {init.name for init in graph.initializer}
+    weights = {init.name: list(init.dims) for init in graph.initializer}
+    names = []
+    for node in graph.node:
+        if node.op_type != "Conv" or not node.input or node.input[0] not in inputs or len(node.input) < 2:
+            continue
+        dims = weights.get(node.input[1])
+        group = next((a.i for a in node.attribute if a.name == "group"), 1)
+        if node.name and dims is not None and len(dims) >= 2 and dims[1] * group <= max_channels:
+            names.append(node.name)
+    return names
+
+
 def preprocess(src: Path, dst: Path) -> tuple[Path, str]:
     """Run quant_pre_process. Symbolic shape inference (made for transformer-style dynamic
     dims) is tried first; conv nets need only ONNX shape inference, so when the symbolic

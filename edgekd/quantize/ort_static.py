@@ -49,6 +49,7 @@ from edgekd.quantize.ort_build import (
     calibration_input,
     cpu_count,
     kernel_error,
+    narrow_input_convs,
     preprocess,
     quantize_qdq,
     quiet_logs,
@@ -77,7 +78,8 @@ class QuantizeReport:
     """What was built and why. Times are median milliseconds per batch-1 inference
     with ``threads`` intra-op threads; ``kernel_error`` is in logit units;
     ``assessment``: speed-up, size ratio and op coverage against FP32;
-    ``float_nodes``: nodes deliberately kept in float (accuracy-aware fallback)."""
+    ``float_nodes``: nodes deliberately kept in float (the narrow input convolution, the
+    accuracy-aware fallback)."""
 
     activation_type: str
     weight_type: str
@@ -148,6 +150,8 @@ def quantize_onnx_static(
             variants = _candidates(cfg)
             frames = FrameReader(calib, inp.name, fixed or CALIB_BATCH)
             exclude = list(nodes_to_exclude)
+            if cfg.float_input_conv:  # see QuantizeConfig: slower and less exact in INT8 here
+                exclude += [name for name in narrow_input_convs(pre) if name not in exclude]
             built, reduce, reasons = _build_measured(
                 pre, work, frames, variants, cfg, fp32_path, fixed or 1, exclude
             )

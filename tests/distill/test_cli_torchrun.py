@@ -6,6 +6,7 @@ augmentation with two cached views) from the command line, as a user would.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -116,3 +117,32 @@ def test_torchrun_two_gloo_ranks_match_one_process(tmp_path: Path) -> None:
     assert a.keys() == b.keys()
     for key in a:
         torch.testing.assert_close(b[key], a[key], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not built in")
+def test_torchrun_runs_a_whole_recipe_training_on_both_ranks(tmp_path: Path) -> None:
+    """``torchrun -m edgekd run``: both ranks train, rank 0 alone exports, quantizes and benches."""
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(yaml.safe_dump(RECIPE))
+    out = tmp_path / "run"
+    sets = [
+        "gate.enabled=false",
+        "bench.latency.min_runs=10",
+        "bench.latency.min_seconds=0.02",
+        "bench.latency.warmup_runs=2",
+        "bench.latency.warmup_seconds=0.0",
+        "quantize.min_top1_agreement=0.0",
+    ]
+    command = ["-m", "edgekd", "run", str(recipe), "--out", str(out), "--quiet"]
+    launcher = ["-m", "torch.distributed.run", "--nproc-per-node", "2", "--standalone"]
+    proc = _start([*launcher, *command, *(a for s in sets for a in ("--set", s))])
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr[-3000:]
+
+    state = torch.load(out / "distill-run" / "train_state.pt", weights_only=True)
+    assert state["fingerprint"]["world_size"] == 2  # the student trained on two ranks
+    # Rank 0 went on alone: one bench document, one report, one table on the terminal.
+    assert json.loads((out / "bench.json").read_text())["entries"]
+    assert (out / "student.int8.onnx").is_file() and (out / "report.html").is_file()
+    assert stdout.count("bench.json and report.html in") == 1
+    assert not list(out.rglob("*.tmp*")) and not list(out.rglob(".*"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 
 import numpy as np
@@ -50,9 +51,9 @@ def test_cache_is_reused_and_rebuilt_when_teacher_data_or_transform_change(tmp_p
     first = _cache(teacher, frames, tmp_path, lines=lines)
     [path] = _files(tmp_path)
     assert path.with_name(path.name + ".json").is_file()  # manifest beside it
-    stamp = path.stat().st_mtime_ns
+    written = path.read_bytes()
     again = _cache(teacher, frames, tmp_path, lines=lines)  # another epoch, run or student
-    assert path.stat().st_mtime_ns == stamp and len(_files(tmp_path)) == 1
+    assert path.read_bytes() == written and len(_files(tmp_path)) == 1  # reused, not rewritten
     assert sum("computing" in line for line in lines) == 1 and any("reusing" in line for line in lines)
     assert torch.equal(first.values, again.values)
 
@@ -71,6 +72,33 @@ def test_cache_is_reused_and_rebuilt_when_teacher_data_or_transform_change(tmp_p
     for i, (t, x, aug, kd) in enumerate(variants, start=2):
         _cache(t, x, tmp_path, aug, **kd)
         assert len(_files(tmp_path)) == i, f"variant {i - 1} did not get its own cache"
+
+
+def test_least_recently_used_caches_go_when_the_folder_is_over_its_size(tmp_path, frames) -> None:
+    a, b, c = _teacher(0), _teacher(1), _teacher(2)
+    _cache(a, frames, tmp_path)
+    _cache(b, frames, tmp_path)
+    [first, second] = sorted(_files(tmp_path), key=lambda p: p.stat().st_mtime_ns)
+    size = first.stat().st_size
+    # Make the order unambiguous on coarse file clocks: b's cache older than a's.
+    os.utime(second, (1_000_000, 1_000_000))
+    os.utime(first, (2_000_000, 2_000_000))
+    _cache(a, frames, tmp_path)  # reusing a's cache makes it the most recently used
+    assert first.stat().st_mtime > 2_000_000
+    # Room for two caches: writing c's deletes b's (least recently used) with its manifest.
+    lines: list[str] = []
+    _cache(c, frames, tmp_path, lines=lines, cache_max_gib=(2.5 * size) / 2**30)
+    assert second not in _files(tmp_path) and not second.with_name(second.name + ".json").exists()
+    assert first in _files(tmp_path) and len(_files(tmp_path)) == 2
+    assert any("deleted" in line and second.name in line for line in lines)
+    # Under the cap nothing goes; null keeps everything.
+    _cache(b, frames, tmp_path, cache_max_gib=None)
+    assert len(_files(tmp_path)) == 3
+
+
+def test_cache_size_cap_must_be_positive() -> None:
+    with pytest.raises(ConfigError, match="cache_max_gib"):
+        from_dict(KDConfig, {"cache_max_gib": 0}).validate()
 
 
 def test_fp16_storage_error_is_within_half_precision(frames) -> None:

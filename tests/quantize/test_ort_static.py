@@ -157,3 +157,42 @@ def test_static_batch_model_is_calibrated_frame_by_frame(tmp_path, fp32):
     )
     assert report.calibration_samples == 40 and report.parity.samples == 50
     assert describe_quantized(tmp_path / "q.onnx")["activation_zero_point_dtypes"] == ["uint8"]
+
+
+def _conv_ops(path) -> list[str]:
+    import onnx
+
+    return [n.op_type for n in onnx.load(str(path)).graph.node if "Conv" in n.op_type]
+
+
+def test_the_narrow_input_convolution_stays_float_unless_told(tmp_path, fp32):
+    import onnx
+    import onnxruntime as ort
+
+    path, calibration, _, _ = fp32
+    kept, quantized = tmp_path / "kept.onnx", tmp_path / "all.onnx"
+    base = QuantizeConfig(activation_type="uint8", reduce_range=True)
+    report = quantize_onnx_static(path, kept, calibration, base)
+    report_all = quantize_onnx_static(
+        path,
+        quantized,
+        calibration,
+        QuantizeConfig(activation_type="uint8", reduce_range=True, float_input_conv=False),
+    )
+    # The 2-channel I/Q input convolution is named in the report and has float weights.
+    assert len(report.float_nodes) == 1 and report_all.float_nodes == []
+    graph = onnx.load(str(kept)).graph
+    first_conv = next(n for n in graph.node if n.name == report.float_nodes[0])
+    weight = next(i for i in graph.initializer if i.name == first_conv.input[1])
+    assert weight.data_type == onnx.TensorProto.FLOAT
+    assert not any(n.op_type == "DequantizeLinear" and n.output[0] == first_conv.input[1] for n in graph.node)
+
+    # What ORT really runs: one float Conv left beside the integer convolutions; none in the other.
+    def optimised_convs(model) -> list[str]:
+        options = ort.SessionOptions()
+        options.optimized_model_filepath = str(tmp_path / f"opt-{model.name}")
+        ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+        return _conv_ops(options.optimized_model_filepath)
+
+    assert optimised_convs(kept).count("QLinearConv") == optimised_convs(quantized).count("QLinearConv") - 1
+    assert not any(op in ("Conv", "FusedConv") for op in optimised_convs(quantized))
