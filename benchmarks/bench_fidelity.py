@@ -22,7 +22,7 @@ For each model (edgekd's ``cnn1d_small`` demo student and the larger ``resnet1d`
 Goals (docs/benchmarks.md): edgekd within 5% of the bare loop and of benchmark_app;
 repeated p50s within 5% of each other on a quiet machine.
 
-Run: ``python benchmarks/bench_fidelity.py [--seconds 1.0] [--repeats 5] [--blocks 10]``.
+Run: ``python benchmarks/bench_fidelity.py [--seconds 1.0] [--repeats 5] [--blocks 12]``.
 """
 
 from __future__ import annotations

@@ -17,8 +17,9 @@ global pooling, so one ONNX file (dynamic height and width) serves both resoluti
 trained, calibrated and scored at 48x48 (what 2 shared cores train in a few minutes) and
 timed at 3x224x224. Calibration: 256 training images.
 
-Latency: median of interleaved batch-1 runs with all cores of this machine, FP32 and every
-INT8 variant of a runtime in the same run (``edgekd.quantize.timing``).
+Latency: batch 1 with `--threads` threads (all cores by default), FP32 and every INT8 variant of a runtime
+in one run, paired round by round with FP32 (``edgekd.quantize.timing.paired_ms``): FP32's
+p50 is its median, a variant's is that times its median per-round ratio to FP32.
 """
 
 from __future__ import annotations
@@ -51,13 +52,7 @@ from edgekd.quantize.nncf_openvino import quantize_openvino
 from edgekd.quantize.op_profile import time_by_kind
 from edgekd.quantize.ort_build import cpu_count
 from edgekd.quantize.ort_static import quantize_onnx_static
-from edgekd.quantize.timing import (
-    TIMING_PER_ROUND,
-    TIMING_ROUNDS,
-    TIMING_WARMUP,
-    time_batch1,
-    time_openvino_batch1,
-)
+from edgekd.quantize.timing import paired_ms, time_batch1, time_openvino_batch1
 
 IMAGE_CLASSES = (
     "flat layers",
@@ -68,6 +63,10 @@ IMAGE_CLASSES = (
     "checkerboard",
 )
 TRAIN_SIZE, TIME_SIZE = 48, 224
+# Timing threads (--threads): all cores by default. On the 2-vCPU development VM two threads
+# made FP32 swing between 1.5 and 3 ms from run to run (the other sessions' spinning thread
+# pools, the host's scheduling of the second vCPU) while one thread held within a few percent.
+THREADS = [cpu_count()]
 
 
 @dataclasses.dataclass
@@ -234,7 +233,7 @@ def bench_student(
     With ``val`` (frames, labels, apart from ``evals``): also ONNX Runtime's accuracy-aware
     variant, which keeps layers in float until the drop on ``val`` is within half a point.
     (NNCF's accuracy control is left out: it took 193 s on the image student here.)"""
-    threads = cpu_count()
+    threads = THREADS[0]
     reference = run_onnxruntime(fp32, evals)
     stem = work / fp32.stem
 
@@ -347,10 +346,10 @@ def _bench_openvino(name, fp32, calib, evals, labels, reference, timing_frame, s
 def cross_runtime_ms(
     onnx_models: dict[str, Path], ir_models: dict[str, Path], frame: np.ndarray, threads: int
 ) -> dict[str, float]:
-    """Median batch-1 ms of ONNX Runtime and OpenVINO models interleaved in one run, as
-    ``edgekd.quantize.timing`` does within a runtime: a ratio across runtimes needs both
-    sides measured together on this shared CPU (apart, ORT FP32 read 28.9 ms in one run
-    and OpenVINO FP32 13.5 ms, mostly from the load of that moment)."""
+    """Batch-1 ms of ONNX Runtime and OpenVINO models in one paired run (``paired_ms``, the
+    first ONNX model the reference), as ``edgekd.quantize.timing`` does within a runtime: a
+    ratio across runtimes needs both sides measured together on this shared CPU (apart, ORT
+    FP32 read 28.9 ms in one run and OpenVINO FP32 13.5 ms, mostly from the load of that moment)."""
     from edgekd.export.onnx_export import ort_session
 
     calls = {}
@@ -361,17 +360,7 @@ def cross_runtime_ms(
     for name, path in ir_models.items():
         request = compile_cpu(path, precision="f32", threads=threads).create_infer_request()
         calls[name] = lambda request=request: request.infer([frame])
-    for call in calls.values():
-        for _ in range(TIMING_WARMUP):
-            call()
-    samples: dict[str, list[float]] = {name: [] for name in calls}
-    for _ in range(TIMING_ROUNDS):
-        for name, call in calls.items():
-            for _ in range(TIMING_PER_ROUND):
-                begin = time.perf_counter()
-                call()
-                samples[name].append(time.perf_counter() - begin)
-    return {name: float(np.median(values)) * 1e3 for name, values in samples.items()}
+    return paired_ms(calls)
 
 
 def _sqnr(reference: np.ndarray, candidate: np.ndarray) -> float:
@@ -440,7 +429,9 @@ def profile_table(models: dict[str, Path], frame: np.ndarray, threads: int) -> s
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer epochs and images (a smoke run)")
+    parser.add_argument("--threads", type=int, default=cpu_count(), help="intra-op threads of every timing")
     args = parser.parse_args()
+    THREADS[0] = args.threads
     # One torch thread: on this shared 2-core machine two threads trained MobileNetV2 ~8x
     # slower (133 vs 16 ms per 48x48 image, channels_last) because the workers spin and wait.
     torch.set_num_threads(1)
@@ -477,16 +468,19 @@ def main() -> None:
                 "OpenVINO INT8 NNCF": work / "image.nncf.static.xml",
             },
             big[:1],
-            cpu_count(),
+            THREADS[0],
         )
         profiles = {
             threads: profile_table(
                 {"FP32": image, "INT8 default": work / "image.auto.onnx"}, big[:1], threads
             )
-            for threads in sorted({1, cpu_count()})
+            for threads in sorted({1, THREADS[0]})
         }
     machine = platform.processor() or platform.machine()
-    print(f"machine: {machine}, {cpu_count()} cores, Python {platform.python_version()}")
+    print(
+        f"machine: {machine}, {cpu_count()} cores, timed with {THREADS[0]} thread(s), "
+        f"Python {platform.python_version()}"
+    )
     print(
         f"torch {torch.__version__}; took {time.time() - start:.0f} s "
         f"(modulation {modulation_s:.0f} s, image training {train_s:.0f} s)\n"
@@ -498,7 +492,7 @@ def main() -> None:
     print(markdown(rows))
     print(
         f"\nImage student across runtimes, one interleaved run at {TIME_SIZE}x{TIME_SIZE}, "
-        f"{cpu_count()} threads:\n"
+        f"{THREADS[0]} thread(s):\n"
     )
     print("| model | p50 ms | speed-up vs ORT FP32 |\n| --- | ---: | ---: |")
     for model_name, ms in cross.items():

@@ -1,10 +1,11 @@
-"""Batch-1 latency of ONNX models on this CPU, interleaved so drift hits every model alike."""
+"""Batch-1 latency of ONNX and OpenVINO models on this CPU, each paired round by round with a reference."""
 
 from __future__ import annotations
 
 import os
 import statistics
 import time
+from collections.abc import Callable
 
 import numpy as np
 
@@ -21,24 +22,14 @@ def time_batch1(
     rounds: int = TIMING_ROUNDS,
     per_round: int = TIMING_PER_ROUND,
 ) -> dict[str, float]:
-    """Median latency in ms of each ONNX model on ``frame`` (``[1, ...]``), single stream, CPU.
-
-    Runs are interleaved round by round so slow drift of a shared CPU (turbo, noisy
-    neighbours) hits every model alike instead of whichever happened to run last.
-    """
+    """Latency in ms of each ONNX model on ``frame`` (``[1, ...]``), single stream, CPU,
+    paired with the first model (the reference, FP32) as :func:`paired_ms` describes."""
     sessions = {name: ort_session(path, threads=threads) for name, path in models.items()}
-    feeds = {name: {s.get_inputs()[0].name: frame} for name, s in sessions.items()}
+    calls = {}
     for name, session in sessions.items():
-        for _ in range(TIMING_WARMUP):
-            session.run(None, feeds[name])
-    samples: dict[str, list[float]] = {name: [] for name in sessions}
-    for _ in range(rounds):
-        for name, session in sessions.items():
-            for _ in range(per_round):
-                start = time.perf_counter()
-                session.run(None, feeds[name])
-                samples[name].append(time.perf_counter() - start)
-    return {name: round(statistics.median(values) * 1e3, 5) for name, values in samples.items()}
+        feed = {session.get_inputs()[0].name: frame}
+        calls[name] = lambda session=session, feed=feed: session.run(None, feed)
+    return paired_ms(calls, rounds, per_round)
 
 
 def time_openvino_batch1(
@@ -48,22 +39,50 @@ def time_openvino_batch1(
     rounds: int = TIMING_ROUNDS,
     per_round: int = TIMING_PER_ROUND,
 ) -> dict[str, float]:
-    """Median ms of each OpenVINO model (CPU plugin, f32 hint: quantized layers still run INT8)
-    on ``frame`` ``[1, ...]``, one infer request each, interleaved like ``time_batch1``."""
+    """Latency in ms of each OpenVINO model (CPU plugin, f32 hint: quantized layers still run
+    INT8) on ``frame`` ``[1, ...]``, one infer request each, paired like ``time_batch1``."""
     from edgekd.export.openvino_export import compile_cpu
 
-    requests = {
-        name: compile_cpu(path, precision="f32", threads=threads).create_infer_request()
-        for name, path in models.items()
-    }
-    for request in requests.values():
+    calls = {}
+    for name, path in models.items():
+        request = compile_cpu(path, precision="f32", threads=threads).create_infer_request()
+        calls[name] = lambda request=request: request.infer([frame])
+    return paired_ms(calls, rounds, per_round)
+
+
+def paired_ms(
+    calls: dict[str, Callable[[], object]],
+    rounds: int = TIMING_ROUNDS,
+    per_round: int = TIMING_PER_ROUND,
+    clock: Callable[[], float] = time.perf_counter,
+) -> dict[str, float]:
+    """Median ms of the first call (the reference) and, for every other call, that median
+    scaled by its median per-round ratio to the reference.
+
+    The calls run in rounds of ``per_round`` each, in forward order on even rounds and in
+    reverse on odd ones (a linear drift cancels over two rounds). A shared 2-core VM changes
+    speed by tens of percent over seconds; one round lasts a fraction of a second, so its
+    ratio sees one speed, where medians pooled over every round took FP32 from slow moments
+    and INT8 from fast ones (the same benchmark read 1.86x and 2.31x on two runs). A
+    speed-up computed from the result (reference / other) is the median paired ratio.
+    """
+    names = list(calls)
+    for call in calls.values():
         for _ in range(TIMING_WARMUP):
-            request.infer([frame])
-    samples: dict[str, list[float]] = {name: [] for name in requests}
-    for _ in range(rounds):
-        for name, request in requests.items():
+            call()
+    per_round_ms: dict[str, list[float]] = {name: [] for name in names}
+    for index in range(rounds):
+        for name in names if index % 2 == 0 else names[::-1]:
+            call, samples = calls[name], []
             for _ in range(per_round):
-                start = time.perf_counter()
-                request.infer([frame])
-                samples[name].append(time.perf_counter() - start)
-    return {name: round(statistics.median(values) * 1e3, 5) for name, values in samples.items()}
+                start = clock()
+                call()
+                samples.append(clock() - start)
+            per_round_ms[name].append(statistics.median(samples) * 1e3)
+    reference = per_round_ms[names[0]]
+    reference_ms = statistics.median(reference)
+    result = {names[0]: round(reference_ms, 5)}
+    for name in names[1:]:
+        ratio = statistics.median(mine / ref for mine, ref in zip(per_round_ms[name], reference, strict=True))
+        result[name] = round(reference_ms * ratio, 5)
+    return result
