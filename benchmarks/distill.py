@@ -18,6 +18,8 @@ table gives the median (and range) of each. Prints Markdown.
 
     python benchmarks/distill.py                     # the 2026-11-25 table: ~18 min on 2 shared cores
     python benchmarks/distill.py --epochs 64 --views 16 --methods kd,kd-mixup --no-throughput  # ~8 min
+    # the 2026-12-05 long-schedule table (~11 min on one core): --teacher-epochs 60 --epochs 128
+    # --views 16 --test-frames 100 --methods kd --no-throughput
     python benchmarks/distill.py --quick             # smoke run, ~1 min
     python benchmarks/distill.py --throughput-only   # the training-mode table alone, ~1-2 min
     python benchmarks/distill.py --device cuda --amp-compare

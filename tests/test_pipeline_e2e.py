@@ -161,6 +161,32 @@ def test_stages_run_alone_from_the_artifacts_before(demo_run, tmp_path):
 
 
 @pytest.mark.slow
+def test_quantize_takes_the_agreement_bar_from_the_command_line(demo_run, tmp_path, monkeypatch):
+    """--min-top1-agreement is the config's min_top1_agreement (the check itself is tested in
+    tests/quantize); out of [0, 1] it is a usage error in one line."""
+    from edgekd.pipeline import stages
+
+    seen = []
+    monkeypatch.setattr(stages, "stage_quantize", lambda model, data, cfg, out, log: seen.append(cfg))
+    runner = CliRunner()
+    out = tmp_path / "x.int8.onnx"
+    args = [
+        "quantize",
+        str(demo_run / "student.onnx"),
+        "--data",
+        str(demo_run / "data.npz"),
+        "--out",
+        str(out),
+    ]
+    assert runner.invoke(cli, [*args, "-q"]).exit_code == 0
+    assert runner.invoke(cli, [*args, "--min-top1-agreement", "0.8", "-q"]).exit_code == 0
+    assert [cfg.min_top1_agreement for cfg in seen] == [0.9, 0.8]
+    wrong = runner.invoke(cli, [*args, "--min-top1-agreement", "1.5"])
+    assert wrong.exit_code == 2 and "--min-top1-agreement" in wrong.output and "Traceback" not in wrong.output
+    assert len(seen) == 2
+
+
+@pytest.mark.slow
 def test_openvino_int8_and_onnx_teacher_through_the_cli(demo_run, tmp_path):
     """NNCF INT8 of the exported IR, then distillation from the teacher as an ONNX black box."""
     import torch

@@ -253,7 +253,7 @@ def _check_agreement(
             f"set quantize.reduce_range: true ({saturation_text(report.kernel_error)})"
             if report.kernel_error["saturation_suspected"]
             else "calibrate on more representative frames, try calibration_method: entropy or percentile, "
-            "quantize.accuracy_aware: true, or lower quantize.min_top1_agreement"
+            "quantize.accuracy_aware: true, or lower quantize.min_top1_agreement (--min-top1-agreement)"
         )
         raise
 
