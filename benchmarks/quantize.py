@@ -17,9 +17,10 @@ global pooling, so one ONNX file (dynamic height and width) serves both resoluti
 trained, calibrated and scored at 48x48 (what 2 shared cores train in a few minutes) and
 timed at 3x224x224. Calibration: 256 training images.
 
-Latency: batch 1 with `--threads` threads (all cores by default), FP32 and every INT8 variant of a runtime
-in one run, paired round by round with FP32 (``edgekd.quantize.timing.paired_ms``): FP32's
-p50 is its median, a variant's is that times its median per-round ratio to FP32.
+Latency: batch 1 with ``--threads`` threads (all cores by default), FP32 and every INT8
+variant of a runtime in one run, paired round by round with FP32
+(``edgekd.quantize.timing.paired_ms``): FP32's p50 is its median, a variant's is that times
+its median per-round ratio to FP32.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ IMAGE_CLASSES = (
 )
 TRAIN_SIZE, TIME_SIZE = 48, 224
 # Timing threads (--threads): all cores by default. On the 2-vCPU development VM two threads
-# made FP32 swing between 1.5 and 3 ms from run to run (the other sessions' spinning thread
+# made FP32 swing between 1.5 and 4.2 ms from run to run (the other sessions' spinning thread
 # pools, the host's scheduling of the second vCPU) while one thread held within a few percent.
 THREADS = [cpu_count()]
 

@@ -60,11 +60,13 @@ def paired_ms(
     scaled by its median per-round ratio to the reference.
 
     The calls run in rounds of ``per_round`` each, in forward order on even rounds and in
-    reverse on odd ones (a linear drift cancels over two rounds). A shared 2-core VM changes
-    speed by tens of percent over seconds; one round lasts a fraction of a second, so its
-    ratio sees one speed, where medians pooled over every round took FP32 from slow moments
-    and INT8 from fast ones (the same benchmark read 1.86x and 2.31x on two runs). A
+    reverse on odd ones (a linear drift cancels over two rounds). A shared VM changes speed
+    by tens of percent over seconds; one round lasts a fraction of a second, so each ratio
+    compares the models at one speed, which medians pooled over the whole run do not. A
     speed-up computed from the result (reference / other) is the median paired ratio.
+    Pairing does not remove contention between the models themselves: with several
+    multi-threaded ONNX Runtime sessions in one process, an idle session's spinning workers
+    can take the cores the timed one needs (docs/benchmarks.md, two threads on 2 vCPUs).
     """
     names = list(calls)
     for call in calls.values():
