@@ -64,10 +64,6 @@ IMAGE_CLASSES = (
     "checkerboard",
 )
 TRAIN_SIZE, TIME_SIZE = 48, 224
-# Timing threads (--threads): all cores by default. On the 2-vCPU development VM two threads
-# made FP32 swing between 1.5 and 4.2 ms from run to run (the other sessions' spinning thread
-# pools, the host's scheduling of the second vCPU) while one thread held within a few percent.
-THREADS = [cpu_count()]
 
 
 @dataclasses.dataclass
@@ -228,13 +224,13 @@ def bench_student(
     labels: np.ndarray,
     timing_frame: np.ndarray,
     work: Path,
+    threads: int,
     val: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> list[Row]:
     """Quantize ``fp32`` every way, score on ``evals``/``labels``, time on ``timing_frame`` ``[1, ...]``.
     With ``val`` (frames, labels, apart from ``evals``): also ONNX Runtime's accuracy-aware
     variant, which keeps layers in float until the drop on ``val`` is within half a point.
     (NNCF's accuracy control is left out: it took 193 s on the image student here.)"""
-    threads = THREADS[0]
     reference = run_onnxruntime(fp32, evals)
     stem = work / fp32.stem
 
@@ -430,9 +426,11 @@ def profile_table(models: dict[str, Path], frame: np.ndarray, threads: int) -> s
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer epochs and images (a smoke run)")
+    # All cores by default. On the 2-vCPU development VM two threads made FP32 swing between
+    # 1.5 and 4.2 ms from run to run (the other sessions' spinning thread pools, the host's
+    # scheduling of the second vCPU) while one thread held within a few percent.
     parser.add_argument("--threads", type=int, default=cpu_count(), help="intra-op threads of every timing")
     args = parser.parse_args()
-    THREADS[0] = args.threads
     # One torch thread: on this shared 2-core machine two threads trained MobileNetV2 ~8x
     # slower (133 vs 16 ms per 48x48 image, channels_last) because the workers spin and wait.
     torch.set_num_threads(1)
@@ -446,7 +444,10 @@ def main() -> None:
         test = data.subset("test")
         fp32 = work / "modulation.onnx"
         export_onnx(model, test.x[:8], fp32, ExportConfig())
-        rows += bench_student("modulation cnn1d_small", fp32, calib, test.x, test.y, test.x[:1], work)
+        threads = args.threads
+        rows += bench_student(
+            "modulation cnn1d_small", fp32, calib, test.x, test.y, test.x[:1], work, threads
+        )
         modulation_s = time.time() - start
 
         net, train_images = image_student(epochs=1 if args.quick else 6, n_train=512 if args.quick else 2560)
@@ -460,7 +461,9 @@ def main() -> None:
         big = render_images(2, TIME_SIZE, seed=2)[0]
         image = export_any_size(net, work / "image.onnx", [evals[:8], big])
         name = "image MobileNetV2 0.5x"
-        image_rows = bench_student(name, image, train_images[:256], evals, labels, big[:1], work, val)
+        image_rows = bench_student(
+            name, image, train_images[:256], evals, labels, big[:1], work, threads, val
+        )
         rows += image_rows
         cross = cross_runtime_ms(
             {"ORT FP32": image, "ORT INT8 default": work / "image.auto.onnx"},
@@ -469,17 +472,17 @@ def main() -> None:
                 "OpenVINO INT8 NNCF": work / "image.nncf.static.xml",
             },
             big[:1],
-            THREADS[0],
+            args.threads,
         )
         profiles = {
             threads: profile_table(
                 {"FP32": image, "INT8 default": work / "image.auto.onnx"}, big[:1], threads
             )
-            for threads in sorted({1, THREADS[0]})
+            for threads in sorted({1, args.threads})
         }
     machine = platform.processor() or platform.machine()
     print(
-        f"machine: {machine}, {cpu_count()} cores, timed with {THREADS[0]} thread(s), "
+        f"machine: {machine}, {cpu_count()} cores, timed with {args.threads} thread(s), "
         f"Python {platform.python_version()}"
     )
     print(
@@ -493,7 +496,7 @@ def main() -> None:
     print(markdown(rows))
     print(
         f"\nImage student across runtimes, one interleaved run at {TIME_SIZE}x{TIME_SIZE}, "
-        f"{THREADS[0]} thread(s):\n"
+        f"{args.threads} thread(s):\n"
     )
     print("| model | p50 ms | speed-up vs ORT FP32 |\n| --- | ---: | ---: |")
     for model_name, ms in cross.items():
