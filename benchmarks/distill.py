@@ -1,6 +1,7 @@
 """Distillation benchmark on the synthetic modulation set: accuracy and training throughput.
 
-Trains a 1-D ResNet teacher once, then the same small student from scratch and with the
+Trains a 1-D ResNet teacher once (or ``--teachers N`` of them, seeds 0..N-1, that teach as
+one ``ensemble``: the mean of their logits), then the same small student from scratch and with the
 ``kd``, ``dkd``, ``nkd``, ``ofa`` and ``kd-mixup`` objectives (``--methods``; scratch always
 runs) over several seeds, and reports accuracy
 (mean and std over seeds, overall and at SNR >= 0 dB) on a test set generated with a
@@ -20,6 +21,8 @@ table gives the median (and range) of each. Prints Markdown.
     python benchmarks/distill.py --epochs 64 --views 16 --methods kd,kd-mixup --no-throughput  # ~8 min
     # the 2026-12-05 long-schedule table (~11 min on one core): --teacher-epochs 60 --epochs 128
     # --views 16 --test-frames 100 --methods kd --no-throughput
+    # its full-length-stem table (~17 min): the same plus --teacher-strides 1,2,2 --stem-stride 1
+    # --alpha 0.5; --teachers 4 distils from an ensemble of four teachers (~35 min)
     python benchmarks/distill.py --quick             # smoke run, ~1 min
     python benchmarks/distill.py --throughput-only   # the training-mode table alone, ~1-2 min
     python benchmarks/distill.py --device cuda --amp-compare
@@ -28,6 +31,7 @@ table gives the median (and range) of each. Prints Markdown.
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import platform
 import statistics
@@ -70,13 +74,88 @@ METHODS: dict[str, dict | None] = {
 # each view a mixture of the frame and a seed-drawn partner, then shifted and rotated; the loop's
 # augmentation is off and epochs become epochs / views (the same number of steps and frames seen).
 MIXUP_METHODS = {"kd-mixup"}
-# Student settings: mobilenet1d at width 0.7 has 9,872 parameters, under 1/20 of the
-# teacher's 242,376 (the issue's bound); cnn1d_small at its default width 6,280.
-STUDENT_ARGS: dict[str, dict] = {"mobilenet1d": {"width_mult": 0.7}}
 
 
-def _student(name: str, num_classes: int, in_channels: int) -> torch.nn.Module:
-    return create_model(name, num_classes, in_channels, **STUDENT_ARGS.get(name, {}))
+def _student_args(name: str, args: argparse.Namespace) -> dict:
+    """Keyword arguments of the student ``name``: mobilenet1d's come from the command line.
+
+    mobilenet1d at width 0.7 has 9,872 parameters, under 1/20 of the teacher's 242,376 (the
+    issue's bound), whatever its stem stride; cnn1d_small at its default width 6,280.
+    """
+    if name != "mobilenet1d":
+        return {}
+    kwargs = {"width_mult": args.width_mult}
+    if args.kernel_size != 5:
+        kwargs["kernel_size"] = args.kernel_size
+    if args.stem_stride != 2:
+        kwargs["stem_stride"] = args.stem_stride
+    return kwargs
+
+
+def _student(name: str, num_classes: int, in_channels: int, args: argparse.Namespace) -> torch.nn.Module:
+    return create_model(name, num_classes, in_channels, **_student_args(name, args))
+
+
+def _method_spec(method: str, alpha: float | None) -> dict | None:
+    """The KD config of ``method``; ``alpha`` (when given) replaces its kd term's label weight."""
+    spec = copy.deepcopy(METHODS[method])
+    if spec is None or alpha is None or method in MIXUP_METHODS:  # kd-mixup stays pure KD
+        return spec
+    if spec.get("loss") == "kd":
+        spec["alpha"] = alpha
+    for term in spec.get("terms", []):
+        if term["name"] == "kd":
+            term.setdefault("params", {})["alpha"] = alpha
+    return spec
+
+
+def _teacher_args(args: argparse.Namespace) -> dict:
+    strides = [int(s) for s in args.teacher_strides.split(",")]
+    return {} if strides == [2, 2, 2] else {"strides": strides}
+
+
+def _teacher_label(args: argparse.Namespace) -> str:
+    one = f"resnet1d {_teacher_args(args)}" if _teacher_args(args) else "resnet1d"
+    return one if args.teachers == 1 else f"ensemble of {args.teachers} x {one}"
+
+
+def _teachers(args, train: ArrayDataset, val: ArrayDataset, test: ArrayDataset, cfg: TrainConfig):
+    """Train ``--teachers`` resnet1d teachers (seeds 0, 1, ...): the teacher, and its table rows.
+
+    Several make one ``ensemble`` teacher (the mean of their logits); each member keeps its
+    own row, and the ensemble's row is last.
+    """
+    k, channels = train.num_classes, train.input_shape[0]
+    kwargs = _teacher_args(args)
+    members, rows = [], []
+    for seed in range(args.teachers):
+        torch.manual_seed(seed)
+        member = create_model("resnet1d", k, channels, **kwargs)
+        train_supervised(member, train, val, dataclasses.replace(cfg, seed=seed))
+        members.append(member)
+        acc = _accuracy(member, test)
+        _note(f"teacher {seed}: {acc[0]:.3f} / {acc[1]:.3f} (all / SNR >= 0)")
+        name = "teacher resnet1d" + (f" (seed {seed})" if args.teachers > 1 else "")
+        rows.append((name, [acc], count_params(member), count_macs(member, train.input_shape)))
+    if args.teachers == 1:
+        return members[0], rows
+    teacher = create_model(
+        "ensemble", k, channels, members=[{"model": "resnet1d", "kwargs": kwargs}] * len(members)
+    )
+    for slot, member in zip(teacher.members, members, strict=True):
+        slot.load_state_dict(member.state_dict())
+    teacher.eval()
+    acc = _accuracy(teacher, test)
+    _note(f"teacher ensemble: {acc[0]:.3f} / {acc[1]:.3f} (all / SNR >= 0)")
+    rows.append(
+        (
+            f"teacher ensemble of {len(members)}",
+            [acc],
+            count_params(teacher),
+            count_macs(teacher, train.input_shape),
+        )
+    )
+    return teacher, rows
 
 
 def _describe(augment: AugmentConfig) -> str:
@@ -130,14 +209,14 @@ def _throughput_table(args, teacher, train: ArrayDataset, val: ArrayDataset) -> 
 
     def student_alone(cfg):
         def run(on_step):
-            model = _student(args.throughput_student, k, shape[0])
+            model = _student(args.throughput_student, k, shape[0], args)
             return train_supervised(model, train, tiny_val, cfg, on_step=on_step)
 
         return run
 
     def kd_run(cfg, **kd):
         def run(on_step):
-            model = _student(args.throughput_student, k, shape[0])
+            model = _student(args.throughput_student, k, shape[0], args)
             return distill(model, teacher, train, tiny_val, cfg, KDConfig(**kd), on_step=on_step)
 
         return run
@@ -178,6 +257,22 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=40, help="frames per class and SNR (train+val)")
     parser.add_argument("--test-frames", type=int, default=20, help="frames per class and SNR (test)")
     parser.add_argument("--teacher-epochs", type=int, default=20)
+    parser.add_argument(
+        "--teachers",
+        type=int,
+        default=1,
+        help="teachers trained (seeds 0..N-1); several teach as one ensemble",
+    )
+    parser.add_argument(
+        "--teacher-strides",
+        default="2,2,2",
+        help="resnet1d teacher's stage strides (1,2,2: the first stage sees every sample, twice the MACs)",
+    )
+    parser.add_argument(
+        "--alpha",
+        type=float,
+        help="soft-target weight of the kd term of kd and ofa (default: the method's own)",
+    )
     parser.add_argument("--epochs", type=int, default=30, help="student epochs")
     parser.add_argument("--views", type=int, default=8, help="augmentation views (0: no augmentation)")
     parser.add_argument("--seeds", type=int, default=3)
@@ -192,6 +287,12 @@ def main() -> None:
     parser.add_argument("--student", default="mobilenet1d")
     parser.add_argument("--width-mult", type=float, default=0.7, help="mobilenet1d student's width_mult")
     parser.add_argument("--kernel-size", type=int, default=5, help="mobilenet1d student's depthwise taps")
+    parser.add_argument(
+        "--stem-stride",
+        type=int,
+        default=2,
+        help="mobilenet1d student's stem stride (1: the first block sees every sample, twice the MACs)",
+    )
     parser.add_argument("--throughput-student", default="cnn1d_small", help="student of the throughput table")
     parser.add_argument("--device", default="cpu")
     # One thread: on the shared 2-core machine two OpenMP threads made a student epoch ~6x slower.
@@ -216,9 +317,6 @@ def main() -> None:
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         parser.error(f"unknown --methods {unknown}; choose from {', '.join(METHODS)}")
-    STUDENT_ARGS["mobilenet1d"] = {"width_mult": args.width_mult}
-    if args.kernel_size != 5:
-        STUDENT_ARGS["mobilenet1d"]["kernel_size"] = args.kernel_size
     if args.quick:
         args.frames, args.test_frames, args.teacher_epochs, args.epochs, args.seeds = 12, 6, 2, 2, 1
         args.repeats, args.views = 1, min(args.views, 2)
@@ -252,15 +350,11 @@ def main() -> None:
     base = TrainConfig(
         epochs=args.epochs, batch_size=128, lr=5e-3, device=args.device, seed=0, augment=augment
     )
-    torch.manual_seed(0)
-    teacher = create_model("resnet1d", k, shape[0])
-    t_cfg = dataclasses.replace(base, epochs=args.teacher_epochs, lr=3e-3)
-    train_supervised(teacher, train, val, t_cfg)
-    t_acc = _accuracy(teacher, test)
-    _note(f"teacher: {t_acc[0]:.3f} / {t_acc[1]:.3f} (all / SNR >= 0) after {time.perf_counter() - t0:.0f}s")
-    t_params, t_macs = count_params(teacher), count_macs(teacher, shape)
-
-    rows = [("teacher resnet1d", [t_acc], t_params, t_macs)]
+    teacher, rows = _teachers(
+        args, train, val, test, dataclasses.replace(base, epochs=args.teacher_epochs, lr=3e-3)
+    )
+    _note(f"teachers trained after {time.perf_counter() - t0:.0f}s")
+    teacher_rows = len(rows)
     mixed_train, mixed_base = train, base
     if any(m in MIXUP_METHODS for m in methods):
         views = max(args.views, 1)
@@ -271,11 +365,11 @@ def main() -> None:
         )
     with tempfile.TemporaryDirectory(prefix="edgekd-distill-bench-") as cache_dir:  # one cache, every KD run
         for method in methods:
-            spec = METHODS[method]
+            spec = _method_spec(method, args.alpha)
             accs = []
             for seed in range(args.seeds):
                 torch.manual_seed(100 + seed)
-                student = _student(args.student, k, shape[0])
+                student = _student(args.student, k, shape[0], args)
                 mixed = method in MIXUP_METHODS
                 cfg = dataclasses.replace(mixed_base if mixed else base, seed=seed)
                 data = mixed_train if mixed else train
@@ -298,8 +392,9 @@ def main() -> None:
     )
     print(
         f"train {len(train)} / val {len(val)} frames (seed 0), test {len(test)} frames (held-out seed 1), "
-        f"{k} classes, teacher {args.teacher_epochs} epochs, students {args.epochs} epochs "
-        f"({args.student} {STUDENT_ARGS.get(args.student, {})}), {_describe(augment)}, "
+        f"{k} classes, teacher {_teacher_label(args)} {args.teacher_epochs} epochs, "
+        f"students {args.epochs} epochs "
+        f"({args.student} {_student_args(args.student, args)}), {_describe(augment)}, "
         f"{args.seeds} seeds"
         + (
             f"; kd-mixup: partner weight up to {args.mixup}, {mixed_base.epochs} epochs over "
@@ -319,7 +414,7 @@ def main() -> None:
             return f"{statistics.mean(v):.2f} ± {statistics.stdev(v):.2f}" if len(v) > 1 else f"{v[0]:.2f}"
 
         print(f"| {name} | {params:,} | {macs:,} | {fmt(overall)} | {fmt(high)} |")
-    for name, accs, _params, _macs in rows[1:]:
+    for name, accs, _params, _macs in rows[teacher_rows:]:
         print(f"\n{name} per seed (SNR >= 0 dB): " + ", ".join(f"{a[1] * 100:.2f}" for a in accs))
     if speeds is not None:
         _print_throughput(speeds)

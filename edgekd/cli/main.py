@@ -18,6 +18,7 @@ from edgekd.errors import EdgeKDError
 # name -> "module:attribute"; the module is imported only when the command is used.
 COMMANDS = {
     "distill": "edgekd.cli.distill:distill",
+    "ensemble": "edgekd.cli.ensemble:ensemble",
     "export": "edgekd.cli.export:export",
     "quantize": "edgekd.cli.quantize:quantize",
     "qat": "edgekd.cli.qat:qat",

@@ -27,7 +27,7 @@ from typing import Any
 from torch import nn
 
 from edgekd.errors import ConfigError, RuntimeUnavailable
-from edgekd.models import zoo1d, zoo_attention
+from edgekd.models import ensemble, zoo1d, zoo_attention
 from edgekd.registry import Registry, suggestion
 
 ModelFactory = Callable[..., nn.Module]
@@ -37,6 +37,7 @@ MODELS.register("resnet1d", zoo1d.ResNet1d)
 MODELS.register("cnn1d_small", zoo1d.CNN1dSmall)
 MODELS.register("mobilenet1d", zoo1d.MobileNet1d)
 MODELS.register("clst1d", zoo_attention.ConvAttention1d)
+MODELS.register("ensemble", ensemble.TeacherEnsemble)
 
 _SOURCES = ("edgekd", "module", "timm")
 

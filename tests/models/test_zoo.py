@@ -8,12 +8,14 @@ import pytest
 import torch
 
 from edgekd.errors import ConfigError, RuntimeUnavailable
-from edgekd.models import MODELS, count_params, create_model
+from edgekd.models import MODELS, count_macs, count_params, create_model
 
 STUDENTS = ("cnn1d_small", "mobilenet1d")
+# Every network of the zoo; an ensemble is built from members (tests/models/test_ensemble.py).
+ZOO = [name for name in MODELS.names() if name != "ensemble"]
 
 
-@pytest.mark.parametrize("name", MODELS.names())
+@pytest.mark.parametrize("name", ZOO)
 @pytest.mark.parametrize("shape", [(3, 2, 128), (1, 2, 64), (2, 2, 16)])
 def test_zoo_forward_shapes(name: str, shape: tuple[int, ...]) -> None:
     torch.manual_seed(0)
@@ -24,7 +26,7 @@ def test_zoo_forward_shapes(name: str, shape: tuple[int, ...]) -> None:
     assert torch.isfinite(out).all()
 
 
-@pytest.mark.parametrize("name", MODELS.names())
+@pytest.mark.parametrize("name", ZOO)
 def test_zoo_trains_in_batch_mode_and_takes_other_channel_counts(name: str) -> None:
     model = create_model(f"edgekd:{name}", num_classes=3, in_channels=4)
     out = model(torch.randn(2, 4, 32))
@@ -32,7 +34,7 @@ def test_zoo_trains_in_batch_mode_and_takes_other_channel_counts(name: str) -> N
     assert out.shape == (2, 3)
 
 
-@pytest.mark.parametrize("name", MODELS.names())
+@pytest.mark.parametrize("name", ZOO)
 def test_zoo_exports_with_dynamic_batch_and_length(name: str) -> None:
     # torch.export fails on data-dependent control flow and on ops that pin the length,
     # which is what ONNX export with dynamic axes needs.
@@ -59,6 +61,36 @@ def test_width_arguments_scale_models() -> None:
     )
     deeper = create_model("resnet1d", 8, blocks=[1, 1, 1, 1], multipliers=[1, 2, 4, 4])
     assert deeper(torch.randn(2, 2, 16)).shape == (2, 8)
+
+
+def test_mobilenet1d_full_length_stem_keeps_parameters_and_doubles_work() -> None:
+    strided = create_model("mobilenet1d", 8, width_mult=0.7)
+    full = create_model("mobilenet1d", 8, width_mult=0.7, stem_stride=1)
+    assert count_params(full) == count_params(strided) == 9_872
+    # Every layer then runs on twice the samples: MACs double, except the head's.
+    assert count_macs(full, (2, 128)) > 1.95 * count_macs(strided, (2, 128))
+    with torch.no_grad():
+        first = full.eval().features[0](torch.randn(1, 2, 128))
+    assert first.shape[-1] == 128
+    wide = create_model("mobilenet1d", 8, stem_kernel=7)
+    assert wide.features[0][0].kernel_size == (7,)
+    with pytest.raises(ConfigError, match="stem_stride must be a positive integer"):
+        create_model("mobilenet1d", 8, stem_stride=0)
+
+
+def test_resnet1d_strides_set_each_stage_length() -> None:
+    default = create_model("resnet1d", 8)
+    full = create_model("resnet1d", 8, strides=[1, 2, 2]).eval()
+    x = torch.randn(1, 2, 128)
+    with torch.no_grad():
+        assert full.stages[0](full.stem(x)).shape[-1] == 128
+        assert default.eval().stages[0](default.stem(x)).shape[-1] == 64
+    # The first stage keeps 32 channels at stride 1: its shortcut needs no projection.
+    assert count_params(full) == count_params(default) - 32 * 32 - 2 * 32
+    with pytest.raises(ConfigError, match="one entry per stage"):
+        create_model("resnet1d", 8, strides=[1, 2])
+    with pytest.raises(ConfigError, match="strides must be a positive integer"):
+        create_model("resnet1d", 8, strides=[0, 2, 2])
 
 
 def test_unknown_model_suggests_the_closest_name() -> None:
