@@ -38,11 +38,14 @@ def _member_spec(index: int, spec: Any) -> tuple[str, dict[str, Any]]:
             hint="write each member as {model: resnet1d, kwargs: {...}}",
         )
     unknown = sorted(set(spec) - {"model", "kwargs"})
-    kwargs = spec.get("kwargs") or {}
-    if unknown or not isinstance(kwargs, Mapping):
+    if unknown:
         raise ConfigError(
-            f"{where} has {'unknown keys ' + str(unknown) if unknown else 'kwargs that are not a mapping'}",
-            hint="a member takes only 'model' and 'kwargs'",
+            f"{where} has unknown keys {unknown}", hint="a member takes only 'model' and 'kwargs'"
+        )
+    kwargs = spec.get("kwargs") or {}
+    if not isinstance(kwargs, Mapping):
+        raise ConfigError(
+            f"{where}: kwargs must be a mapping, got {kwargs!r}", hint="write kwargs as {name: value, ...}"
         )
     return spec["model"], dict(kwargs)
 

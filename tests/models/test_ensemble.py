@@ -62,6 +62,8 @@ def test_bad_ensembles_are_config_errors(members, tmp_path):
         create_model("ensemble", 4)
     with pytest.raises(ConfigError, match=r"members\[1\] must be a mapping"):
         create_model("ensemble", 4, members=[{"model": "cnn1d_small"}, "cnn1d_small"])
+    with pytest.raises(ConfigError, match="kwargs must be a mapping"):
+        create_model("ensemble", 4, members=[{"model": "cnn1d_small"}, {"model": "resnet1d", "kwargs": [8]}])
     with pytest.raises(ConfigError, match="unknown keys"):
         create_model("ensemble", 4, members=[{"model": "cnn1d_small"}, {"model": "cnn1d_small", "width": 8}])
     with pytest.raises(ConfigError) as info:
