@@ -53,6 +53,7 @@ from edgekd.distill.config import AugmentConfig
 from edgekd.distill.train import KDConfig, TrainConfig, distill, train_supervised
 from edgekd.models import create_model
 from edgekd.models.complexity import count_macs, count_params
+from edgekd.models.ensemble import TeacherEnsemble
 
 CLASSES = ["BPSK", "QPSK", "8PSK", "QAM16", "QAM64", "PAM4", "GFSK", "CPFSK"]
 
@@ -118,7 +119,8 @@ def _teacher_args(args: argparse.Namespace) -> dict:
 
 
 def _teacher_label(args: argparse.Namespace) -> str:
-    one = f"resnet1d {_teacher_args(args)}" if _teacher_args(args) else "resnet1d"
+    kwargs = _teacher_args(args)
+    one = f"resnet1d {kwargs}" if kwargs else "resnet1d"
     return one if args.teachers == 1 else f"ensemble of {args.teachers} x {one}"
 
 
@@ -142,12 +144,7 @@ def _teachers(args, train: ArrayDataset, val: ArrayDataset, test: ArrayDataset, 
         rows.append((name, [acc], count_params(member), count_macs(member, train.input_shape)))
     if args.teachers == 1:
         return members[0], rows
-    teacher = create_model(
-        "ensemble", k, channels, members=[{"model": "resnet1d", "kwargs": kwargs}] * len(members)
-    )
-    for slot, member in zip(teacher.members, members, strict=True):
-        slot.load_state_dict(member.state_dict())
-    teacher.eval()
+    teacher = TeacherEnsemble(k, channels, members).eval()  # safe: nn.Module.eval(), inference mode
     acc = _accuracy(teacher, test)
     _note(f"teacher ensemble: {acc[0]:.3f} / {acc[1]:.3f} (all / SNR >= 0)")
     rows.append(

@@ -60,10 +60,13 @@ class TeacherEnsemble(nn.Module):
     Args:
         num_classes: logits of every member.
         in_channels: input channels of every member.
-        members: at least two member specs (``model`` and optional ``kwargs``).
+        members: at least two members, each a spec (``model`` and optional ``kwargs``) that
+            ``create_model`` builds, or a network already built (and trained) to hold as is.
     """
 
-    def __init__(self, num_classes: int, in_channels: int = 2, members: Sequence[Mapping] = ()) -> None:
+    def __init__(
+        self, num_classes: int, in_channels: int = 2, members: Sequence[Mapping | nn.Module] = ()
+    ) -> None:
         super().__init__()
         from edgekd.models.factory import create_model  # the factory registers this class
 
@@ -72,10 +75,14 @@ class TeacherEnsemble(nn.Module):
                 f"model 'ensemble' needs at least two members, got {len(members) if members else 0}",
                 hint="list the member networks under kwargs.members, or use the one network as the teacher",
             )
-        self.members = nn.ModuleList(
-            create_model(name, num_classes, in_channels, **kwargs)
-            for name, kwargs in (_member_spec(i, spec) for i, spec in enumerate(members))
-        )
+
+        def build(index: int, spec: Any) -> nn.Module:
+            if isinstance(spec, nn.Module):  # built and trained already: held, not rebuilt
+                return spec
+            name, kwargs = _member_spec(index, spec)
+            return create_model(name, num_classes, in_channels, **kwargs)
+
+        self.members = nn.ModuleList(build(i, spec) for i, spec in enumerate(members))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """[N, ...] -> [N, K]: the members' mean logits."""
@@ -85,7 +92,7 @@ class TeacherEnsemble(nn.Module):
 def combine_checkpoints(paths: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str]) -> Path:
     """Write ``out``: one ``ensemble`` checkpoint holding the networks of ``paths``.
 
-    The members must share classes (names and order) and input shape; their weights are copied
+    The members must share classes (names and order) and input shape; their weights are held
     unchanged, so the ensemble's logits are exactly the mean of the members'.
 
     Raises:
@@ -114,20 +121,19 @@ def combine_checkpoints(paths: Sequence[str | os.PathLike[str]], out: str | os.P
                     f"{sources[0]} has {getattr(first, field)}",
                     hint="combine teachers trained on the same data",
                 )
-    members = [{"model": meta.model_name, "kwargs": meta.model_kwargs} for _model, meta in loaded]
-    ensemble = TeacherEnsemble(first.num_classes, first.in_channels, members)
-    for slot, (model, _meta) in zip(ensemble.members, loaded, strict=True):
-        slot.load_state_dict(model.state_dict(), strict=True)
+    # The loaded networks become the members as they are; the specs let a load rebuild them.
+    ensemble = TeacherEnsemble(first.num_classes, first.in_channels, [model for model, _meta in loaded])
+    specs = [{"model": meta.model_name, "kwargs": meta.model_kwargs} for _model, meta in loaded]
     save_checkpoint(
         out,
-        ensemble.eval(),
+        ensemble.eval(),  # safe: nn.Module.eval(), inference mode
         model_name="ensemble",
-        model_kwargs={"members": members},
+        model_kwargs={"members": specs},
         num_classes=first.num_classes,
         in_channels=first.in_channels,
         input_shape=first.input_shape,
         class_names=first.class_names,
-        metrics={"members": len(members)},
+        metrics={"members": len(specs)},
         parents=list(sources),
     )
     return out
