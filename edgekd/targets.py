@@ -7,15 +7,35 @@ a wrong type fails with the key's path and the reason.
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from edgekd import resources
 from edgekd.backends.profile_options import OpenVinoProfile, OrtProfile, TorchProfile
 from edgekd.config import from_dict, load_yaml
-from edgekd.errors import ConfigError
+from edgekd.errors import ConfigError, ShapeError
+from edgekd.remote.device_runner import input_mismatch
+from edgekd.remote.ssh import parse_ssh_url
 
 Runtime = Literal["torch", "onnxruntime", "openvino", "tensorrt"]
+
+
+# Budgets that bound a size or a time: zero would refuse every model, so they are > 0.
+_POSITIVE_BUDGETS = ("max_size_bytes", "max_params", "max_macs", "max_p50_ms", "max_p90_ms")
+# Budgets that are fractions of an accuracy, in [0, 1].
+_FRACTION_BUDGETS = ("min_accuracy", "max_accuracy_drop", "max_accuracy_drop_relative")
+_ENTRY_ID = re.compile(r"^[a-z][a-z0-9_]*/[a-z0-9_-]+$")
+# Device names each runtime accepts (case-insensitive); OpenVINO also takes GPU.1, AUTO:GPU,CPU...
+_DEVICES = {
+    "onnxruntime": re.compile(r"^(CPU|CUDA|GPU|TENSORRT|TRT)$"),
+    "torch": re.compile(r"^(CPU|CUDA|GPU)$"),
+    "tensorrt": re.compile(r"^(GPU|CUDA)(:[0-9]{1,2})?$"),
+    "openvino": re.compile(r"^((CPU|GPU|NPU)(\.[0-9]{1,2})?|(AUTO|HETERO|MULTI|BATCH)(:[A-Z0-9.,]+)?)$"),
+}
+MAX_THREADS = 1024
+MAX_INPUT_ELEMENTS = 1 << 31  # one input batch of 2^31 floats (8 GiB) is beyond any edge device
 
 
 @dataclasses.dataclass
@@ -29,7 +49,9 @@ class Budgets:
     on the same frames, recorded by ``edgekd run`` or ``edgekd bench --teacher``), or
     ``auto`` (the baseline when one is given, else the reference). ``max_latency_regression`` is a
     fraction (0.1 = 10% slower than the baseline), judged by ``latency_method`` (see
-    ``edgekd/gate/latency.py``: ``ci``, ``ratio`` or ``absolute``).
+    ``edgekd/gate/latency.py``: ``auto``, ``ci``, ``ratio`` or ``absolute``). Sizes are bytes,
+    latencies milliseconds; every value is finite, sizes and latencies > 0, and
+    ``max_p50_ms`` <= ``max_p90_ms`` (a p50 never exceeds its p90).
     """
 
     max_size_bytes: int | None = None
@@ -42,27 +64,45 @@ class Budgets:
     max_accuracy_drop_relative: float | None = None
     accuracy_drop_vs: Literal["auto", "baseline", "reference", "teacher"] = "auto"
     max_latency_regression: float | None = None
-    latency_method: Literal["ci", "ratio", "absolute"] = "ci"
+    latency_method: Literal["auto", "ci", "ratio", "absolute"] = "auto"
     latency_anchor: str | None = None
     latency_confidence: float = 0.95
 
     def validate(self) -> None:
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"budgets.{field.name} must be a finite number, got {value}")
             if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
                 raise ConfigError(f"budgets.{field.name} must be >= 0, got {value}")
+        for name in _POSITIVE_BUDGETS:
+            if getattr(self, name) == 0:
+                raise ConfigError(
+                    f"budgets.{name} is 0, which no model meets", hint="leave it out to not check it"
+                )
         if not 0.5 <= self.latency_confidence < 1.0:
             raise ConfigError(
                 f"budgets.latency_confidence must be in [0.5, 1), got {self.latency_confidence}",
                 hint="0.95 is the usual choice",
             )
-        for name in ("min_accuracy", "max_accuracy_drop", "max_accuracy_drop_relative"):
+        for name in _FRACTION_BUDGETS:
             value = getattr(self, name)
             if value is not None and value > 1:
                 raise ConfigError(
                     f"budgets.{name} is {value}, but accuracies are fractions in [0, 1]",
                     hint=f"write e.g. {value / 100:g} for {value:g}%",
                 )
+        if self.max_p50_ms is not None and self.max_p90_ms is not None and self.max_p50_ms > self.max_p90_ms:
+            raise ConfigError(
+                f"budgets.max_p50_ms ({self.max_p50_ms:g} ms) is above budgets.max_p90_ms "
+                f"({self.max_p90_ms:g} ms), but a p50 never exceeds its p90",
+                hint="swap them, or loosen max_p90_ms",
+            )
+        if self.latency_anchor is not None and not _ENTRY_ID.match(self.latency_anchor):
+            raise ConfigError(
+                f"budgets.latency_anchor {self.latency_anchor!r} is not an entry id <backend>/<precision>",
+                hint="e.g. torch/fp32",
+            )
 
 
 @dataclasses.dataclass
@@ -72,6 +112,9 @@ class TargetProfile:
     ``onnxruntime``, ``openvino`` and ``torch`` are the runtime's own settings (execution
     mode, graph optimization level; performance hint, streams; torch.compile mode); each
     applies to the bench entries of that runtime. ``threads`` applies to every runtime.
+    ``input_shape`` is the model input the device serves, batch first (``[1, 2, 128]``):
+    where a target meets a model (bench, static gate, deploy) the model's input and the
+    data's frames must fit it.
     """
 
     name: str
@@ -93,13 +136,53 @@ class TargetProfile:
         return f"{self.runtime}/{self.precision}"
 
     def validate(self) -> None:
-        if self.threads is not None and self.threads < 1:
-            raise ConfigError(f"threads must be >= 1, got {self.threads}")
-        if self.host != "local" and not self.host.startswith("ssh://"):
-            raise ConfigError(f"host {self.host!r} is neither 'local' nor ssh://user@host[:port]")
+        if not self.name.strip() or not self.name.isprintable() or len(self.name) > 200:
+            raise ConfigError(f"name {self.name!r} must be one printable line of at most 200 characters")
+        if self.threads is not None and not 1 <= self.threads <= MAX_THREADS:
+            raise ConfigError(f"threads must be in 1..{MAX_THREADS}, got {self.threads}")
+        if not _DEVICES[self.runtime].match(self.device.upper()):
+            raise ConfigError(
+                f"device {self.device!r} is not a {self.runtime} device",
+                hint="onnxruntime: CPU, CUDA, TENSORRT; openvino: CPU, GPU, NPU, AUTO; "
+                "torch: CPU, CUDA; tensorrt: GPU",
+            )
+        if self.runtime == "torch" and self.precision == "int8":
+            raise ConfigError("runtime torch does not run int8", hint="use onnxruntime or openvino for int8")
+        if self.host != "local":
+            if not self.host.startswith("ssh://"):
+                raise ConfigError(f"host {self.host!r} is neither 'local' nor ssh://user@host[:port]")
+            parse_ssh_url(self.host)  # port range, a host name ssh accepts
+        _check_input_shape(self.input_shape)
         for section in (self.onnxruntime, self.openvino):
             if section is not None:
                 section.extra()  # raises ConfigError on a bad value (threads < 1, streams < 1)
+
+    def input_problem(self, model_shape: Any) -> str | None:
+        """Why a model input ``model_shape`` (batch first, None dynamic) does not fit
+        ``input_shape``; None when it fits or the target gives no input_shape."""
+        if self.input_shape is None:
+            return None
+        return input_mismatch(model_shape, self.input_shape, f"target {self.name}'s input_shape")
+
+    def check_frames(self, frame_shape: Any, source: str) -> None:
+        """ShapeError unless one frame of ``source`` (shape without batch) is ``input_shape[1:]``."""
+        if self.input_shape is not None and list(frame_shape) != list(self.input_shape[1:]):
+            raise ShapeError(
+                f"{source}: frames of shape {list(frame_shape)} do not fit target {self.name}'s "
+                f"input_shape {self.input_shape}",
+                hint="use the data the target's model takes, or fix the target's input_shape",
+            )
+
+
+def _check_input_shape(shape: list[int] | None) -> None:
+    if shape is None:
+        return
+    if len(shape) < 2 or any(d < 1 for d in shape):
+        raise ConfigError(
+            f"input_shape {shape} must be [batch, *frame] with every size >= 1", hint="e.g. [1, 2, 128]"
+        )
+    if math.prod(shape) > MAX_INPUT_ELEMENTS:
+        raise ConfigError(f"input_shape {shape} holds {math.prod(shape)} values, beyond any device")
 
 
 def load_target(name_or_path: str | Path) -> TargetProfile:

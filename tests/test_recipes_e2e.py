@@ -163,19 +163,18 @@ def test_kd_oct_runs_end_to_end(tmp_path):
         # No val/ folder: one image per class is carved out of train/ (val_fraction 0.1 of 5).
         assert np.bincount(arrays["split"], minlength=3).tolist() == [16, 4, 8]
 
-    # The shipped target judges the same bench: an untrained tiny student misses min_accuracy.
+    # The shipped target's budgets judge the same bench: an untrained tiny student misses
+    # min_accuracy. (Its input_shape is set to the tiny frames: a mismatch is refused, exit 2.)
+    from edgekd import resources
+
+    shipped = resources.resolve("targets", "x86-cpu-onnxruntime-int8-kd-oct").read_text()
+    assert "input_shape: [1, 3, 384, 384]" in shipped
+    target = tmp_path / "kd-oct-32px.yaml"
+    target.write_text(shipped.replace("input_shape: [1, 3, 384, 384]", "input_shape: [1, 3, 32, 32]"))
     verdict = tmp_path / "verdict.json"
     runner = CliRunner()
     gated = runner.invoke(
-        cli,
-        [
-            "gate",
-            str(out / "bench.json"),
-            "--target",
-            "x86-cpu-onnxruntime-int8-kd-oct",
-            "--json",
-            str(verdict),
-        ],
+        cli, ["gate", str(out / "bench.json"), "--target", str(target), "--json", str(verdict)]
     )
     assert gated.exit_code == 1, gated.output
     failed = [c["metric"] for c in json.loads(verdict.read_text())["checks"] if not c["passed"]]

@@ -125,7 +125,7 @@ class Session(ABC):
         )
 
     def check_input(self, x: np.ndarray) -> None:
-        """Raise ShapeError (one line naming both shapes) unless ``x`` fits the model input."""
+        """Raise ShapeError (one line naming the model file and both shapes) unless ``x`` fits."""
         if not isinstance(x, np.ndarray) or x.dtype != np.float32:
             got = x.dtype if isinstance(x, np.ndarray) else type(x).__name__
             raise ShapeError(
@@ -142,8 +142,9 @@ class Session(ABC):
             hint = f"this model takes batch {want[0]} only: feed that, or re-export with a dynamic batch"
         else:
             hint = "feed [batch, *sample shape] frames shaped like the training data"
+        model = f"{self.artifact}: " if self.artifact is not None else ""
         raise ShapeError(
-            f"input of shape {list(x.shape)} does not fit the {self.backend} model input "
+            f"{model}input of shape {list(x.shape)} does not fit the {self.backend} model input "
             f"{format_shape(want)}",
             hint=hint,
         )

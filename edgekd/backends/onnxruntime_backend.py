@@ -2,9 +2,9 @@
 
 Sessions run sequentially with full graph optimisation unless ``options.extra`` says
 otherwise (see :func:`resolve_ort_options`), so latency reflects one
-request on ``threads`` intra-op threads. ORT executes the arithmetic the graph
-holds, so the executed precision is read from the graph itself (see
-:func:`onnx_executed_precision`), not from the request.
+request on ``threads`` intra-op threads. The executed precision comes from the graph
+AND the session settings (a Q/DQ graph runs INT8 kernels only when ORT fuses it, see
+:func:`edgekd.backends.precision.onnx_executed_precision`), never from the request.
 """
 
 from __future__ import annotations
@@ -15,23 +15,10 @@ from typing import Any
 import numpy as np
 
 from edgekd.backends.base import BACKENDS, Backend, Session, SessionOptions
+from edgekd.backends.precision import onnx_executed_precision
 from edgekd.errors import ConfigError, InputFileError, RuntimeUnavailable
 from edgekd.remote.device_runner import ort_session_options
 
-# Ops that quantize activations or compute in integers: their presence means int8 arithmetic.
-# A graph with DequantizeLinear only (weight-only quantization) still computes in float.
-_INT8_OPS = frozenset(
-    {
-        "QuantizeLinear",
-        "DynamicQuantizeLinear",
-        "ConvInteger",
-        "MatMulInteger",
-        "MatMulIntegerToFloat",
-        "DynamicQuantizeMatMul",
-        "QGemm",
-        "QAttention",
-    }
-)
 _OPT_LEVELS = {
     "disable": "ORT_DISABLE_ALL",
     "basic": "ORT_ENABLE_BASIC",
@@ -47,41 +34,6 @@ _PROVIDERS = {
     "TRT": ["TensorrtExecutionProvider", "CUDAExecutionProvider"],
 }
 _EXECUTION_MODES = ("sequential", "parallel")
-
-
-def _op_types(graph: Any) -> set[str]:
-    """Op types of ``graph`` and of every subgraph (If/Loop bodies)."""
-    ops: set[str] = set()
-    for node in graph.node:
-        ops.add(node.op_type)
-        for attr in node.attribute:
-            if attr.HasField("g"):
-                ops |= _op_types(attr.g)
-            for sub in attr.graphs:
-                ops |= _op_types(sub)
-    return ops
-
-
-def onnx_executed_precision(path: Path) -> str:
-    """ "int8" when the graph quantizes activations (QDQ or QOperator/integer ops), else the
-    dominant float type of the initializers: "fp16", "bf16" or "fp32"."""
-    import onnx
-
-    model = onnx.load(str(path), load_external_data=False)
-    ops = _op_types(model.graph)
-    for function in model.functions:
-        ops |= {node.op_type for node in function.node}
-    if ops & _INT8_OPS or any(op.startswith("QLinear") for op in ops):
-        return "int8"
-    weight: dict[int, int] = {}
-    for init in model.graph.initializer:
-        count = int(np.prod(init.dims)) if init.dims else 1
-        weight[init.data_type] = weight.get(init.data_type, 0) + count
-    tp = onnx.TensorProto
-    floats = {tp.FLOAT: "fp32", tp.FLOAT16: "fp16", tp.BFLOAT16: "bf16"}
-    present = {label: weight.get(code, 0) for code, label in floats.items()}
-    best = max(present, key=lambda k: present[k])
-    return best if present[best] else "fp32"
 
 
 class OrtSession(Session):
@@ -142,9 +94,11 @@ class OnnxRuntimeBackend(Backend):
         so = ort_session_options(ort, resolved)
         try:
             session = ort.InferenceSession(str(path), sess_options=so, providers=providers)
-            executed = onnx_executed_precision(path)
+            # What the session options make ORT compute in, not just what ops the graph holds.
+            executed = onnx_executed_precision(path, resolved)
         except Exception as exc:  # ORT raises its own classes (InvalidProtobuf, Fail, ...)
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first = first if len(first) <= 300 else first[:297] + "..."
             raise InputFileError(
                 f"{path} is not a loadable ONNX model: {first}", hint="re-export the model"
             ) from None

@@ -3,11 +3,13 @@
 Compiled for latency by default (PERFORMANCE_HINT=LATENCY, NUM_STREAMS=1) with the
 requested INFERENCE_PRECISION_HINT. The plugin may ignore a hint the CPU cannot
 honour (bf16 without AVX512_BF16/AMX), so the executed precision is read back from
-the compiled model rather than trusted (see :func:`ov_executed_precision`).
+the compiled model rather than trusted (see
+:func:`edgekd.remote.device_runner.ov_executed_precision`, the same code on a device).
 """
 
 from __future__ import annotations
 
+import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
@@ -15,51 +17,17 @@ import numpy as np
 
 from edgekd.backends.base import BACKENDS, Backend, Session, SessionOptions
 from edgekd.errors import ConfigError, InputFileError, RuntimeUnavailable, ShapeError
-from edgekd.remote.device_runner import ov_request_runner
+from edgekd.remote.device_runner import check_input_spec, ov_executed_precision, ov_request_runner
 
 # Requested precision -> INFERENCE_PRECISION_HINT. "int8" pins the layers a quantized IR leaves
 # in float to f32 (as onnxruntime does), so int8 and fp32 entries differ only by quantization.
 _HINTS: dict[str, str | None] = {"fp32": "f32", "bf16": "bf16", "fp16": "f16", "int8": "f32", "auto": None}
-_LABELS = {"f32": "fp32", "bf16": "bf16", "f16": "fp16"}
-# Runtime-graph layer types that carry the arithmetic; their runtimePrecision says what executes.
-_COMPUTE_LAYERS = frozenset(
-    {"Convolution", "GroupConvolution", "Deconvolution", "FullyConnected", "MatMul", "Gemm"}
-)
 _VIRTUAL_DEVICES = ("AUTO", "HETERO", "MULTI", "BATCH")
 
 
 def _first_line(exc: BaseException) -> str:
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip() and not ln.startswith("Exception from")]
     return lines[-1] if lines else type(exc).__name__
-
-
-def _rt(op: Any, key: str) -> str | None:
-    info = op.get_rt_info()
-    return info[key].astype(str) if key in info else None
-
-
-def ov_executed_precision(compiled: Any, model: Any) -> str:
-    """What the compiled model computes in.
-
-    "int8" when a compute layer of the plugin's runtime graph runs in i8/u8 (the
-    FakeQuantize/QDQ of the IR was fused into integer kernels), or when the IR holds
-    FakeQuantize and the runtime graph cannot be read. An IR whose FakeQuantize the
-    plugin only emulates in float reports the float precision. Otherwise the read-back
-    INFERENCE_PRECISION_HINT: f32 -> "fp32", bf16 -> "bf16", f16 -> "fp16".
-    """
-    hint = compiled.get_property("INFERENCE_PRECISION_HINT")
-    name = hint.get_type_name() if hasattr(hint, "get_type_name") else str(hint)
-    float_label = _LABELS.get(name, name)
-    has_fake_quant = any(op.get_type_name() == "FakeQuantize" for op in model.get_ops())
-    try:
-        runtime_ops = compiled.get_runtime_model().get_ops()
-        int8_compute = any(
-            _rt(op, "layerType") in _COMPUTE_LAYERS and _rt(op, "runtimePrecision") in ("i8", "u8")
-            for op in runtime_ops
-        )
-    except RuntimeError:  # plugins other than CPU/GPU may not expose a runtime graph
-        return "int8" if has_fake_quant else float_label
-    return "int8" if int8_compute else float_label
 
 
 class OpenVinoSession(Session):
@@ -162,16 +130,56 @@ class OpenVinoBackend(Backend):
                 f"OpenVINO IR {path} has no weights file {path.with_suffix('.bin').name}",
                 hint="keep the .xml and .bin side by side",
             )
+        _precheck(path)
         try:
             model = core.read_model(str(path))
         except RuntimeError as exc:
             raise InputFileError(
                 f"{path} is not a readable OpenVINO model: {_first_line(exc)}", hint="re-export the model"
             ) from None
-        if len(model.inputs) != 1:
-            raise InputFileError(f"{path.name} has {len(model.inputs)} inputs; edgekd feeds exactly one")
+        try:
+            types = [i.get_element_type().get_type_name() for i in model.inputs]
+            check_input_spec(types, ("f32", "f16"), str(path))
+        except ValueError as exc:
+            raise InputFileError(str(exc), hint="export a single float32 input model") from None
         return OpenVinoSession(
             core, model, artifact=path, device=device, config=compile_config(device, options), options=options
+        )
+
+
+def _precheck(path: Path) -> None:
+    """InputFileError unless ``path`` is an ONNX protobuf of released opsets or an IR whose
+    root is <net>.
+
+    Given a file none of its frontends claims, ``Core.read_model`` lets every frontend try,
+    and the TensorFlow one prints its own parse errors on stderr: the check comes first so a
+    broken file is one line of ours.
+    """
+    if path.suffix.lower() == ".onnx":
+        import onnx
+
+        from edgekd.export.onnx_graph import load_onnx_checked
+
+        model = load_onnx_checked(path, check=False, load_external_data=False)
+        newest = onnx.defs.onnx_opset_version()
+        for opset in model.opset_import:
+            # OpenVINO reads an opset from the future as its newest one: refuse it, as ORT does.
+            if opset.domain in ("", "ai.onnx") and opset.version > newest:
+                raise InputFileError(
+                    f"{path} declares ONNX opset {opset.version}; the newest opset is {newest}",
+                    hint="re-export the model with a released opset",
+                )
+        return
+    try:
+        _event, root = next(ET.iterparse(str(path), events=("start",)))
+    except (ET.ParseError, StopIteration) as exc:
+        raise InputFileError(
+            f"{path} is not an OpenVINO IR (not XML: {exc})", hint="pass the .xml written by edgekd export"
+        ) from None
+    if root.tag != "net":
+        raise InputFileError(
+            f"{path} is not an OpenVINO IR (its root element is <{root.tag}>, not <net>)",
+            hint="pass the .xml written by edgekd export",
         )
 
 

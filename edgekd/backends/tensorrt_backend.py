@@ -7,7 +7,9 @@ from PyTorch's CUDA allocator, which edgekd already depends on, so no pycuda or
 cuda-python is needed.
 
 An engine is tied to the TensorRT version and the GPU it was built for; deserializing one
-from elsewhere fails, and that is reported as an unloadable artifact with the reason.
+from elsewhere fails, and that is reported as an unloadable artifact with the reason. An
+engine with a manifest (every engine edgekd writes) is deserialized only when its bytes hash
+to the sha256 the manifest records, and never with embedded host code allowed.
 
 The executed precision is read from the engine itself: engines built by edgekd keep
 detailed layer information (``ProfilingVerbosity.DETAILED``), and the engine inspector's
@@ -121,13 +123,20 @@ class TensorRTBackend(Backend):
         return tensorrt_unavailable_reason()
 
     def _load(self, path: Path, options: SessionOptions) -> Session:
+        from edgekd.artifacts import read_manifest
+        from edgekd.export.tensorrt.engine_cache import verify_engine_bytes
+
+        # Read once, check those very bytes against the manifest's sha256, deserialize them.
+        data = path.read_bytes()
+        verify_engine_bytes(path, data)
         import tensorrt as trt
         import torch
 
-        from edgekd.artifacts import read_manifest
-
         logger = trt.Logger(trt.Logger.WARNING)
-        engine = trt.Runtime(logger).deserialize_cuda_engine(path.read_bytes())
+        runtime = trt.Runtime(logger)
+        if hasattr(runtime, "engine_host_code_allowed"):
+            runtime.engine_host_code_allowed = False  # an engine may not carry host code to run
+        engine = runtime.deserialize_cuda_engine(data)
         if engine is None:
             raise InputFileError(
                 f"TensorRT {trt.__version__} cannot load {path.name}",
@@ -138,8 +147,10 @@ class TensorRTBackend(Backend):
         precision = precision_from_layer_info(
             inspector.get_engine_information(trt.LayerInformationFormat.JSON)
         )
-        if precision is None:  # built without detailed layer information
-            precision = str(read_manifest(path, required=False).get("metrics", {}).get("precision", "fp32"))
+        if precision is None:  # built without detailed layer information: the build manifest's label
+            metrics = read_manifest(path, required=False).get("metrics")
+            recorded = metrics.get("precision") if isinstance(metrics, dict) else None
+            precision = recorded if recorded in ("fp32", "fp16", "bf16", "fp8", "int8") else "fp32"
         return TensorRTSession(path, engine, trt, torch, precision)
 
 

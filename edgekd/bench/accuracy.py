@@ -61,20 +61,37 @@ def evaluate_accuracy(session: Any, dataset: ArrayDataset, batch_size: int = 256
     Raises:
         InputFileError: an empty dataset.
         ShapeError: the model's output width is not the dataset's class count.
+        InputFileError: the model's outputs are not finite (NaN or Inf weights).
     """
     n = len(dataset)
     if n == 0:
         raise InputFileError("the evaluation dataset has no frames", hint="check the split")
-    # One probe call checks the output width before a long run over the whole set.
+    check_outputs(session, dataset)  # one call, before a long run over the whole set
+    preds = predict(session, dataset.x, batch_size)
+    return score(preds, dataset)
+
+
+def check_outputs(session: Any, dataset: ArrayDataset) -> None:
+    """Run ``session`` once on the first frame (its static batch of it, if any).
+
+    Raises:
+        ShapeError: the frame does not fit the model (naming both shapes), or the model does
+            not output one score per class of ``dataset``.
+        InputFileError: the scores are NaN or Inf (non-finite weights).
+    """
     probe = np.asarray(session.run(np.repeat(dataset.x[:1], _static(session) or 1, axis=0)))
+    model = getattr(session, "artifact", None) or "the model"
     width = probe.reshape(probe.shape[0], -1).shape[1]
     if width != dataset.num_classes:
         raise ShapeError(
-            f"the model outputs {width} scores per frame but the dataset has {dataset.num_classes} classes",
+            f"{model} outputs {width} scores per frame but the dataset has {dataset.num_classes} classes",
             hint="evaluate the model on the dataset it was trained for",
         )
-    preds = predict(session, dataset.x, batch_size)
-    return score(preds, dataset)
+    if not np.isfinite(probe).all():  # NaN logits would argmax to class 0 and score "ok"
+        raise InputFileError(
+            f"{model} outputs NaN or Inf on the first frame",
+            hint="check the model's weights (re-export or re-train it)",
+        )
 
 
 def _static(session: Any) -> int | None:

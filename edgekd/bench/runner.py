@@ -2,7 +2,10 @@
 
 A runtime that is not available here becomes a "skipped" entry with its reason; an
 error while running one candidate becomes a "failed" entry with a one-line reason,
-and the others still run. Nothing is ever estimated or filled in for a missing runtime.
+and the others still run. At the end a failed entry (or a bench where nothing ran) raises
+:class:`BenchFailed` listing every reason, unless ``BenchConfig.keep_going`` asks to record
+them: a bench in which a requested model failed never looks like success. Nothing is
+ever estimated or filled in for a missing runtime.
 """
 
 from __future__ import annotations
@@ -25,9 +28,9 @@ from edgekd.bench.latency import LatencyConfig, measure_latency
 from edgekd.bench.schema import BENCH_SCHEMA
 from edgekd.config import to_dict
 from edgekd.data.dataset import ArrayDataset
-from edgekd.errors import ConfigError, EdgeKDError, RuntimeUnavailable
+from edgekd.errors import ConfigError, EdgeKDError, RuntimeUnavailable, ShapeError
 from edgekd.registry import suggestion
-from edgekd.remote.device_runner import PeakMemory, PinnedCpus, gemm_peak, roofline_fields
+from edgekd.remote.device_runner import PeakMemory, PinnedCpus, gemm_peak, input_mismatch, roofline_fields
 
 
 @dataclasses.dataclass
@@ -39,12 +42,18 @@ class BenchConfig:
     default) applies to every backend; ``accuracy_batch_size`` is the batch of the
     accuracy pass for dynamic-batch models. ``roofline`` measures the machine's float32
     GEMM peak once per bench (about 0.3 s) so each entry reports its fraction of it.
+    ``keep_going``: an entry that fails is recorded as "failed" and the bench still returns;
+    by default a failed entry (or a bench in which nothing ran) raises :class:`BenchFailed`
+    before anything is written. ``input_shape`` (batch first, e.g. ``[1, 2, 128]``, from a
+    target profile): every model's input and the data's frames must fit it.
     """
 
     latency: LatencyConfig = dataclasses.field(default_factory=LatencyConfig)
     threads: int | None = None
     accuracy_batch_size: int = 256
     roofline: bool = True
+    keep_going: bool = False
+    input_shape: list[int] | None = None
     backends: list[str] = dataclasses.field(
         default_factory=lambda: ["torch/fp32", "onnxruntime/fp32", "onnxruntime/int8", "openvino/fp32"]
     )
@@ -76,6 +85,16 @@ class BenchConfig:
                 )
         if len(set(self.backends)) != len(self.backends):
             raise ConfigError("bench.backends lists an entry twice")
+        if self.input_shape is not None and (
+            len(self.input_shape) < 2 or any(d < 1 for d in self.input_shape)
+        ):
+            raise ConfigError(
+                f"bench.input_shape must be [batch, *frame] of positive sizes, got {self.input_shape}"
+            )
+
+
+class BenchFailed(EdgeKDError):
+    """Requested entries failed (or nothing ran): no bench document is returned (exit 2)."""
 
 
 @dataclasses.dataclass
@@ -184,9 +203,11 @@ def complete_entry(
     peak_memory_mib: float | None,
     batch_size: int,
     peak_gflops: float | None,
+    input_shape: Any = None,
 ) -> None:
     """Fill an entry that ran: ``latency`` is :func:`latency_summary`'s dict (its ``noisy``
-    moves to the entry), ``accuracy`` an :meth:`AccuracyReport.to_dict`."""
+    moves to the entry), ``accuracy`` an :meth:`AccuracyReport.to_dict`, ``input_shape`` the
+    model's input (batch first, None for a dynamic axis) when known."""
     latency = dict(latency)
     noisy = latency.pop("noisy")
     entry.update(
@@ -200,6 +221,20 @@ def complete_entry(
         peak_memory_mib=peak_memory_mib,
         **roofline_fields(entry.get("macs"), batch_size, latency["p50"], peak_gflops),
     )
+    if input_shape is not None:
+        entry["input_shape"] = [None if d is None else int(d) for d in input_shape]
+
+
+def _open_checked(cand: BenchCandidate, options: SessionOptions, sample: np.ndarray, cfg: BenchConfig):
+    """The candidate's session, refused before any timing when its input cannot take ``sample``
+    (float32 [B, *frame]) or the target's ``cfg.input_shape``; both errors name the model file."""
+    session = session_from_artifact(cand.backend, cand.artifact, options)
+    session.check_input(sample)
+    if cfg.input_shape is not None:
+        why = input_mismatch(session.input_shape, cfg.input_shape, "the target's input_shape")
+        if why is not None:
+            raise ShapeError(f"{cand.artifact}: {why}", hint="bench the model built for this target")
+    return session
 
 
 def _bench_one(
@@ -216,7 +251,7 @@ def _bench_one(
         sample = latency_batch(dataset.x, cfg.latency.batch_size)
         # Session creation, warm-up and timing: the memory a deployment needs to serve requests.
         with PeakMemory() as memory:
-            session = session_from_artifact(cand.backend, cand.artifact, options)
+            session = _open_checked(cand, options, sample, cfg)
             stats = measure_latency(session, sample, cfg.latency)
         report = evaluate_accuracy(session, dataset, cfg.accuracy_batch_size)
     except RuntimeUnavailable as exc:
@@ -234,8 +269,52 @@ def _bench_one(
         peak_memory_mib=memory.delta_mib,
         batch_size=cfg.latency.batch_size,
         peak_gflops=peak_gflops,
+        input_shape=session.input_shape,
     )
     return entry, report.predictions
+
+
+def require_measured(entries: list[dict[str, Any]], cfg: BenchConfig, dataset_name: str) -> None:
+    """Raise :class:`BenchFailed` naming each entry that did not run, its model file and the data
+    it was given (the fault may be either's), unless ``cfg.keep_going``: any "failed" entry, or
+    every entry when none is "ok" (all skipped). A "skipped" entry beside measured ones (a
+    runtime not installed here) is only reported."""
+    if cfg.keep_going:
+        return
+    bad = [e for e in entries if e["status"] == "failed"]
+    if not any(e["status"] == "ok" for e in entries):
+        bad = [e for e in entries if e["status"] != "ok"]
+    if not bad:
+        return
+    details = "; ".join(_failure_line(e) for e in bad)
+    raise BenchFailed(
+        f"{len(bad)} of {len(entries)} bench entries did not run on {dataset_name}, so no bench result "
+        f"was written: {details}",
+        hint="fix or leave out those models, or pass --keep-going (bench.keep_going: true in a recipe) "
+        "to record them as failed",
+    )
+
+
+def _failure_line(entry: dict[str, Any]) -> str:
+    """``id: reason``, with the model file added when the reason does not name it."""
+    path, reason = entry["artifact"]["path"], entry["reason"] or entry["status"]
+    cut = reason.rfind(" (fix: ")
+    if cut >= 0 and reason.endswith(")"):  # the entry's own hint, bracketed apart from ours
+        reason = f"{reason[:cut]} [fix: {reason[cut + 7 : -1]}]"
+    name = Path(path).name
+    return f"{entry['id']}: {reason}" if name in reason else f"{entry['id']} ({path}): {reason}"
+
+
+def check_frames_fit(dataset: ArrayDataset, cfg: BenchConfig, dataset_name: str) -> None:
+    """ShapeError when the data's frames are not the target's ``cfg.input_shape`` frames."""
+    if cfg.input_shape is None:
+        return
+    frame = list(dataset.x.shape[1:])
+    if frame != list(cfg.input_shape[1:]):
+        raise ShapeError(
+            f"{dataset_name}: frames of shape {frame} do not fit the target's input_shape {cfg.input_shape}",
+            hint="bench on the data the target's model takes, or fix the target's input_shape",
+        )
 
 
 def run_bench(
@@ -269,6 +348,7 @@ def run_bench(
     ids = [c.id for c in candidates]
     if len(set(ids)) != len(ids):
         raise ConfigError(f"bench candidates repeat an id: {', '.join(ids)}")
+    check_frames_fit(dataset, cfg, dataset_name)
     entries: list[dict[str, Any]] = []
     predictions: dict[str, np.ndarray] = {}
     try:
@@ -290,6 +370,7 @@ def run_bench(
             entries.append(entry)
     finally:
         pinned.__exit__()
+    require_measured(entries, cfg, dataset_name)
     return bench_document(
         entries,
         predictions,
@@ -345,6 +426,7 @@ def bench_document(
             "name": dataset_name,
             "split": split,
             "n": len(dataset),
+            "input_shape": [int(d) for d in dataset.x.shape[1:]],
             "class_names": list(dataset.class_names),
             "snrs": snrs,
         },

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from edgekd.artifacts import atomic_write_json
+from edgekd.backends.base import PRECISIONS
+from edgekd.bench.consistency import check_consistency
 from edgekd.errors import ConfigError, InputFileError
 
 BENCH_SCHEMA = "edgekd.bench/1"
@@ -23,7 +25,32 @@ STATUSES = ("ok", "skipped", "failed")
 
 @dataclasses.dataclass(frozen=True)
 class _Scalar:
+    """A JSON scalar; numbers may carry a range ``[lo, hi]`` (``lo_open``: > lo) and a unit."""
+
     name: str
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    unit: str = ""
+
+    def ranged(self, lo: float | None, hi: float | None = None, *, unit: str = "", lo_open: bool = False):
+        return _Scalar(self.name, lo, hi, lo_open, unit)
+
+    def out_of_range(self, value: Any) -> str | None:
+        """None when ``value`` (already of the right type) is inside the range, else what it must be."""
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            return None
+        too_low = self.lo is not None and (value <= self.lo if self.lo_open else value < self.lo)
+        too_high = self.hi is not None and value > self.hi
+        if not (too_low or too_high):
+            return None
+        unit = f" {self.unit}" if self.unit else ""
+        if self.lo is not None and self.hi is not None:
+            text = f"in [{self.lo:g}, {self.hi:g}]{unit}"
+            if self.unit == "(a fraction)" and 1 < value <= 100:
+                text += f"; {value:g} looks like a percentage: write {value / 100:g}"
+            return text
+        return f"{'>' if self.lo_open else '>='} {self.lo:g}{unit}"
 
     def accepts(self, value: Any) -> bool:
         if self.name == "string":
@@ -68,77 +95,88 @@ class _OneOf:
 
 
 STR, INT, NUM, BOOL = _Scalar("string"), _Scalar("integer"), _Scalar("number"), _Scalar("boolean")
+MS = NUM.ranged(0, unit="ms")  # a duration in milliseconds
+SECONDS = NUM.ranged(0, unit="s")
+FRACTION = NUM.ranged(0, 1, unit="(a fraction)")  # accuracies, agreement: 0.975, not 97.5
+COUNT = INT.ranged(0)  # sizes, parameters, MACs, frames
+POSITIVE_INT = INT.ranged(1)
+RATIO = NUM.ranged(0)
 
-_LATENCY = {
-    k: NUM
-    for k in (
-        "p50",
-        "p90",
-        "p95",
-        "p99",
-        "mean",
-        "std",
-        "cv",
-        "min",
-        "max",
-        "first_inference_ms",
-        "throughput_per_s",
-    )
+_LATENCY: dict[str, Any] = {
+    k: MS for k in ("p50", "p90", "p95", "p99", "mean", "std", "min", "max", "first_inference_ms")
 }
-_LATENCY["runs"] = INT
+_LATENCY["cv"] = RATIO
+_LATENCY["throughput_per_s"] = NUM.ranged(0, unit="frames/s")
+_LATENCY["runs"] = POSITIVE_INT
 # The runtime's own per-call timing (OpenVINO), added after /1 first shipped.
-_LATENCY["runtime_p50"] = _Absent(_Opt(NUM))
+_LATENCY["runtime_p50"] = _Absent(_Opt(MS))
 _ACCURACY = {
-    "n": INT,
-    "overall": NUM,
-    "per_class": _Map(_Opt(NUM)),
-    "per_snr": _Map(NUM, int_keys=True),
-    "confusion": _List(_List(INT)),
+    "n": COUNT,
+    "overall": FRACTION,
+    "per_class": _Map(_Opt(FRACTION)),
+    "per_snr": _Map(FRACTION, int_keys=True),
+    "confusion": _List(_List(COUNT)),
 }
 _ENTRY = {
     "id": STR,
     "backend": STR,
-    "precision": STR,
+    "precision": _OneOf(PRECISIONS),
     "executed_precision": _Opt(STR),
     "status": _OneOf(STATUSES),
     "reason": _Opt(STR),
-    "artifact": {"path": STR, "sha256": _Opt(STR), "size_bytes": _Opt(INT)},
-    "params": _Opt(INT),
-    "macs": _Opt(INT),
-    "load_ms": _Opt(NUM),
+    "artifact": {"path": STR, "sha256": _Opt(STR), "size_bytes": _Opt(COUNT)},
+    "params": _Opt(COUNT),
+    "macs": _Opt(COUNT),
+    "load_ms": _Opt(MS),
     "latency_ms": _Opt(_LATENCY),
     "noisy": _Opt(BOOL),
     "accuracy": _Opt(_ACCURACY),
-    "agreement_with_reference": _Opt(NUM),
+    "agreement_with_reference": _Opt(FRACTION),
     # Additive fields (edgekd.bench/1 documents written before them lack them).
-    "peak_memory_mib": _Absent(_Opt(NUM)),
-    "achieved_gflops": _Absent(_Opt(NUM)),
-    "fraction_of_peak": _Absent(_Opt(NUM)),
-    "session_options": _Absent({"threads": _Opt(INT), "device": STR, "extra": _Map(STR)}),
+    "peak_memory_mib": _Absent(_Opt(NUM.ranged(0, unit="MiB"))),
+    "achieved_gflops": _Absent(_Opt(NUM.ranged(0, unit="GFLOP/s"))),
+    "fraction_of_peak": _Absent(_Opt(RATIO)),
+    "session_options": _Absent({"threads": _Opt(POSITIVE_INT), "device": STR, "extra": _Map(STR)}),
+    # The model's input, batch first, null for a dynamic axis.
+    "input_shape": _Absent(_Opt(_List(_Opt(POSITIVE_INT)))),
 }
 _SETTINGS = {
-    "warmup_runs": INT,
-    "warmup_seconds": NUM,
-    "min_runs": INT,
-    "min_seconds": NUM,
-    "max_seconds": NUM,
-    "batch_size": INT,
-    "threads": _Opt(INT),
-    "accuracy_batch_size": INT,
-    "pin_cpus": _Absent(_Opt(_List(INT))),
+    "warmup_runs": COUNT,
+    "warmup_seconds": SECONDS,
+    "min_runs": POSITIVE_INT,
+    "min_seconds": SECONDS,
+    "max_seconds": NUM.ranged(0, unit="s", lo_open=True),
+    "batch_size": POSITIVE_INT,
+    "threads": _Opt(POSITIVE_INT),
+    "accuracy_batch_size": POSITIVE_INT,
+    "pin_cpus": _Absent(_Opt(_List(COUNT))),
+}
+_ROOFLINE = {
+    "peak_gflops": NUM.ranged(0, unit="GFLOP/s", lo_open=True),
+    "gemm_n": POSITIVE_INT,
+    "repeats": POSITIVE_INT,
+    "gemm_ms": NUM.ranged(0, unit="ms", lo_open=True),
+}
+_DATASET = {
+    "name": STR,
+    "split": STR,
+    "n": POSITIVE_INT,
+    "class_names": _List(STR),
+    "snrs": _List(INT),
+    "input_shape": _Absent(_List(POSITIVE_INT)),  # one frame's shape, no batch axis
 }
 _DOCUMENT = {
     "schema": STR,
     "created": STR,
     "name": STR,
     "environment": _Map(None),
-    "dataset": {"name": STR, "split": STR, "n": INT, "class_names": _List(STR), "snrs": _List(INT)},
+    "dataset": _DATASET,
     "settings": _SETTINGS,
     "reference": _Opt(STR),
     "entries": _List(_ENTRY),
-    "roofline": _Absent(_Opt({"peak_gflops": NUM, "gemm_n": INT, "repeats": INT, "gemm_ms": NUM})),
+    "roofline": _Absent(_Opt(_ROOFLINE)),
     # The teacher's accuracy on the same frames, for gates that bound the drop vs the teacher.
-    "teacher": _Absent(_Opt({"path": STR, "sha256": STR, "accuracy": NUM})),
+    "teacher": _Absent(_Opt({"path": STR, "sha256": STR, "accuracy": FRACTION})),
     # The target profile whose runtime settings the entries were opened with.
     "target": _Absent(_Opt(STR)),
 }
@@ -195,6 +233,11 @@ def _check(value: Any, spec: Any, path: str) -> None:
         return
     if not _top_level_fits(value, spec):
         raise _bad(path, spec, value)
+    if isinstance(spec, _Scalar) and (must := spec.out_of_range(value)) is not None:
+        raise InputFileError(
+            f"bench document field {path} must be {must}, got {value!r}",
+            hint="re-run edgekd bench, or fix the file by hand",
+        )
     if isinstance(spec, _List):
         for i, item in enumerate(value):
             _check(item, spec.item, f"{path}[{i}]")
@@ -236,7 +279,9 @@ def _is_int_string(key: Any) -> bool:
 
 def validate_bench(doc: Any) -> None:
     """Raise InputFileError naming the JSON path (``$.entries[1].latency_ms.p50``) of the first
-    missing or mistyped field and the type expected there. Unknown extra fields are allowed."""
+    missing, mistyped or out-of-range field (a negative latency, an accuracy above 1) and what
+    is expected there, or of a field that contradicts another (p50 above p99, see
+    :mod:`edgekd.bench.consistency`). Unknown extra fields are allowed."""
     if not isinstance(doc, dict):
         raise InputFileError(f"a bench document is a JSON object, got {_kind(doc)}")
     schema = doc.get("schema")
@@ -273,24 +318,58 @@ def validate_bench(doc: Any) -> None:
             raise InputFileError(
                 f"bench document field {where}.reason must say why the entry is {entry['status']}"
             )
+    check_consistency(doc)
 
 
-def load_bench(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read and validate a bench.json; any problem is one line naming the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputFileError(
-            f"bench file {path} does not exist", hint="run edgekd bench first, or check the path"
-        )
+#: A bench.json is a few hundred kB even for a large model zoo; refuse anything absurd.
+MAX_BENCH_BYTES = 64 * 1024 * 1024
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """json object hook: a key given twice would silently replace the first."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"key {key!r} appears twice in one object")
+        out[key] = value
+    return out
+
+
+def _read_json(path: Path) -> Any:
+    """Parse ``path``; every way it can fail is an InputFileError naming the file."""
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        if path.stat().st_size > MAX_BENCH_BYTES:
+            raise InputFileError(
+                f"{path} is {path.stat().st_size} bytes, too large for a bench document "
+                f"(at most {MAX_BENCH_BYTES})",
+                hint="pass the bench.json written by edgekd bench",
+            )
+        text = path.read_text(encoding="utf-8")
+        return json.loads(text, object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as exc:
         raise InputFileError(
             f"{path} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})",
             hint="re-run edgekd bench; the file may be truncated",
         ) from None
+    except RecursionError:
+        raise InputFileError(
+            f"{path} is nested too deeply to be a bench document", hint="pass the bench.json of edgekd bench"
+        ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise InputFileError(f"cannot read bench file {path}: {exc}") from None
+    except ValueError as exc:  # a duplicate key, an integer too long to convert
+        raise InputFileError(f"{path} is not a usable JSON document: {exc}") from None
+
+
+def load_bench(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read and validate a bench.json (types, ranges, units, consistency); any problem is
+    one line naming the file and the JSON path of the field."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputFileError(
+            f"bench file {path} does not exist", hint="run edgekd bench first, or check the path"
+        )
+    doc = _read_json(path)
     try:
         validate_bench(doc)
     except InputFileError as exc:

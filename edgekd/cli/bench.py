@@ -51,6 +51,12 @@ from edgekd.cli.common import (
     help="Target profile (name or YAML): each runtime's settings, threads and host come from it.",
 )
 @click.option("--host", help="local, or ssh://user@device[:port] (default: the target's host, else local).")
+@click.option(
+    "--keep-going",
+    is_flag=True,
+    help="Record models that fail to load or run as failed entries and exit 0 "
+    "(default: any failed model is exit 2 and nothing is written).",
+)
 @ssh_options
 @json_option
 @quiet_option
@@ -66,6 +72,7 @@ def bench(
     teacher_path: Path | None,
     target_name: str | None,
     host: str | None,
+    keep_going: bool,
     known_hosts: Path | None,
     identity: Path | None,
     remote_python: str,
@@ -81,7 +88,13 @@ def bench(
     only) are copied to the device and timed there; host keys are verified.
 
     With --target each runtime is opened the way the profile says (threads, device,
-    ONNX Runtime execution mode and optimization level, OpenVINO hint and streams).
+    ONNX Runtime execution mode and optimization level, OpenVINO hint and streams), and
+    every model's input and the data's frames must fit the profile's input_shape.
+
+    A model that fails to load or run (input shape, rank, dtype or input count that does
+    not fit the data, an opset or domain the runtime lacks, ...) makes the bench exit 2
+    with the reason per model, and nothing is written; --keep-going records it as a
+    failed entry in bench.json instead. A runtime not installed here is a skipped entry.
 
     \b
     Examples:
@@ -92,11 +105,12 @@ def bench(
       edgekd bench runs/modrec/student.xml --data runs/modrec/data.npz \\
           --target x86-cpu-openvino-fp32
     """
+    from edgekd import resources
     from edgekd.artifacts import require_file
     from edgekd.bench.runner import BenchConfig
     from edgekd.bench.table import print_bench
     from edgekd.config import from_dict
-    from edgekd.errors import ConfigError
+    from edgekd.errors import ConfigError, EdgeKDError
     from edgekd.pipeline import stages
     from edgekd.targets import load_target
 
@@ -119,6 +133,9 @@ def bench(
             "threads": threads,
             "backends": list(artifacts),
             "latency": {"min_runs": min_runs, "min_seconds": min_seconds},
+            "keep_going": keep_going,
+            # A target's input_shape: every model and the data's frames must fit it.
+            "input_shape": target.input_shape if target else None,
         },
     )
     ssh = None
@@ -128,22 +145,29 @@ def bench(
         ssh = SshOptions(known_hosts=known_hosts, identity=identity)
         if reference == "torch/fp32":  # PyTorch does not run on the device
             reference = "onnxruntime/fp32"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    doc = stages.stage_bench(
-        artifacts,
-        student,
-        data_path,
-        cfg,
-        out_dir,
-        name=name,
-        reference=reference,
-        host=host,
-        ssh=ssh,
-        remote_python=remote_python,
-        teacher_path=require_file(teacher_path, "teacher") if teacher_path else None,
-        target=target,
-        log=make_log(quiet),
-    )
+    # No mkdir here: bench.json and report.html are written atomically (folders made then),
+    # so a bench that fails leaves nothing at --out.
+    try:
+        doc = stages.stage_bench(
+            artifacts,
+            student,
+            data_path,
+            cfg,
+            out_dir,
+            name=name,
+            reference=reference,
+            host=host,
+            ssh=ssh,
+            remote_python=remote_python,
+            teacher_path=require_file(teacher_path, "teacher") if teacher_path else None,
+            target=target,
+            log=make_log(quiet),
+        )
+    except EdgeKDError as exc:
+        if target is not None:  # the runner knows the shape, not where it came from
+            where = f"target {target.name}'s input_shape ({resources.resolve('targets', target_name)})"
+            exc.message = exc.message.replace("the target's input_shape", where)
+        raise
     print_bench(doc, console=make_console(stderr=as_json))
     if as_json:
         emit_json(doc)

@@ -67,7 +67,7 @@ def export(
       edgekd export runs/modrec/student.pt --data runs/modrec/data.npz --tensorrt fp16 \\
           --target jetson-orin-tensorrt-fp16        # on the Jetson itself: engines are not portable
     """
-    from edgekd.artifacts import require_file
+    from edgekd.artifacts import ensure_dir, require_file
     from edgekd.config import from_dict
     from edgekd.export.onnx_export import ExportConfig
     from edgekd.pipeline import stages
@@ -76,19 +76,21 @@ def export(
     cfg = from_dict(
         ExportConfig, {"opset": opset, "openvino": openvino, "simplify": simplify, "parity": {"atol": atol}}
     )
-    out_dir = out_dir or checkpoint.parent
-    out_dir.mkdir(parents=True, exist_ok=True)
     if tensorrt_precision is not None:
         from edgekd.export.tensorrt.plan import TensorRTConfig
 
         cfg.tensorrt = from_dict(
             TensorRTConfig, {"precision": tensorrt_precision, "calibration": calibration}
         )
-    target_shape = None
-    if target_name is not None:
+    target_shape = target_file = None
+    if target_name is not None:  # read before anything is written
+        from edgekd import resources
         from edgekd.targets import load_target
 
-        target_shape = load_target(target_name).input_shape
+        target_file = resources.resolve("targets", target_name)
+        target_shape = load_target(target_file).input_shape
+    out_dir = out_dir or checkpoint.parent
+    ensure_dir(out_dir)  # removed again if the export fails
     outputs = stages.stage_export(
         checkpoint,
         data_path,
@@ -97,6 +99,7 @@ def export(
         make_log(quiet),
         require_tensorrt=tensorrt_precision is not None,
         target_shape=target_shape,
+        target_file=target_file,
     )
     if as_json:
         emit_json({name: artifact_summary(path) for name, path in outputs.items()})

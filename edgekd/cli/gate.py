@@ -48,8 +48,9 @@ def gate(
 ) -> None:
     """Check RESULT against TARGET's budgets. Exit 0 pass, 1 a budget broken, 2 bad input.
 
-    RESULT is a bench.json, or a model file (.onnx, .pt, .xml) for a static gate of
-    size, parameters and MACs that needs no benchmark run.
+    RESULT is a bench.json, or a model file (.onnx, .pt, .xml, TensorRT engine) for a
+    static gate of size, parameters and MACs that needs no benchmark run; the file must
+    load in the runtime TARGET names, fit its input_shape and be of its precision.
 
     \b
     Examples:
@@ -59,15 +60,17 @@ def gate(
     """
     from edgekd.artifacts import atomic_write_json, require_file
     from edgekd.bench.schema import load_bench
-    from edgekd.errors import ConfigError
+    from edgekd.errors import ConfigError, EdgeKDError
     from edgekd.gate import evaluate_gate, gate_table, write_outputs
+    from edgekd.gate.evaluate import check_result_fits
     from edgekd.gate.static import static_result
     from edgekd.targets import load_target
 
     profile = load_target(target)
     require_file(result, "result")
     is_bench = result.suffix.lower() == ".json"
-    doc = load_bench(result) if is_bench else static_result(result, profile.entry_id)
+    doc = load_bench(result) if is_bench else static_result(result, profile)
+    check_result_fits(doc, profile, str(result))
     if update_baseline and baseline is None:
         raise ConfigError(
             "--update-baseline needs --baseline PATH", hint="name the file the baseline lives in"
@@ -76,11 +79,18 @@ def gate(
     if baseline is not None:
         if baseline.exists():
             base_doc = load_bench(baseline)
+            check_result_fits(base_doc, profile, str(baseline))
         elif not update_baseline:  # a first --update-baseline run creates it
             require_file(baseline, "baseline")
-    verdict = evaluate_gate(
-        doc, profile, baseline=base_doc, baseline_name=str(baseline) if base_doc else None
-    )
+    try:
+        verdict = evaluate_gate(
+            doc, profile, baseline=base_doc, baseline_name=str(baseline) if base_doc else None
+        )
+    except EdgeKDError as exc:  # a missing entry or anchor: say which files were judged
+        files = [str(result)] + ([str(baseline)] if base_doc is not None else [])
+        if not any(f in exc.message for f in files):
+            exc.message = f"{' with baseline '.join(files)}: {exc.message}"
+        raise
     to_stdout = json_out is not None and str(json_out) == "-"
     make_console(stderr=to_stdout).print(gate_table(verdict))
     write_outputs(verdict, junit=junit, markdown=markdown, json_path=None if to_stdout else json_out)

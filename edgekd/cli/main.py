@@ -49,8 +49,12 @@ class LazyGroup(click.Group):
         return super().get_command(ctx, cmd_name)
 
     def invoke(self, ctx: click.Context):
+        from edgekd.artifacts import rollback_on_failure
+
         try:
-            return super().invoke(ctx)
+            # A command that fails (exit 2 or 3) leaves nothing it wrote: see edgekd/artifacts.py.
+            with rollback_on_failure():
+                return super().invoke(ctx)
         except EdgeKDError as exc:
             if ctx.params.get("debug"):
                 traceback.print_exc()
@@ -107,7 +111,17 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
     help="Show edgekd's version and the runtimes it finds, then exit.",
 )
 @click.option("--debug", is_flag=True, envvar="EDGEKD_DEBUG", help="Show tracebacks for errors.")
-def cli(debug: bool) -> None:
+@click.option(
+    "--trust-module",
+    "trust_modules",
+    multiple=True,
+    metavar="PKG.MOD",
+    envvar="EDGEKD_TRUST_MODULE",
+    help="Trust PKG.MOD: checkpoints naming module:PKG.MOD:factory models may import and run it "
+    "(no file may otherwise). Repeatable; EDGEKD_TRUST_MODULE takes a space-separated list.",
+)
+@click.pass_context
+def cli(ctx: click.Context, debug: bool, trust_modules: tuple[str, ...]) -> None:
     """edgekd: distil a large network into a small, fast, verified model for an edge device.
 
     \b
@@ -122,7 +136,15 @@ def cli(debug: bool) -> None:
     Environment: any option as EDGEKD_<COMMAND>_<OPTION> (EDGEKD_BENCH_THREADS=2), and
     EDGEKD_QUIET, EDGEKD_VERBOSE, EDGEKD_DEBUG, EDGEKD_JSON, EDGEKD_TARGET for every command.
     Shell completion (bash): eval "$(_EDGEKD_COMPLETE=bash_source edgekd)"
+
+    \b
+    Trust: a file never chooses code to run. A checkpoint naming a module:PKG.MOD:factory
+    model opens only when your recipe names that model or you pass --trust-module PKG.MOD.
     """
+    from edgekd.models.trust import trusted_code  # light: no torch
+
+    # One scope per command: only what this command line (and its recipe) trusts.
+    ctx.with_resource(trusted_code(trust_modules, replace=True))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -97,7 +97,10 @@ def quantize(
       edgekd quantize runs/modrec/student.onnx --data runs/modrec/data.npz --min-top1-agreement 0.8
       edgekd quantize runs/modrec/student.onnx --data runs/modrec/data.npz --runtime openvino
     """
+    from edgekd.artifacts import require_file
     from edgekd.config import from_dict
+    from edgekd.data.dataset import load_npz
+    from edgekd.export.onnx_graph import check_onnx_fits_data
     from edgekd.pipeline import stages
     from edgekd.quantize.config import QuantizeConfig
 
@@ -114,6 +117,10 @@ def quantize(
             "require_speedup": require_speedup,
         },
     )
+    require_file(model, "ONNX model", hint="run `edgekd export` first")
+    if model.suffix.lower() == ".onnx":  # at the door: not after a whole quantization
+        dataset = load_npz(data_path)
+        check_onnx_fits_data(model, tuple(dataset.input_shape), dataset.num_classes, data_path)
     suffix = ".int8.xml" if runtime == "openvino" else ".int8.onnx"
     out_path = out_path or model.with_name(model.stem + suffix)
     stages.stage_quantize(model, data_path, cfg, out_path, make_log(quiet))

@@ -9,6 +9,7 @@
 - ``sources``: ``DataSpec`` (a recipe's data section) and ``load_dataset`` over every source.
 - ``splits``: deterministic train/val/test splits stratified by (class, SNR).
 - ``calibration``: reproducible, hashed selection of INT8 calibration frames.
+- ``validate``: the checks every loader runs on what it read (finite frames, labels, splits).
 
 Nothing is imported here so that ``import edgekd.data`` stays cheap; import the submodules.
 """

@@ -25,6 +25,7 @@ import numpy as np
 from edgekd.config import from_dict, load_yaml, to_dict
 from edgekd.data.dataset import SPLITS, ArrayDataset
 from edgekd.data.splits import rank_within_strata
+from edgekd.data.validate import check_finite
 from edgekd.errors import ConfigError, InputFileError, ShapeError
 from edgekd.registry import suggestion
 
@@ -98,14 +99,21 @@ class CalibrationSelection:
     note: str | None = None
 
     def samples(self, dataset: ArrayDataset) -> np.ndarray:
-        """The calibration inputs, float32 [n, C, L], from the dataset they were selected in."""
+        """The calibration inputs, float32 [n, C, L], from the dataset they were selected in.
+
+        Frames holding NaN or Inf are refused: they would set the INT8 ranges to nonsense.
+        """
         if len(self.indices) and int(self.indices.max()) >= len(dataset):
             raise ShapeError(
-                f"calibration selection indexes frame {int(self.indices.max())} but the dataset has "
-                f"{len(dataset)} frames",
+                f"calibration selection indexes frame {int(self.indices.max())} but "
+                f"{dataset.source or 'the dataset'} has {len(dataset)} frames",
                 hint="select again on this dataset; a selection is only valid for the dataset it came from",
             )
-        return dataset.x[self.indices]
+        frames = dataset.x[self.indices]
+        check_finite(
+            frames, f"the calibration frames of {dataset.source or 'the dataset'}", rows=self.indices
+        )
+        return frames
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for a manifest: recipe, count, sha256, per-class and per-SNR counts, note."""
@@ -129,7 +137,8 @@ def select_calibration(dataset: ArrayDataset, recipe: CalibrationRecipe) -> Cali
     recipe.validate()
     if recipe.selection == "stratified_snr" and dataset.snr is None:
         raise ConfigError(
-            "calibration selection 'stratified_snr' needs SNR labels but the dataset has none",
+            f"calibration selection 'stratified_snr' needs SNR labels but {dataset.source or 'the dataset'} "
+            "has none",
             hint="set selection: stratified_class or random in the calibration recipe",
         )
     pool = _split_pool(dataset, recipe.source_split)
@@ -162,14 +171,15 @@ def _split_pool(dataset: ArrayDataset, split: str) -> np.ndarray:
     """Indices (int64, ascending) of the frames in ``split``; an empty split is an error."""
     if dataset.split is None:
         raise InputFileError(
-            f"dataset has no split labels, so its {split!r} split cannot be taken for calibration",
+            f"{dataset.source or 'the dataset'} has no split labels, so its {split!r} split cannot be "
+            "taken for calibration",
             hint="assign splits (edgekd.data.splits.assign_splits) and save them with the dataset",
         )
     pool = dataset.split_indices(split).astype(np.int64)
     if len(pool) == 0:
         others = [s for s in SPLITS if s != split and np.any(dataset.split == SPLITS.index(s))]
         raise ConfigError(
-            f"the {split!r} split of the dataset is empty; nothing to calibrate on",
+            f"the {split!r} split of {dataset.source or 'the dataset'} is empty; nothing to calibrate on",
             hint=f"set source_split to one of {', '.join(others)}" if others else "use a dataset with frames",
         )
     return pool

@@ -2,23 +2,40 @@
 
 A dataset is ``x`` float32 [N, C, L] (for IQ frames C=2: I and Q), integer class
 labels ``y`` [N], the class names, an optional SNR label in dB per frame, and a
-split code per frame (0 train, 1 val, 2 test). The npz file is read with
-``allow_pickle=False``: it holds plain arrays only.
+split code per frame (0 train, 1 val, 2 test). The npz file holds plain arrays only: each
+member's header (dtype, declared shape) is checked before its data is read, pickled objects
+are never loaded, and the arrays go through :func:`edgekd.data.validate.validate_arrays`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from edgekd.artifacts import atomic_path, write_manifest
+from edgekd.data.validate import SPLIT_NAMES, check_memory, validate_arrays
 from edgekd.errors import ConfigError, InputFileError
 
-SPLITS = ("train", "val", "test")
+SPLITS = SPLIT_NAMES
+NPZ_KEYS = ("x", "y", "class_names", "snr", "split")
+NPZ_HINT = "an edgekd dataset npz holds x [N, C, L] and y [N] (and optionally class_names, snr, split)"
+# What a damaged zip or .npy member raises from zipfile, zlib or numpy's header parser.
+_UNREADABLE = (
+    zipfile.BadZipFile,
+    zlib.error,
+    OSError,
+    EOFError,
+    ValueError,
+    NotImplementedError,
+    RuntimeError,
+)
 
 
 @dataclasses.dataclass
@@ -28,6 +45,8 @@ class ArrayDataset:
     class_names: list[str]
     snr: np.ndarray | None = None  # int16 [N], dB
     split: np.ndarray | None = None  # int8 [N], index into SPLITS
+    # What the frames came from ("dataset runs/kd/data.npz"), for messages; None when built in memory.
+    source: str | None = dataclasses.field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.x = np.ascontiguousarray(self.x, dtype=np.float32)
@@ -73,6 +92,7 @@ class ArrayDataset:
             class_names=list(self.class_names),
             snr=None if self.snr is None else self.snr[indices],
             split=None if self.split is None else self.split[indices],
+            source=self.source,
         )
 
     def split_indices(self, name: str) -> np.ndarray:
@@ -83,8 +103,14 @@ class ArrayDataset:
         return np.flatnonzero(self.split == SPLITS.index(name))
 
     def subset(self, name: str) -> ArrayDataset:
-        """The frames of one split ('train', 'val' or 'test')."""
-        return self.take(self.split_indices(name))
+        """The frames of one split ('train', 'val' or 'test'); an empty split is an InputFileError."""
+        indices = self.split_indices(name)
+        if len(indices) == 0 and len(self):
+            raise InputFileError(
+                f"{self.source or 'the dataset'}: the {name!r} split is empty",
+                hint=f"give some frames split code {SPLITS.index(name)} ({name})",
+            )
+        return self.take(indices)
 
     def save_npz(
         self,
@@ -93,7 +119,19 @@ class ArrayDataset:
         config: dict[str, Any] | None = None,
         parents: list[str | os.PathLike[str]] | None = None,
     ) -> None:
-        """Write the dataset atomically, with its manifest beside it."""
+        """Write the dataset atomically, with its manifest beside it.
+
+        What :func:`load_npz` would refuse (NaN, empty, labels outside the class names...) is
+        refused here, before anything is written.
+        """
+        validate_arrays(
+            self.x,
+            self.y,
+            where=f"dataset {path}",
+            class_names=self.class_names,
+            snr=self.snr,
+            split=self.split,
+        )
         arrays: dict[str, np.ndarray] = {
             "x": self.x,
             "y": self.y,
@@ -109,34 +147,81 @@ class ArrayDataset:
         write_manifest(path, "dataset", config=config, parents=parents, metrics=metrics)
 
 
-def load_npz(path: str | os.PathLike[str]) -> ArrayDataset:
-    """Read a dataset written by :meth:`ArrayDataset.save_npz` (or by hand with the same keys).
+def _npy_header(handle: Any, key: str, where: str) -> tuple[tuple[int, ...], np.dtype]:
+    """(shape, dtype) from a .npy member's header, without reading its data."""
+    version = np.lib.format.read_magic(handle)
+    if version == (1, 0):
+        shape, _, dtype = np.lib.format.read_array_header_1_0(handle)
+    elif version == (2, 0):
+        shape, _, dtype = np.lib.format.read_array_header_2_0(handle)
+    else:  # 3.0 exists only for structured dtypes with non-Latin-1 field names
+        raise InputFileError(f"{where}: array {key!r} uses .npy format {version}", hint=NPZ_HINT)
+    return tuple(int(d) for d in shape), np.dtype(dtype)
 
-    Required keys: ``x`` [N, ...] and ``y`` [N]; optional ``class_names``, ``snr``, ``split``.
+
+def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, key: str, where: str) -> np.ndarray:
+    """One array of the npz, after checking that its header is plain data of a size the file holds."""
+    with archive.open(info) as handle:
+        shape, dtype = _npy_header(handle, key, where)
+        stored = info.file_size - handle.tell()
+    if dtype.hasobject or dtype.fields is not None:
+        raise InputFileError(
+            f"{where}: array {key!r} holds {'Python objects' if dtype.hasobject else 'records'} ({dtype})",
+            hint=f"edgekd reads plain numeric arrays only (never pickles); {NPZ_HINT}",
+        )
+    declared = math.prod(shape) * dtype.itemsize
+    if declared > stored:
+        raise InputFileError(
+            f"{where}: array {key!r} declares shape {list(shape)} ({declared} bytes) "
+            f"but holds {stored} bytes",
+            hint="the file is truncated or corrupt; write it again",
+        )
+    check_memory(declared, f"{where}: array {key!r}", "use a smaller subset of the data")
+    with archive.open(info) as handle:
+        return np.lib.format.read_array(handle, allow_pickle=False)
+
+
+def read_npz_arrays(path: Path, where: str) -> dict[str, np.ndarray]:
+    """The arrays of :data:`NPZ_KEYS` that the npz holds (other members are never read)."""
+    if not zipfile.is_zipfile(path):
+        raise InputFileError(
+            f"{where} is not an npz file (a zip of .npy arrays) or is truncated", hint=NPZ_HINT
+        )
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = {i.filename[:-4]: i for i in archive.infolist() if i.filename.endswith(".npy")}
+            return {
+                key: _read_member(archive, members[key], key, where) for key in NPZ_KEYS if key in members
+            }
+    except MemoryError:
+        raise InputFileError(
+            f"{where} does not fit in memory", hint="use a smaller subset of the data"
+        ) from None
+    except _UNREADABLE as exc:
+        raise InputFileError(f"{where} is not a readable npz file: {exc}", hint=NPZ_HINT) from None
+
+
+def load_npz(path: str | os.PathLike[str]) -> ArrayDataset:
+    """Read and check a dataset written by :meth:`ArrayDataset.save_npz` (or by hand with the same keys).
+
+    Required keys: ``x`` [N, C, L] or [N, C, H, W] and ``y`` [N] (class ids; one-hot [N, K] is
+    accepted); optional ``class_names`` [K], ``snr`` [N] (dB), ``split`` [N] (0/1/2).
+    Raises InputFileError naming the file and the array for anything
+    :func:`edgekd.data.validate.validate_arrays` refuses.
     """
     path = Path(path)
     if not path.is_file():
         raise InputFileError(f"dataset {path} does not exist", hint="check the path or run the data stage")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {key: data[key] for key in data.files}
-    except (OSError, ValueError, EOFError) as exc:
-        raise InputFileError(f"dataset {path} is not a readable npz file: {exc}") from None
+    where = f"dataset {path}"
+    arrays = read_npz_arrays(path, where)
     missing = [key for key in ("x", "y") if key not in arrays]
     if missing:
-        raise InputFileError(
-            f"dataset {path} lacks array(s) {', '.join(missing)}",
-            hint="an edgekd dataset npz holds x [N, C, L] and y [N] (and optionally class_names, snr, split)",
-        )
-    y = arrays["y"]
-    if "class_names" in arrays:
-        class_names = [str(c) for c in arrays["class_names"].tolist()]
-    else:
-        class_names = [str(i) for i in range(int(y.max()) + 1 if len(y) else 0)]
-    return ArrayDataset(
-        x=arrays["x"],
-        y=y,
-        class_names=class_names,
+        raise InputFileError(f"{where} lacks array(s) {', '.join(missing)}", hint=NPZ_HINT)
+    return validate_arrays(
+        arrays["x"],
+        arrays["y"],
+        where=where,
+        class_names=arrays.get("class_names"),
         snr=arrays.get("snr"),
         split=arrays.get("split"),
     )

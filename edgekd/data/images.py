@@ -8,6 +8,11 @@ Two layouts are read:
 * flat: ``root/CLASS/*``, split deterministically, stratified by class, with
   :func:`edgekd.data.splits.assign_splits`.
 
+The folder is checked when it is opened: at least two class folders, every class folder holds
+images and nothing else (hidden entries such as ``.DS_Store`` are skipped), no empty image
+file. Each image is checked when it is decoded: an unreadable, truncated or oversized one
+is an InputFileError naming it.
+
 Every image goes through :func:`load_image`: decoded with Pillow, converted to RGB
 (grayscale OCT scans become three equal channels, so ImageNet-pretrained teachers take them),
 the shorter side resized to ``resize`` (bilinear), centre-cropped to ``image_size``, scaled to
@@ -20,7 +25,9 @@ cache that stores the seed of each view can reproduce the exact view later.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +35,18 @@ import numpy as np
 
 from edgekd.data.dataset import SPLITS, ArrayDataset
 from edgekd.data.splits import assign_splits
+from edgekd.data.validate import check_class_count, check_memory
 from edgekd.errors import ConfigError, InputFileError, RuntimeUnavailable
 from edgekd.registry import suggestion
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+MAX_SIDE = 8192  # pixels, for resize and image_size: larger asks for gigabytes per image
+# What Pillow raises for a damaged file: OSError (truncated, unidentified), SyntaxError (some
+# plugins' "broken PNG"), struct.error / IndexError / EOFError from header parsers.
+_DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, IndexError, TypeError, KeyError, struct.error)
+FOLDER_HINT = "lay it out as ROOT/CLASS/*.png or ROOT/{train,val,test}/CLASS/*.png, two or more classes"
 
 
 def _pil_image() -> Any:
@@ -59,29 +72,40 @@ class ImageTransform:
     std: list[float] = dataclasses.field(default_factory=lambda: IMAGENET_STD.tolist())
 
     def validate(self) -> None:
-        if self.image_size <= 0 or self.resize < self.image_size:
+        if self.image_size <= 0 or self.resize < self.image_size or self.resize > MAX_SIDE:
             raise ConfigError(
-                f"need 0 < image_size <= resize, got image_size {self.image_size}, resize {self.resize}",
+                f"need 0 < image_size <= resize <= {MAX_SIDE}, got image_size {self.image_size}, "
+                f"resize {self.resize}",
                 hint="e.g. image_size: 224, resize: 256",
             )
-        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
-            raise ConfigError(
-                "mean and std need 3 values each, std positive", hint="ImageNet's are the default"
-            )
+        values = [*self.mean, *self.std]
+        if len(self.mean) != 3 or len(self.std) != 3 or not all(math.isfinite(v) for v in values):
+            raise ConfigError("mean and std need 3 finite values each", hint="ImageNet's are the default")
+        if min(self.std) <= 0:
+            raise ConfigError(f"std must be positive, got {self.std}", hint="ImageNet's are the default")
 
 
 def load_image(path: str | os.PathLike[str], transform: ImageTransform) -> np.ndarray:
-    """Decode, RGB, resize, centre-crop, normalise: float32 [3, image_size, image_size]."""
+    """Decode, RGB, resize, centre-crop, normalise: float32 [3, image_size, image_size].
+
+    Raises InputFileError naming ``path`` when it cannot be decoded (not an image, truncated,
+    corrupt) or declares more than Pillow's ``MAX_IMAGE_PIXELS`` (a decompression bomb).
+    """
     image_mod = _pil_image()
     try:
         with image_mod.open(path) as img:
+            w, h = img.size  # from the header: checked before any pixel is decoded
+            if w <= 0 or h <= 0 or w * h > (image_mod.MAX_IMAGE_PIXELS or math.inf):
+                raise InputFileError(
+                    f"image {path} declares {w} x {h} pixels", hint="remove or replace the file"
+                )
             img = img.convert("RGB")  # "L" (grayscale OCT) -> three equal channels
             w, h = img.size
             scale = transform.resize / min(w, h)
             size = (max(transform.resize, round(w * scale)), max(transform.resize, round(h * scale)))
             img = img.resize(size, image_mod.Resampling.BILINEAR)
             arr = np.asarray(img, dtype=np.float32) / 255.0  # [H, W, 3]
-    except (OSError, ValueError, image_mod.DecompressionBombError) as exc:
+    except (*_DECODE_ERRORS, image_mod.DecompressionBombError) as exc:
         raise InputFileError(
             f"image {path} cannot be read: {exc}", hint="remove or replace the file"
         ) from None
@@ -143,6 +167,29 @@ def _carve_missing_splits(
     return out
 
 
+def _visible(folder: Path) -> list[Path]:
+    """Entries of ``folder`` not hidden (``.DS_Store``, ``.ipynb_checkpoints``...), sorted."""
+    return sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+
+
+def _class_images(folder: Path) -> list[Path]:
+    """The image files of one class folder; anything else in it, or no image at all, is refused."""
+    images = []
+    for path in _visible(folder):
+        if not path.is_file() or path.suffix.lower() not in IMAGE_SUFFIXES:
+            kind = "a folder" if path.is_dir() else f"not an image file ({', '.join(IMAGE_SUFFIXES)})"
+            raise InputFileError(
+                f"{path} in class folder {folder} is {kind}",
+                hint="move it out of the class folder; each class folder holds only its images",
+            )
+        if path.stat().st_size == 0:
+            raise InputFileError(f"image {path} is empty (0 bytes)", hint="remove or replace the file")
+        images.append(path)
+    if not images:
+        raise InputFileError(f"class folder {folder} holds no images", hint="add images or remove the folder")
+    return images
+
+
 class ImageFolder:
     """Labelled image files under ``root`` (split-folder or flat layout, see the module doc).
 
@@ -173,12 +220,9 @@ class ImageFolder:
         self.transform.validate()
         split_dirs = [s for s in SPLITS if (self.root / s).is_dir()]
         tops = split_dirs or [""]
-        found = sorted({d.name for top in tops for d in (self.root / top).iterdir() if d.is_dir()})
+        found = sorted({d.name for top in tops for d in _visible(self.root / top) if d.is_dir()})
         if not found:
-            raise InputFileError(
-                f"image folder {self.root} has no class folders",
-                hint="lay it out as ROOT/CLASS/*.png or ROOT/{train,val,test}/CLASS/*.png",
-            )
+            raise InputFileError(f"image folder {self.root} has no class folders", hint=FOLDER_HINT)
         self.class_names = list(class_names) if class_names else found
         for name in self.class_names:
             if name not in found:
@@ -186,18 +230,23 @@ class ImageFolder:
                     f"class {name!r} has no folder in {self.root}",
                     hint=suggestion(name, found, "class folders"),
                 )
+        if len(set(self.class_names)) != len(self.class_names):
+            raise ConfigError("classes lists a class twice", hint="name each class once")
+        check_class_count(
+            len(self.class_names),
+            f"image folder {self.root} ({', '.join(self.class_names)})",
+            hint=FOLDER_HINT if not class_names else "name two or more classes",
+        )
         files, labels, splits = [], [], []
         for top in tops:
             for label, name in enumerate(self.class_names):
                 folder = self.root / top / name
                 if not folder.is_dir():
                     continue
-                for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
-                    files.append(path)
-                    labels.append(label)
-                    splits.append(SPLITS.index(top) if top else 0)
-        if not files:
-            raise InputFileError(f"image folder {self.root} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+                images = _class_images(folder)
+                files.extend(images)
+                labels.extend([label] * len(images))
+                splits.extend([SPLITS.index(top) if top else 0] * len(images))
         self.files = files
         self.y = np.asarray(labels, dtype=np.int64)
         if split_dirs:
@@ -239,6 +288,12 @@ class ImageFolder:
             cell = self.y * len(SPLITS) + self.split
             keep = np.concatenate([np.flatnonzero(cell == c)[:max_per_class] for c in np.unique(cell)])
             keep.sort()
+        check_memory(
+            len(keep) * 4 * math.prod(self.input_shape),
+            f"the {len(keep)} images of image folder {self.root}",
+            "set data.imagefolder.max_per_class, or a smaller image_size",
+            error=ConfigError,
+        )
         x = np.stack([load_image(self.files[i], self.transform) for i in keep]) if len(keep) else None
         if x is None:
             x = np.zeros((0, *self.input_shape), dtype=np.float32)

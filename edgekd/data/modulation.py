@@ -35,6 +35,7 @@ from edgekd.data import channel
 from edgekd.data.channel import ANALOG_MODULATIONS
 from edgekd.data.dataset import ArrayDataset
 from edgekd.data.splits import assign_splits, check_fractions
+from edgekd.data.validate import check_memory
 from edgekd.errors import ConfigError
 from edgekd.registry import suggestion
 
@@ -62,6 +63,7 @@ _GAUSSIAN_SPAN_SYMBOLS = 3
 # Frames generated per vectorised batch: bounds peak memory for large sets. A fixed constant
 # (not derived from free memory or CPU count) so the same config always draws the same stream.
 _CHUNK = 4096
+MAX_ABS_SNR = 100  # dB: far beyond any radio data, and well inside the int16 labels
 
 
 @dataclasses.dataclass
@@ -110,11 +112,23 @@ class SyntheticModulationConfig:
                 f"empty SNR range: snr_min {self.snr_min} dB > snr_max {self.snr_max} dB",
                 hint="set snr_min <= snr_max",
             )
+        if max(abs(self.snr_min), abs(self.snr_max)) > MAX_ABS_SNR:
+            raise ConfigError(
+                f"SNR range {self.snr_min}..{self.snr_max} dB goes beyond ±{MAX_ABS_SNR} dB",
+                hint="e.g. snr_min: -20, snr_max: 18",
+            )
         for key in ("frames_per_class_snr", "frame_length"):
             if getattr(self, key) <= 0:
                 raise ConfigError(f"{key} must be positive, got {getattr(self, key)}")
-        if self.samples_per_symbol < 2:
-            raise ConfigError(f"samples_per_symbol must be at least 2, got {self.samples_per_symbol}")
+        if not 2 <= self.samples_per_symbol <= self.frame_length:
+            raise ConfigError(
+                f"samples_per_symbol must be in 2..frame_length ({self.frame_length}), "
+                f"got {self.samples_per_symbol}",
+                hint="8 is typical",
+            )
+        for key in ("rolloff", "max_cfo", "cfo_walk_std", "max_sro", "sro_walk_std", "rician_k"):
+            if not math.isfinite(getattr(self, key)):
+                raise ConfigError(f"{key} must be a finite number, got {getattr(self, key)}")
         if not 0.0 < self.rolloff <= 1.0:
             raise ConfigError(f"rolloff must be in (0, 1], got {self.rolloff}", hint="0.35 is typical")
         if not 0.0 <= self.max_cfo < 0.5:
@@ -127,6 +141,13 @@ class SyntheticModulationConfig:
         check_fractions(self.val_fraction, self.test_fraction)
         if self.seed < 0:
             raise ConfigError(f"seed must be non-negative, got {self.seed}")
+        frames = len(self.classes) * len(self.snr_values()) * self.frames_per_class_snr
+        check_memory(
+            frames * 2 * self.frame_length * 4,
+            f"synthetic data (data.synthetic) of {frames} frames x {self.frame_length} samples",
+            "lower data.synthetic.frames_per_class_snr or frame_length",
+            error=ConfigError,
+        )
 
     def snr_values(self) -> np.ndarray:
         """SNR labels in dB, int16 [S], from snr_min to snr_max inclusive."""

@@ -13,6 +13,7 @@ import codecs
 import io
 import os
 import pickle
+import reprlib
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ import numpy as np
 
 from edgekd.data.dataset import ArrayDataset
 from edgekd.data.splits import assign_splits
+from edgekd.data.validate import check_finite, check_kind, check_memory
 from edgekd.errors import ConfigError, InputFileError
 from edgekd.registry import suggestion
 
@@ -34,7 +36,12 @@ _UNREADABLE = (
     IndexError,
     KeyError,
     MemoryError,
+    RecursionError,
+    OverflowError,
 )
+LAYOUT_HINT = "a RadioML 2016 pickle is a dict {(modulation, snr_db): float32 array [n, 2, 128]}"
+_SHORT = reprlib.Repr()  # keys shown in messages: a forged key may be huge or deeply nested
+_SHORT.maxstring, _SHORT.maxother, _SHORT.maxlevel = 40, 40, 2
 
 
 class RefusedGlobal(pickle.UnpicklingError):
@@ -104,43 +111,91 @@ def restricted_loads(data: bytes, what: str = "pickle") -> Any:
             hint="a RadioML 2016 pickle holds only a dict of numpy arrays; load only files you trust",
         ) from None
     except _UNREADABLE as exc:
-        raise InputFileError(f"{what} is not a readable pickle: {type(exc).__name__}: {exc}") from None
+        raise InputFileError(
+            f"{what} is not a readable pickle: {type(exc).__name__}: {exc}",
+            hint="the file is truncated or corrupt; download it again",
+        ) from None
+
+
+def _key(key: Any, where: str) -> tuple[str, int]:
+    """(modulation, snr_db) from a dict key; InputFileError for anything else."""
+    ok = (
+        isinstance(key, tuple)
+        and len(key) == 2
+        and isinstance(key[0], (str, bytes))
+        and isinstance(key[1], (int, np.integer))
+        and not isinstance(key[1], (bool, np.bool_))
+    )
+    if not ok:
+        raise InputFileError(
+            f"{where} has key {_SHORT.repr(key)}; expected (modulation, snr)", hint=LAYOUT_HINT
+        )
+    name = key[0].decode("latin1") if isinstance(key[0], bytes) else key[0]
+    if not name.strip() or not name.isprintable():
+        raise InputFileError(f"{where} has the modulation name {name!r}", hint=LAYOUT_HINT)
+    if not -(2**15) <= int(key[1]) < 2**15:
+        raise InputFileError(f"{where}: key {_SHORT.repr(key)} has an SNR out of range", hint=LAYOUT_HINT)
+    return name, int(key[1])
+
+
+def _frames(value: Any, label: str, where: str, budget: int) -> np.ndarray:
+    """One entry's frames [n, 2, L], checked: numeric, non-empty, no more data than the file holds."""
+    if not isinstance(value, np.ndarray) or value.ndim != 3 or value.shape[1] != 2:
+        shape = list(value.shape) if isinstance(value, np.ndarray) else type(value).__name__
+        raise InputFileError(
+            f"{where}: entry {label} has shape {shape}; expected [n, 2, L]", hint=LAYOUT_HINT
+        )
+    check_kind(value, f"{where}: entry {label}", "fiu", LAYOUT_HINT)
+    if 0 in value.shape:
+        raise InputFileError(
+            f"{where}: entry {label} holds no frames (shape {list(value.shape)})", hint=LAYOUT_HINT
+        )
+    if value.nbytes > budget:
+        # np.ndarray(shape) called from the stream makes an array the file's bytes never filled.
+        raise InputFileError(
+            f"{where}: entry {label} declares {value.nbytes} bytes, more than the file holds",
+            hint="the file is corrupt or forged; download it again",
+        )
+    return value
 
 
 def read_rml2016_pickle(path: str | os.PathLike[str]) -> dict[tuple[str, int], np.ndarray]:
-    """The raw dict of a RadioML 2016 pickle, checked: {(mod, snr): float32 [n, 2, L]}."""
+    """The raw dict of a RadioML 2016 pickle, checked: {(mod, snr): float32 [n, 2, L]}.
+
+    Every entry must be a real-valued array [n, 2, L] with n, L > 0, the same L everywhere and
+    only finite values; keys are (non-empty name, SNR in dB). Anything else is an
+    InputFileError naming the file and the entry.
+    """
     path = Path(path)
     if not path.is_file():
         raise InputFileError(f"RadioML 2016 file {path} does not exist", hint="check data.path")
-    data = restricted_loads(path.read_bytes(), what=f"RadioML 2016 file {path}")
+    where = f"RadioML 2016 file {path}"
+    # The bytes and the arrays rebuilt from them are both held while reading.
+    check_memory(2 * path.stat().st_size, where, "use a smaller file")
+    blob = path.read_bytes()
+    data = restricted_loads(blob, what=where)
     if not isinstance(data, dict) or not data:
-        raise InputFileError(
-            f"RadioML 2016 file {path} holds {type(data).__name__}, not a non-empty dict",
-            hint="expected {(modulation, snr): array [n, 2, 128]}",
-        )
+        raise InputFileError(f"{where} holds {type(data).__name__}, not a non-empty dict", hint=LAYOUT_HINT)
     frames: dict[tuple[str, int], np.ndarray] = {}
-    length = None
+    length, budget = None, len(blob)
     for key, value in data.items():
-        if not (
-            isinstance(key, tuple)
-            and len(key) == 2
-            and isinstance(key[0], (str, bytes))
-            and isinstance(key[1], (int, np.integer))
-            and not isinstance(key[1], bool)
-        ):
-            raise InputFileError(f"RadioML 2016 file {path} has key {key!r}; expected (modulation, snr)")
-        if not isinstance(value, np.ndarray) or value.ndim != 3 or value.shape[1] != 2:
-            shape = getattr(value, "shape", type(value).__name__)
+        name, snr = _key(key, where)
+        label = repr((name, snr))
+        block = _frames(value, label, where, budget)
+        budget -= block.nbytes
+        if length is not None and block.shape[2] != length:
             raise InputFileError(
-                f"RadioML 2016 file {path}: entry {key!r} has shape {shape}; expected [n, 2, L]"
+                f"{where}: entry {label} has frames of length {block.shape[2]}, others {length}",
+                hint="every entry holds frames of one length, e.g. [n, 2, 128]",
             )
-        if length is not None and value.shape[2] != length:
+        if (name, snr) in frames:
             raise InputFileError(
-                f"RadioML 2016 file {path}: {key!r} has frames of length {value.shape[2]}, others {length}"
+                f"{where} holds the entry {label} twice (as str and bytes)", hint=LAYOUT_HINT
             )
-        length = value.shape[2]
-        name = key[0].decode("latin1") if isinstance(key[0], bytes) else key[0]
-        frames[(name, int(key[1]))] = value
+        length = block.shape[2]
+        frames[(name, snr)] = block
+    for label, block in frames.items():  # after the cheap checks: this one reads every value
+        check_finite(block, f"{where}: entry {label}")
     return frames
 
 

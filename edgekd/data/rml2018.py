@@ -14,7 +14,9 @@ reads only those frames into an :class:`ArrayDataset`.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ import numpy as np
 
 from edgekd.data.dataset import ArrayDataset
 from edgekd.data.splits import assign_splits, rank_within_strata
+from edgekd.data.validate import check_finite, check_kind, check_memory, labels_from_onehot, snr_labels
 from edgekd.errors import ConfigError, InputFileError, RuntimeUnavailable
 from edgekd.registry import suggestion
 
@@ -55,6 +58,9 @@ RML2018_CLASSES = (
 )
 # Rows read per h5py call: 4096 frames of 1024x2 float32 = 32 MiB.
 DEFAULT_CHUNK = 4096
+LAYOUT_HINT = "expected X float32 [N, 1024, 2], Y one-hot [N, 24], Z SNR [N, 1]"
+# What h5py raises when a truncated or corrupt file is read (opening it may still succeed).
+_H5_ERRORS = (OSError, ValueError, TypeError, KeyError, RuntimeError)
 
 
 def _h5py() -> Any:
@@ -98,14 +104,17 @@ class RML2018Frames:
         self.chunk = int(chunk)
         self._file: Any = None
         self._pid = -1
+        try:
+            with self._corrupt_file_errors():
+                self._read_header(class_names)
+        except BaseException:
+            self.close()  # a refused file is not left open
+            raise
+
+    def _read_header(self, class_names: list[str] | tuple[str, ...] | None) -> None:
+        """Check the layout and read the labels: ``class_names``, ``frame_length``, ``y``, ``snr``."""
         x, y, z = self._datasets()
-        n = x.shape[0]
-        if x.ndim != 3 or x.shape[2] != 2:
-            raise InputFileError(f"RadioML 2018 file {self.path}: X has shape {x.shape}; expected [N, L, 2]")
-        if y.ndim != 2 or y.shape[0] != n:
-            raise InputFileError(f"RadioML 2018 file {self.path}: Y has shape {y.shape}; expected [{n}, K]")
-        if z.shape[0] != n or z.size != n:
-            raise InputFileError(f"RadioML 2018 file {self.path}: Z has shape {z.shape}; expected [{n}, 1]")
+        self._check_layout(x, y, z)
         names = list(class_names) if class_names is not None else list(RML2018_CLASSES)
         if len(names) != y.shape[1]:
             raise ConfigError(
@@ -115,6 +124,19 @@ class RML2018Frames:
         self.class_names = [str(c) for c in names]
         self.frame_length = int(x.shape[1])
         self.y, self.snr = self._read_labels(y, z)
+
+    @contextlib.contextmanager
+    def _corrupt_file_errors(self) -> Iterator[None]:
+        """What h5py raises while it walks a damaged file (a link lookup, an object header, a
+        dataset's metadata: any access, not only the open) becomes an InputFileError naming it."""
+        try:
+            yield
+        except _H5_ERRORS as exc:
+            detail = " ".join(str(exc).split())[:200] or type(exc).__name__
+            raise InputFileError(
+                f"RadioML 2018 file {self.path} is corrupt: {detail}",
+                hint="the file is truncated or damaged; download it again",
+            ) from None
 
     def _datasets(self) -> tuple[Any, Any, Any]:
         if self._file is None or self._pid != os.getpid():
@@ -129,21 +151,71 @@ class RML2018Frames:
         missing = [key for key in ("X", "Y", "Z") if key not in self._file]
         if missing:
             raise InputFileError(
-                f"RadioML 2018 file {self.path} lacks dataset(s) {', '.join(missing)}",
-                hint="expected X [N, 1024, 2], Y one-hot [N, 24], Z SNR [N, 1]",
+                f"RadioML 2018 file {self.path} lacks dataset(s) {', '.join(missing)}", hint=LAYOUT_HINT
             )
-        return self._file["X"], self._file["Y"], self._file["Z"]
+        return self._dataset("X"), self._dataset("Y"), self._dataset("Z")
+
+    def _dataset(self, key: str) -> Any:
+        """``X``, ``Y`` or ``Z``: a dataset stored in this file (no link or mapping to another file)."""
+        h5py = _h5py()
+        where = f"RadioML 2018 file {self.path}: {key}"
+        if not isinstance(self._file.get(key, getlink=True), h5py.HardLink):
+            raise InputFileError(
+                f"{where} is a link, not a dataset stored here",
+                hint="edgekd reads data stored in the file only",
+            )
+        node = self._file.get(key)
+        if not isinstance(node, h5py.Dataset):
+            raise InputFileError(f"{where} is not a dataset ({type(node).__name__})", hint=LAYOUT_HINT)
+        if node.is_virtual or node.external:
+            raise InputFileError(
+                f"{where} maps data from other files", hint="edgekd reads data stored in the file only"
+            )
+        return node
+
+    def _check_layout(self, x: Any, y: Any, z: Any) -> None:
+        """Check the shapes, dtypes and sizes of X, Y, Z (no data is read)."""
+        where = f"RadioML 2018 file {self.path}"
+        if x.ndim != 3 or x.shape[2] != 2:
+            hint = "X looks transposed: store [N, L, 2]" if x.ndim == 3 and x.shape[1] == 2 else LAYOUT_HINT
+            raise InputFileError(f"{where}: X has shape {list(x.shape)}; expected [N, L, 2]", hint=hint)
+        n = int(x.shape[0])
+        if n == 0 or x.shape[1] == 0:
+            raise InputFileError(f"{where}: X holds no frames (shape {list(x.shape)})", hint=LAYOUT_HINT)
+        if y.ndim != 2 or y.shape[0] != n or y.shape[1] < 2:
+            raise InputFileError(
+                f"{where}: Y has shape {list(y.shape)}; expected [{n}, K] one-hot", hint=LAYOUT_HINT
+            )
+        if z.ndim not in (1, 2) or z.shape[0] != n or z.size != n:
+            raise InputFileError(f"{where}: Z has shape {list(z.shape)}; expected [{n}, 1]", hint=LAYOUT_HINT)
+        for key, node, kinds in (("X", x, "fiu"), ("Y", y, "biuf"), ("Z", z, "fiu")):
+            check_kind(node, f"{where}: {key}", kinds, LAYOUT_HINT)
+        if x.id.get_storage_size() == 0:
+            raise InputFileError(
+                f"{where}: X declares {n} frames but stores no data", hint="the file is incomplete"
+            )
+        # Labels are kept in memory (int64 + int16 per frame); a forged N must not exhaust it.
+        check_memory(n * 10, f"{where}: the labels of its {n} frames", "use a smaller file")
+
+    def _rows(self, node: Any, key: str, selection: Any, start: int) -> np.ndarray:
+        """``node[selection]`` as an array; a read error is an InputFileError naming the rows."""
+        try:
+            return np.asarray(node[selection])
+        except _H5_ERRORS as exc:
+            raise InputFileError(
+                f"RadioML 2018 file {self.path}: {key} cannot be read from row {start}: {exc}",
+                hint="the file is truncated or corrupt; download it again",
+            ) from None
 
     def _read_labels(self, y_ds: Any, z_ds: Any) -> tuple[np.ndarray, np.ndarray]:
+        where = f"RadioML 2018 file {self.path}"
         n = y_ds.shape[0]
         y = np.empty(n, dtype=np.int64)
         for start in range(0, n, self.chunk):
-            block = np.asarray(y_ds[start : start + self.chunk])
-            if block.size and not np.allclose(block.sum(axis=1), 1.0):
-                raise InputFileError(f"RadioML 2018 file {self.path}: Y rows from {start} are not one-hot")
-            y[start : start + len(block)] = np.argmax(block, axis=1)
-        snr = np.asarray(z_ds[:]).reshape(-1).astype(np.int16)  # N small ints: fine to hold
-        return y, snr
+            block = self._rows(y_ds, "Y", slice(start, start + self.chunk), start)
+            y[start : start + len(block)] = labels_from_onehot(block, f"{where}: Y", start)
+        z = self._rows(z_ds, "Z", slice(None), 0)  # N small ints: fine to hold
+        return y, snr_labels(z, n, where, name="Z")
 
     def __len__(self) -> int:
         return len(self.y)
@@ -153,20 +225,26 @@ class RML2018Frames:
         return (2, self.frame_length)
 
     def read(self, indices: np.ndarray) -> np.ndarray:
-        """Frames float32 [n, 2, L] at ``indices`` (any order, repeats allowed)."""
+        """Frames float32 [n, 2, L] at ``indices`` (any order, repeats allowed).
+
+        Every frame read is checked: NaN or Inf is an InputFileError naming the row of X.
+        """
         indices = np.asarray(indices, dtype=np.int64).reshape(-1)
         if len(indices) and (indices.min() < 0 or indices.max() >= len(self)):
             raise IndexError(f"frame index out of range 0..{len(self) - 1}")
-        x_ds = self._datasets()[0]
+        with self._corrupt_file_errors():
+            x_ds = self._datasets()[0]
         unique, inverse = np.unique(indices, return_inverse=True)  # HDF5 wants increasing indices
         out = np.empty((len(unique), 2, self.frame_length), dtype=np.float32)
         for start in range(0, len(unique), self.chunk):
             part = unique[start : start + self.chunk]
             if part[-1] - part[0] + 1 == len(part):  # contiguous: one slice read
-                block = x_ds[int(part[0]) : int(part[-1]) + 1]
+                block = self._rows(x_ds, "X", slice(int(part[0]), int(part[-1]) + 1), int(part[0]))
             else:
-                block = x_ds[part]
-            out[start : start + len(part)] = np.transpose(block, (0, 2, 1))
+                block = self._rows(x_ds, "X", part, int(part[0]))
+            with np.errstate(over="ignore", invalid="ignore"):  # beyond float32: inf, refused below
+                out[start : start + len(part)] = np.transpose(block, (0, 2, 1))
+            check_finite(out[start : start + len(part)], f"RadioML 2018 file {self.path}: X", rows=part)
         return out[inverse.reshape(-1)]
 
     def __getitem__(self, index: int | np.ndarray) -> tuple[np.ndarray, np.ndarray | int, np.ndarray | int]:
@@ -180,7 +258,8 @@ class RML2018Frames:
 
     def close(self) -> None:
         if self._file is not None:
-            self._file.close()
+            with contextlib.suppress(*_H5_ERRORS):  # closing a damaged file must not hide why it was refused
+                self._file.close()
             self._file = None
 
     def __getstate__(self) -> dict[str, Any]:
@@ -251,6 +330,12 @@ def materialize_rml2018(
                 f"no frames of RadioML 2018 file {path} match classes {classes} and snrs {snrs}",
                 hint="widen data.rml2018.classes or data.rml2018.snrs",
             )
+        check_memory(
+            len(idx) * 2 * frames.frame_length * 4,
+            f"the {len(idx)} frames chosen from RadioML 2018 file {path}",
+            "lower data.rml2018.max_frames_per_cell, or keep fewer classes or SNRs",
+            error=ConfigError,
+        )
         names = list(classes) if classes else list(frames.class_names)
         remap = np.array([names.index(c) if c in names else -1 for c in frames.class_names], dtype=np.int64)
         y, snr = remap[frames.y[idx]], frames.snr[idx]

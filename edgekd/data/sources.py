@@ -26,6 +26,7 @@ from typing import Literal
 from edgekd.data.dataset import ArrayDataset
 from edgekd.data.modulation import SyntheticModulationConfig
 from edgekd.data.splits import check_fractions
+from edgekd.data.validate import check_input_shape, check_splits, validate_dataset
 from edgekd.errors import ConfigError, InputFileError
 from edgekd.registry import Registry
 
@@ -102,10 +103,16 @@ class ImageFolderOptions(SplitOptions):
 @dataclasses.dataclass
 class DataSpec:
     """Which data a recipe uses. A superset of the recipe's former ``DataSection``:
-    ``source``, ``path`` and ``synthetic`` keep their meaning."""
+    ``source``, ``path`` and ``synthetic`` keep their meaning.
+
+    ``input_shape`` is the shape of one frame the recipe expects, without the batch axis
+    (e.g. ``[2, 128]``, or ``[3, 224, 224]`` for images); empty accepts what the source holds.
+    Data of another shape is refused when it is loaded, before ``data.npz`` is written.
+    """
 
     source: Source = "synthetic_modulation"
     path: str | None = None
+    input_shape: list[int] = dataclasses.field(default_factory=list)
     synthetic: SyntheticModulationConfig = dataclasses.field(default_factory=SyntheticModulationConfig)
     rml2016: RML2016Options = dataclasses.field(default_factory=RML2016Options)
     rml2018: RML2018Options = dataclasses.field(default_factory=RML2018Options)
@@ -121,6 +128,13 @@ class DataSpec:
                 f"data.source is {self.source!r} but data.path is empty",
                 hint=f"set data.path to the {_WHAT[self.source]}",
             )
+        if self.input_shape and (
+            len(self.input_shape) not in (2, 3) or any(int(d) <= 0 for d in self.input_shape)
+        ):
+            raise ConfigError(
+                f"data.input_shape {self.input_shape} is not the shape of one frame",
+                hint="e.g. [2, 128] for IQ frames or [3, 224, 224] for images; [] accepts any",
+            )
 
 
 _WHAT = {
@@ -129,6 +143,32 @@ _WHAT = {
     "rml2018": "RadioML 2018 .hdf5 file",
     "imagefolder": "image folder",
 }
+
+_LABEL = {
+    "npz": "dataset",
+    "rml2016": "RadioML 2016 file",
+    "rml2018": "RadioML 2018 file",
+    "imagefolder": "image folder",
+}
+# What to change when a split comes out empty or without a class, per source.
+_SPLIT_HINTS = {
+    "synthetic_modulation": "raise data.synthetic.frames_per_class_snr, or set val_fraction and "
+    "test_fraction so that every split gets frames",
+    "npz": "give the file's split array frames of every class in train (0) and some in val (1) and test (2)",
+    "rml2016": "keep more classes/SNRs, or set data.rml2016.val_fraction and test_fraction above 0",
+    "rml2018": "raise data.rml2018.max_frames_per_cell (3 or more), or set val_fraction and test_fraction "
+    "above 0",
+    "imagefolder": "add images (3 or more per class), raise data.imagefolder.max_per_class, or set "
+    "val_fraction and test_fraction above 0",
+}
+
+
+def describe_source(spec: DataSpec, path: Path) -> str:
+    """How messages name the data: the file or folder, or the recipe section that generates it."""
+    if spec.source == "synthetic_modulation":
+        return "synthetic data (data.synthetic)"
+    return f"{_LABEL[spec.source]} {path}"
+
 
 Loader = Callable[[DataSpec, Path], ArrayDataset]
 DATA_SOURCES: Registry[Loader] = Registry("data source")
@@ -197,7 +237,12 @@ def _imagefolder(spec: DataSpec, path: Path) -> ArrayDataset:
 
 
 def load_dataset(spec: DataSpec, resolve: Resolve = Path) -> ArrayDataset:
-    """Build the dataset ``spec`` names, in memory, with split labels.
+    """Build the dataset ``spec`` names, in memory, with split labels, and check it.
+
+    The result passes :func:`edgekd.data.validate.validate_arrays` (finite frames, labels that
+    fit >= 2 class names...) and :func:`edgekd.data.validate.check_splits` (every split holds
+    frames, the train split every class), and has ``spec.input_shape`` when that is set: what
+    fails is refused here, before a caller writes it anywhere.
 
     Args:
         spec: the data section (validated again here).
@@ -215,7 +260,8 @@ def load_dataset(spec: DataSpec, resolve: Resolve = Path) -> ArrayDataset:
         raise InputFileError(
             f"data.path {path} does not exist", hint=f"set data.path to the {_WHAT[spec.source]}"
         )
-    dataset = loader(spec, path)
-    if dataset.split is None:
-        raise InputFileError(f"dataset {path} has no split labels", hint="add split (0 train, 1 val, 2 test)")
+    where = describe_source(spec, path)
+    dataset = validate_dataset(loader(spec, path), where)
+    check_input_shape(dataset, spec.input_shape, where)
+    check_splits(dataset, where, _SPLIT_HINTS[spec.source])
     return dataset

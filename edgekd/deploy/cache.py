@@ -13,8 +13,15 @@ Layout under the cache folder::
     builds/<key>/record.json + the artifact's files
     measurements/<key>.json
 
-Entries are written into a temporary name and renamed into place, so a killed run leaves
-no half entry; a build entry whose files no longer match their recorded hash is rebuilt.
+Entries are built in a temporary folder and moved into place with their record last, so a
+killed run leaves no entry that looks whole; a build entry without a sound record, or whose
+files no longer match their recorded hash, is rebuilt. The moves are journaled
+(:mod:`edgekd.artifacts`): a deploy that fails (exit 2) leaves no cache entry of its own
+behind, as it leaves no other file; one that finishes or ends with a verdict keeps them.
+A record is data read from a file, so it never chooses a path: its file names must be plain
+names of regular files inside the entry's own folder (no ``/``, ``..``, absolute paths or
+symbolic links), and a measurement must hold the figures deploy reads; anything else is a
+broken entry, rebuilt or re-measured, never followed.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -29,7 +37,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from edgekd.artifacts import atomic_write_json, sha256_file
+from edgekd.artifacts import atomic_write_json, ensure_dir, place, sha256_file
 
 CACHE_SCHEMA = "edgekd.deploy-cache/1"
 
@@ -101,7 +109,7 @@ class DeployCache:
             self.counters.build_hits += 1
             return cached
         self.counters.build_misses += 1
-        folder.parent.mkdir(parents=True, exist_ok=True)
+        ensure_dir(folder.parent)
         work = Path(tempfile.mkdtemp(prefix=f".{key[:16]}.", dir=folder.parent))
         try:
             report = make(work)
@@ -116,26 +124,23 @@ class DeployCache:
                 "report": report,
             }
             atomic_write_json(work / "record.json", record)
-            if folder.exists():  # a stale or broken entry under this key
-                shutil.rmtree(folder, ignore_errors=True)
-            try:
-                os.replace(work, folder)
-            except OSError:  # another deploy just stored the same key: same inputs, use its entry
-                raced = self._valid_build(folder, main_name)
-                if raced is None:
-                    raise
-                return raced
+            _discard(folder)  # a stale or broken entry under this key
+            _store(work, folder, [*record["files"], "record.json"])
         finally:
             shutil.rmtree(work, ignore_errors=True)
         return self._entry(folder, record, cached=False)
 
     def _valid_build(self, folder: Path, main_name: str) -> BuildEntry | None:
+        """The entry in ``folder`` when its record is sound and its files match their hash, else None."""
         try:
-            record = json.loads((folder / "record.json").read_text(encoding="utf-8"))
-            files = [folder / name for name in record["files"]]
-            if record["file"] != main_name or files_sha256(files) != record["sha256"]:
+            if folder.is_symlink() or folder.resolve().parent != (self.root / "builds").resolve():
                 return None
-        except (OSError, ValueError, KeyError, TypeError):
+            record = json.loads((folder / "record.json").read_text(encoding="utf-8"))
+            if not _sound_record(record, folder, main_name):
+                return None
+            if files_sha256([folder / name for name in record["files"]]) != record["sha256"]:
+                return None
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return None
         return self._entry(folder, record, cached=True)
 
@@ -162,7 +167,9 @@ class DeployCache:
         try:
             stored = json.loads((self.root / "measurements" / f"{key}.json").read_text(encoding="utf-8"))
             entry = stored["entry"]
-        except (OSError, ValueError, KeyError, TypeError):
+            if stored.get("key") != key or not _sound_measurement(entry):
+                return None
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return None
         self.counters.measure_hits += 1
         return entry
@@ -177,9 +184,77 @@ class DeployCache:
             )
 
 
+def _store(work: Path, folder: Path, names: list[str]) -> None:
+    """Move the finished entry's files from ``work`` into ``folder``, the record last (an entry
+    without its record is incomplete and rebuilt). Journaled (:func:`edgekd.artifacts.place`):
+    a command that fails keeps no build of its own, as it keeps no other file; a deploy that
+    finishes, or ends with a verdict, keeps every entry for the next run."""
+    ensure_dir(folder)
+    for name in names:
+        place(work / name, folder / name)
+
+
 def _artifact_files(main: Path) -> list[Path]:
     """The main file, plus an OpenVINO IR's .bin beside its .xml."""
     files = [main]
     if main.suffix == ".xml" and main.with_suffix(".bin").is_file():
         files.append(main.with_suffix(".bin"))
     return files
+
+
+def _plain_name(name: Any) -> bool:
+    """A file name with no folder part: not empty, ``.``, ``..``, absolute, nor holding a separator."""
+    return (
+        isinstance(name, str)
+        and name not in ("", ".", "..")
+        and not any(sep in name for sep in ("/", "\\", "\0"))
+        and Path(name).name == name
+    )
+
+
+def _sound_record(record: Any, folder: Path, main_name: str) -> bool:
+    """A build record written by :meth:`DeployCache.build` for this folder, naming only its own files."""
+    if not isinstance(record, dict) or record.get("schema") != CACHE_SCHEMA:
+        return False
+    names = record.get("files")
+    if record.get("key") != folder.name or record.get("file") != main_name or not isinstance(names, list):
+        return False
+    if not names or names[0] != main_name or not isinstance(record.get("sha256"), str):
+        return False
+    inside = folder.resolve()
+    for name in names:
+        if not _plain_name(name):
+            return False
+        path = folder / name
+        if path.is_symlink() or not path.is_file() or path.resolve().parent != inside:
+            return False
+    return True
+
+
+def _number(value: Any, low: float = 0.0, high: float = math.inf) -> bool:
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and low <= value <= high
+    )
+
+
+def _sound_measurement(entry: Any) -> bool:
+    """A finished bench entry holding the figures deploy reads (latency, runs, accuracy)."""
+    if not isinstance(entry, dict) or entry.get("status") != "ok":
+        return False
+    lat, acc = entry.get("latency_ms"), entry.get("accuracy")
+    if not isinstance(lat, dict) or not isinstance(acc, dict):
+        return False
+    if not all(_number(lat.get(k)) for k in ("p50", "p90", "std")) or not _number(lat.get("runs"), 1):
+        return False
+    return _number(acc.get("overall"), 0.0, 1.0)
+
+
+def _discard(folder: Path) -> None:
+    """Remove a broken entry: a symbolic link is unlinked, never followed."""
+    if folder.is_symlink() or folder.is_file():
+        folder.unlink(missing_ok=True)
+    elif folder.exists():
+        shutil.rmtree(folder, ignore_errors=True)

@@ -112,6 +112,8 @@ def measure_candidates(
     common = dict(
         name="deploy", out_dir=out_dir, reference_id="", log=log, dataset_name="deploy", split="test"
     )
+    # Deploy judges every candidate, failed ones included: they are recorded, not fatal.
+    cfg = dataclasses.replace(cfg, keep_going=True)
     if host == "local":
         from edgekd.bench.runner import run_bench
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekd import resources
-from edgekd.artifacts import require_file, sha256_file
+from edgekd.artifacts import ensure_dir, require_file, sha256_file
 from edgekd.bench.latency import LatencyConfig
 from edgekd.bench.runner import BenchConfig
 from edgekd.config import to_dict
@@ -32,7 +32,8 @@ from edgekd.deploy.cache import DeployCache
 from edgekd.deploy.candidates import PlannedCandidate, plan_candidates
 from edgekd.deploy.choose import NoCandidate, NothingWithinBudget, SelectionRule, candidate_row, choose
 from edgekd.deploy.measure import MeasureRequest, measure_candidates
-from edgekd.errors import ConfigError, ShapeError
+from edgekd.deploy.student import check_student
+from edgekd.errors import ConfigError
 from edgekd.targets import TargetProfile
 
 PARITY_FRAMES = 256  # real test frames each export is checked on
@@ -82,32 +83,6 @@ def selection_rule(target: TargetProfile, override: float | None) -> SelectionRu
 
 def _test_split(dataset: ArrayDataset) -> ArrayDataset:
     return dataset.subset("test") if dataset.split is not None else dataset
-
-
-def _check_student(student: Path, dataset: ArrayDataset) -> None:
-    """The student's input must fit the data's frames (one line otherwise)."""
-    suffix = student.suffix.lower()
-    if suffix in (".pt", ".pth"):
-        from edgekd.models.checkpoint import load_checkpoint
-
-        _model, meta = load_checkpoint(student)
-        expected = tuple(meta.input_shape)
-    elif suffix == ".onnx":
-        from edgekd.export.onnx_export import load_onnx_checked
-
-        dims = load_onnx_checked(student).graph.input[0].type.tensor_type.shape.dim
-        expected = tuple(d.dim_value if d.HasField("dim_value") else None for d in dims[1:])
-    else:
-        raise ConfigError(
-            f"cannot deploy {student.name}: the student must be a .pt checkpoint or an .onnx model",
-            hint="pass the student.pt written by `edgekd distill`, or its ONNX export",
-        )
-    got = tuple(dataset.input_shape)
-    if len(expected) != len(got) or any(e not in (None, g) for e, g in zip(expected, got, strict=False)):
-        raise ShapeError(
-            f"student {student.name} takes frames of shape {list(expected)} but the data has {list(got)}",
-            hint="use the data the student was trained on",
-        )
 
 
 def _data_sha256(test: ArrayDataset) -> str:
@@ -168,12 +143,13 @@ def deploy_student(
     data_path = require_file(data_path, "dataset", hint="pass the data.npz the student was trained on")
     dataset = load_npz(data_path)
     test = _test_split(dataset)
-    _check_student(student, test)
+    check_student(student, test, f"dataset {data_path}")  # before any candidate is built
+    target.check_frames(test.input_shape, str(data_path))  # the target's input_shape meets the data
     rule = selection_rule(target, opts.max_accuracy_drop)
     host = opts.host or target.host
     selection, calib, calib_name = _calibration(dataset, opts.calibration)
     out_dir = Path(opts.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    ensure_dir(out_dir)  # journaled: removed again (when empty) if the deploy fails
     cache = DeployCache(opts.cache_dir or out_dir / "cache", enabled=opts.use_cache)
     inputs = BuildInputs(
         student=student,

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import math
 from typing import Any, Literal
 
 import torch
@@ -37,6 +38,59 @@ from edgekd.registry import suggestion
 
 # Parameters the objective consumes itself instead of passing them to the loss function.
 _LOOP_PARAMS = {"dkd": {"warmup_epochs": 20}}
+
+
+@dataclasses.dataclass(frozen=True)
+class ParamRange:
+    """Allowed values of one loss parameter: a finite number (an integer if ``integer``)
+    in ``[low, high]``, with ``low`` excluded when ``low_open``; None: unbounded."""
+
+    low: float | None = 0.0
+    high: float | None = None
+    low_open: bool = False
+    integer: bool = False
+
+    def describe(self) -> str:
+        kind = "an integer" if self.integer else "a number"
+        if self.low is not None and self.high is not None:
+            return f"{kind} in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}]"
+        if self.low is not None:
+            return f"{kind} {'>' if self.low_open else '>='} {self.low:g}"
+        return f"a finite {kind.split()[-1]}"
+
+    def admits(self, value: Any) -> bool:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+        if self.integer and not isinstance(value, int):
+            return False
+        if not math.isfinite(value):
+            return False
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return self.high is None or value <= self.high
+
+
+# The range of every loss parameter, by name; (loss, parameter) entries override the name's.
+PARAM_RANGES: dict[str, ParamRange] = {
+    "temperature": ParamRange(low_open=True),  # softmax(z / T): T = 0 divides by zero
+    "alpha": ParamRange(high=1.0),  # kd/ce: alpha * soft + (1 - alpha) * hard
+    "beta": ParamRange(),
+    "gamma": ParamRange(),
+    "label_smoothing": ParamRange(high=1.0),
+    "warmup_epochs": ParamRange(integer=True),
+    "p": ParamRange(low_open=True),  # at: |f|^p
+    "eps": ParamRange(),  # ofa: (1 + p_t)^eps
+    "distance_weight": ParamRange(),
+    "angle_weight": ParamRange(),
+}
+_LOSS_PARAM_RANGES: dict[tuple[str, str], ParamRange] = {
+    ("dkd", "alpha"): ParamRange(),  # DKD's alpha weighs TCKD (paper 1.0), not a mix in [0, 1]
+}
+
+
+def param_range(loss: str, param: str) -> ParamRange:
+    """The allowed values of ``param`` of ``loss`` (a finite number when nothing narrower is known)."""
+    return _LOSS_PARAM_RANGES.get((loss, param)) or PARAM_RANGES.get(param) or ParamRange(low=None)
 
 
 @dataclasses.dataclass
@@ -92,6 +146,9 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  # "auto" = cuda when available, else cpu
     num_threads: int | None = None  # CPU threads for torch (None: torch's default)
+    # Under torchrun: BatchNorm with the statistics of the whole global batch (torch's
+    # SyncBatchNorm, CUDA only), so a run matches one process; see edgekd.distill.distributed.
+    sync_batchnorm: bool = False
     augment: AugmentConfig = dataclasses.field(default_factory=AugmentConfig)
 
     def validate(self) -> None:
@@ -182,14 +239,20 @@ class LossTerm:
     def validate(self) -> None:
         where = f"distill.kd.terms[{self.name}]"
         accepted = loss_params(self.name)  # unknown name -> did you mean
-        for key in self.params:
+        for key, value in self.params.items():
             if key not in accepted:
                 raise ConfigError(
                     f"{where}: unknown parameter {key!r}",
-                    hint=suggestion(key, sorted(accepted), f"parameters of {self.name!r}"),
+                    hint=suggestion(str(key), sorted(accepted), f"parameters of {self.name!r}"),
                 )
-        if self.weight is not None and self.weight < 0:
-            raise ConfigError(f"{where}: weight must be >= 0, got {self.weight}")
+            allowed = param_range(self.name, key)
+            if not allowed.admits(value):
+                raise ConfigError(
+                    f"{where}: {key} must be {allowed.describe()}, got {value!r}"[:300],
+                    hint=f"the paper's default is {accepted[key]!r}",
+                )
+        if self.weight is not None and not (math.isfinite(self.weight) and self.weight >= 0):
+            raise ConfigError(f"{where}: weight must be a finite number >= 0, got {self.weight}")
         if not self.is_feature_loss:
             if self.student or self.teacher:
                 raise ConfigError(
@@ -257,10 +320,10 @@ class KDConfig:
                 hint=f"use distill.kd.terms: [{{name: {self.loss}, student: [...], ...}}, {{name: kd}}]",
             )
         loss_params(self.loss)  # unknown name -> ConfigError with "did you mean"
-        if not self.temperature > 0:
-            raise ConfigError(f"distill.temperature must be > 0, got {self.temperature}")
+        if not (math.isfinite(self.temperature) and self.temperature > 0):
+            raise ConfigError(f"distill.kd.temperature must be > 0, got {self.temperature}", hint="e.g. 4")
         if not 0 <= self.alpha <= 1:
-            raise ConfigError(f"distill.alpha must be in [0, 1], got {self.alpha}")
+            raise ConfigError(f"distill.kd.alpha must be in [0, 1], got {self.alpha}", hint="e.g. 0.7")
 
     def resolved_terms(self) -> list[LossTerm]:
         """The objective as weighted terms (the simple form translated)."""

@@ -2,9 +2,26 @@
 
 Under ``torchrun --nproc-per-node N`` (``WORLD_SIZE`` > 1) the loop joins a process group
 (NCCL on CUDA, gloo on CPU), wraps the student in DistributedDataParallel and gives each
-rank an equal, disjoint share of every global batch of the same seeded permutation. With
-gradients averaged by DDP this is the single-process step, up to float summation order
-(and BatchNorm, whose statistics stay per rank).
+rank an equal, disjoint share of every global batch of the same seeded permutation.
+
+What an N-process run matches:
+
+- Without BatchNorm: the single-process run on the same global batches, weight for weight,
+  up to float summation order (gradients are averaged over the ranks).
+- With BatchNorm and ``train.sync_batchnorm: false`` (the default): each rank normalises
+  with the mean and variance of its own B/N rows, so the step is not the single-process
+  step on the B-row batch. The weights stay identical on every rank (averaged gradients),
+  and so do the running statistics: DDP copies rank 0's buffers to the others before each
+  forward pass, and the loop does the same (:func:`broadcast_buffers`) before each
+  validation, so every rank evaluates, early-stops and saves the same model, whose running
+  statistics are rank 0's per-shard estimates.
+- With BatchNorm and ``train.sync_batchnorm: true``: BatchNorm layers become
+  ``torch.nn.SyncBatchNorm`` for the run, which normalises with the statistics of the whole
+  global batch (all ranks) and updates the running statistics from them: the step matches
+  the single-process step on the full batch, up to float summation order. torch implements
+  it for CUDA (NCCL) only, so on CPU (gloo) it is refused with a ConfigError; with a single
+  process it changes nothing. The student's own BatchNorm modules are put back afterwards,
+  holding the trained values, so checkpoints and exports see ordinary BatchNorm.
 
 A command (``torchrun ... -m edgekd distill``) joins the group once for all its stages with
 :func:`command_process_group`; the loop then reuses it. Collectives give up after
@@ -18,10 +35,11 @@ import contextlib
 import dataclasses
 import datetime
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 import torch.distributed as dist
+from torch import nn
 
 from edgekd.errors import ConfigError
 
@@ -128,6 +146,19 @@ def all_reduce_sum(values: torch.Tensor, ctx: DistContext) -> torch.Tensor:
     return values
 
 
+def broadcast_buffers(modules: list[nn.Module], ctx: DistContext) -> None:
+    """Copy rank 0's buffers (BatchNorm running statistics) to every rank; a no-op alone.
+
+    Each rank's last forward pass updated them from its own shard: without this the ranks
+    would validate (and decide early stopping) with different models.
+    """
+    if not ctx.enabled:
+        return
+    for module in modules:
+        for buffer in module.buffers():
+            dist.broadcast(buffer, src=0)
+
+
 def teardown(ctx: DistContext) -> None:
     if ctx.owns_group and dist.is_initialized():
         dist.destroy_process_group()
@@ -144,3 +175,58 @@ def barrier() -> None:
     """Wait for every rank (after rank 0 wrote a file the others read); a no-op alone."""
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
+
+
+def world_size() -> int:
+    """Processes training together: the process group's size, else torchrun's WORLD_SIZE, else 1."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size()
+    try:
+        return max(1, int(os.environ.get("WORLD_SIZE", "1")))
+    except ValueError:
+        return 1
+
+
+def check_sync_batchnorm(enabled: bool, device: torch.device) -> None:
+    """ConfigError for ``train.sync_batchnorm`` with several processes on a non-CUDA device.
+
+    torch's SyncBatchNorm gathers the statistics with GPU collectives only (its forward
+    raises ValueError for CPU tensors), so the option is refused before any work is done.
+    """
+    if enabled and world_size() > 1 and device.type != "cuda":
+        raise ConfigError(
+            f"train.sync_batchnorm is set, but torch's SyncBatchNorm runs only on CUDA GPUs and this "
+            f"run trains {world_size()} processes on {device.type}",
+            hint="set train.sync_batchnorm: false (BatchNorm statistics stay per process), or train on GPUs",
+        )
+
+
+def sync_batchnorm(
+    module: nn.Module, enabled: bool, ctx: DistContext, device: torch.device
+) -> Callable[[], None]:
+    """Swap every BatchNorm layer inside ``module`` for ``nn.SyncBatchNorm`` (several processes
+    and ``enabled`` only); returns the function that puts the original layers back.
+
+    The SyncBatchNorm layers share the originals' parameters and buffers, and the restore
+    copies their state back in any case, so the originals end up holding the trained values.
+    """
+    if not (enabled and ctx.enabled):
+        return lambda: None
+    check_sync_batchnorm(enabled, device)
+    swapped: list[tuple[nn.Module, str, nn.Module, nn.Module]] = []
+    for parent in list(module.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, nn.modules.batchnorm._BatchNorm) and not isinstance(child, nn.SyncBatchNorm):
+                synced = nn.SyncBatchNorm.convert_sync_batchnorm(child)
+                setattr(parent, name, synced)
+                swapped.append((parent, name, child, synced))
+
+    def restore() -> None:
+        for parent, name, original, synced in reversed(swapped):
+            with torch.no_grad():
+                original.load_state_dict(synced.state_dict())
+            original.train(synced.training)
+            setattr(parent, name, original)
+        swapped.clear()
+
+    return restore

@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgekd.errors import ConfigError
+from edgekd.distill.losses import check_logit_pair
+from edgekd.errors import ShapeError
 from edgekd.registry import Registry
 
 
@@ -45,10 +46,21 @@ class FeatureLoss(nn.Module):
         super().__init__()
         self.params = {**self.PARAMS, **params}
         self.built = False
+        # Module paths of the features, for error messages (set by the objective).
+        self.student_paths: list[str] = []
+        self.teacher_paths: list[str] = []
 
     def build(self, student: list[torch.Tensor], teacher: list[torch.Tensor], num_classes: int) -> None:
         """Create projectors from example features (shapes only); called once."""
         self.built = True
+
+    def feature_name(self, side: str, i: int) -> str:
+        """``student feature 'features.1'`` (or ``student feature #1`` when paths are unknown)."""
+        paths = self.student_paths if side == "student" else self.teacher_paths
+        return f"{side} feature {paths[i]!r}" if i < len(paths) else f"{side} feature #{i}"
+
+    def _names(self, i: int) -> tuple[str, str]:
+        return self.feature_name("student", i), self.feature_name("teacher", i)
 
 
 FEATURE_LOSSES: Registry[type[FeatureLoss]] = Registry("loss")
@@ -66,29 +78,47 @@ def _resize_like(x: torch.Tensor, spatial: tuple[int, ...]) -> torch.Tensor:
     return pool(x, spatial)
 
 
-def make_projector(student_shape: tuple[int, ...], teacher_shape: tuple[int, ...]) -> nn.Module:
+def _shape(shape: tuple[int, ...]) -> str:
+    return f"[N, {', '.join(map(str, shape[1:]))}]" if len(shape) > 1 else f"{list(shape)}"
+
+
+def check_feature_ranks(
+    loss: str, student: tuple[int, ...], teacher: tuple[int, ...], names: tuple[str, str], ranks=(2, 3, 4)
+) -> None:
+    """ShapeError unless both features have one rank among ``ranks`` (and a channel dim)."""
+    s_name, t_name = names
+    for name, shape in ((s_name, student), (t_name, teacher)):
+        if len(shape) not in ranks or any(d < 1 for d in shape[1:]):
+            raise ShapeError(
+                f"{loss!r}: {name} is {_shape(shape)}; it needs "
+                + " or ".join(("[N, D]", "[N, C, L]", "[N, C, H, W]")[r - 2] for r in ranks),
+                hint="tap another module (a convolutional stage, or a pooled vector where allowed)",
+            )
+    if len(student) != len(teacher):
+        raise ShapeError(
+            f"{loss!r}: {s_name} {_shape(student)} and {t_name} {_shape(teacher)} differ in rank",
+            hint="tap modules whose outputs are both vectors, both 1-D maps or both 2-D maps",
+        )
+
+
+def make_projector(
+    student_shape: tuple[int, ...],
+    teacher_shape: tuple[int, ...],
+    names: tuple[str, str] = ("student", "teacher"),
+) -> nn.Module:
     """A trainable map from student features to the teacher's channel count.
 
     [N, Ds] -> Linear(Ds, Dt); [N, Cs, L] -> Conv1d 1x1; [N, Cs, H, W] -> Conv2d 1x1.
-    Spatial sizes are matched afterwards by ``_resize_like`` (no parameters).
+    Spatial sizes are matched afterwards by ``_resize_like`` (no parameters). ``names`` (the
+    two features) appear in the ShapeError raised for ranks that differ or are unsupported.
     """
-    if len(student_shape) != len(teacher_shape):
-        raise ConfigError(
-            f"student feature [N, {', '.join(map(str, student_shape[1:]))}] and teacher feature "
-            f"[N, {', '.join(map(str, teacher_shape[1:]))}] differ in rank",
-            hint="tap modules whose outputs are both vectors, both 1-D maps or both 2-D maps",
-        )
+    check_feature_ranks("fitnet", student_shape, teacher_shape, names)
     c_s, c_t = student_shape[1], teacher_shape[1]
     if len(student_shape) == 2:
         return nn.Linear(c_s, c_t)
     if len(student_shape) == 3:
         return nn.Conv1d(c_s, c_t, 1)
-    if len(student_shape) == 4:
-        return nn.Conv2d(c_s, c_t, 1)
-    raise ConfigError(
-        f"features of rank {len(student_shape)} are not supported",
-        hint="tap modules that output [N, D], [N, C, L] or [N, C, H, W]",
-    )
+    return nn.Conv2d(c_s, c_t, 1)
 
 
 @FEATURE_LOSSES.register("fitnet")
@@ -106,7 +136,8 @@ class FitNetLoss(FeatureLoss):
 
     def build(self, student: list[torch.Tensor], teacher: list[torch.Tensor], num_classes: int) -> None:
         self.projectors = nn.ModuleList(
-            make_projector(tuple(s.shape), tuple(t.shape)) for s, t in zip(student, teacher, strict=True)
+            make_projector(tuple(s.shape), tuple(t.shape), self._names(i))
+            for i, (s, t) in enumerate(zip(student, teacher, strict=True))
         ).to(student[0].device, _fp32(student[0]).dtype)
         super().build(student, teacher, num_classes)
 
@@ -140,12 +171,9 @@ class AttentionTransferLoss(FeatureLoss):
     default_weight = 1000.0
 
     def build(self, student: list[torch.Tensor], teacher: list[torch.Tensor], num_classes: int) -> None:
-        for s in (*student, *teacher):
-            if s.ndim < 3:
-                raise ConfigError(
-                    f"'at' needs feature maps [N, C, L] or [N, C, H, W], got a [N, {s.shape[1]}] vector",
-                    hint="tap a convolutional stage, not a pooled or linear layer",
-                )
+        # Attention maps are spatial: vectors have none, and a 1-D map cannot meet a 2-D one.
+        for i, (s, t) in enumerate(zip(student, teacher, strict=True)):
+            check_feature_ranks("at", tuple(s.shape), tuple(t.shape), self._names(i), ranks=(3, 4))
         super().build(student, teacher, num_classes)
 
     def forward(self, inputs: LossInputs) -> torch.Tensor:
@@ -185,6 +213,18 @@ class RelationalLoss(FeatureLoss):
 
     PARAMS: ClassVar[dict[str, Any]] = {"distance_weight": 25.0, "angle_weight": 50.0}
 
+    def build(self, student: list[torch.Tensor], teacher: list[torch.Tensor], num_classes: int) -> None:
+        # Any rank flattens to [N, D]; a feature without a dim after the batch, or an empty one, cannot.
+        for i, pair in enumerate(zip(student, teacher, strict=True)):
+            for name, feature in zip(self._names(i), pair, strict=True):
+                if feature.ndim < 2 or feature[0].numel() == 0:
+                    raise ShapeError(
+                        f"'rkd': {name} is {_shape(tuple(feature.shape))}; it needs [N, ...] with "
+                        "at least one value per sample",
+                        hint="tap a module that outputs a feature per sample",
+                    )
+        super().build(student, teacher, num_classes)
+
     def forward(self, inputs: LossInputs) -> torch.Tensor:
         losses = []
         for f_s, f_t in zip(inputs.student_features, inputs.teacher_features, strict=True):
@@ -210,8 +250,10 @@ def ofa_term(
 ) -> torch.Tensor:
     """``-(1 + p_t[y])^eps log p_s[y] - sum_{k != y} p_t,k log p_s,k``, batch mean (OFA, Eq. 6).
 
-    ``eps`` > 1 strengthens the target class when the teacher is unsure of it.
+    ``eps`` > 1 strengthens the target class when the teacher is unsure of it. Both logits
+    are [N, K] of one shape (else ShapeError: a [N, 1] teacher would silently broadcast).
     """
+    check_logit_pair(student_logits, teacher_logits, "ofa")
     log_ps = F.log_softmax(_fp32(student_logits) / temperature, dim=1)
     log_pt = F.log_softmax(_fp32(teacher_logits).to(log_ps.dtype) / temperature, dim=1)
     p_t = log_pt.exp().detach()
@@ -220,16 +262,13 @@ def ofa_term(
     return -(weights * log_ps).sum(dim=1).mean()
 
 
-def _ofa_head(shape: tuple[int, ...], num_classes: int) -> nn.Module:
+def _ofa_head(shape: tuple[int, ...], num_classes: int, name: str = "student feature") -> nn.Module:
     """Stage features -> logits: 1x1 conv + BN + ReLU + global average pool + linear."""
+    check_feature_ranks("ofa", shape, shape, (name, name))
     channels = shape[1]
     hidden = max(channels, 2 * num_classes)
     if len(shape) == 2:
         return nn.Sequential(nn.Linear(channels, hidden), nn.ReLU(), nn.Linear(hidden, num_classes))
-    if len(shape) not in (3, 4):
-        raise ConfigError(
-            f"'ofa' cannot project features of rank {len(shape)}", hint="tap [N, C, ...] stages"
-        )
     conv, norm = (nn.Conv1d, nn.BatchNorm1d) if len(shape) == 3 else (nn.Conv2d, nn.BatchNorm2d)
     return nn.Sequential(
         conv(channels, hidden, 1, bias=False),
@@ -258,13 +297,14 @@ class OneForAllLoss(FeatureLoss):
     needs_teacher_logits = True
 
     def build(self, student: list[torch.Tensor], teacher: list[torch.Tensor], num_classes: int) -> None:
-        heads = nn.ModuleList(_ofa_head(tuple(s.shape), num_classes) for s in student)
+        heads = nn.ModuleList(
+            _ofa_head(tuple(s.shape), num_classes, self.feature_name("student", i))
+            for i, s in enumerate(student)
+        )
         self.heads = heads.to(student[0].device, _fp32(student[0]).dtype)
         super().build(student, teacher, num_classes)
 
     def forward(self, inputs: LossInputs) -> torch.Tensor:
-        if inputs.teacher_logits is None:
-            raise ValueError("the 'ofa' loss needs teacher logits")
         t, eps = self.params["temperature"], self.params["eps"]
         total = ofa_term(inputs.student_logits, inputs.teacher_logits, inputs.targets, t, eps)
         for head, f_s in zip(self.heads, inputs.student_features, strict=True):

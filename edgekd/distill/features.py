@@ -39,7 +39,7 @@ def resolve_module(model: nn.Module, path: str, what: str = "model") -> nn.Modul
     raise ConfigError(f"{what} has no module {path!r}", hint=hint)
 
 
-def _first_tensor(output: Any) -> torch.Tensor:
+def _first_tensor(output: Any, path: str) -> torch.Tensor:
     # Blocks may return tuples (attention weights, caches); the first tensor is the feature.
     if isinstance(output, torch.Tensor):
         return output
@@ -47,7 +47,10 @@ def _first_tensor(output: Any) -> torch.Tensor:
         for item in output:
             if isinstance(item, torch.Tensor):
                 return item
-    raise TypeError(f"a tapped module returned {type(output).__name__}, not a tensor")
+    raise ConfigError(
+        f"tapped module {path!r} returned {type(output).__name__}, not a tensor",
+        hint="tap a module whose output is a tensor (or a tuple that starts with one)",
+    )
 
 
 class FeatureTaps:
@@ -71,7 +74,7 @@ class FeatureTaps:
 
     def _hook(self, path: str, detach: bool):
         def hook(_module: nn.Module, _inputs: Any, output: Any) -> None:
-            tensor = _first_tensor(output)
+            tensor = _first_tensor(output, path)
             self.outputs[path] = tensor.detach() if detach else tensor
 
         return hook

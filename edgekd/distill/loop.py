@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from edgekd.artifacts import durable
 from edgekd.config import to_dict
 from edgekd.data.dataset import ArrayDataset
 from edgekd.distill import distributed as ddp
@@ -34,6 +35,7 @@ from edgekd.distill.augment import EpochView, check_augmentable, view_of_epoch
 from edgekd.distill.checks import inference_batch_size, model_device, predict_logits
 from edgekd.distill.config import TrainConfig, TrainResult
 from edgekd.distill.features import FeatureTaps
+from edgekd.distill.finite import FiniteWatch
 from edgekd.distill.objective import DistillObjective
 from edgekd.distill.reporting import EpochProgress, TensorBoardScalars
 from edgekd.distill.teacher_cache import CachedLogits
@@ -94,6 +96,7 @@ class Teacher:
     model: Any = None  # nn.Module or a callable returning logits
     cache: CachedLogits | None = None  # every training frame's logits in every augmentation view
     taps: FeatureTaps | None = None  # hooks on the teacher for feature terms
+    name: str = "teacher"  # in errors, e.g. "teacher runs/t/teacher.pt"
 
     def outputs(self, x: torch.Tensor, idx: torch.Tensor, view: int, device: torch.device, autocast) -> tuple:
         """(logits [B, K] or None, {path: feature}) for the batch ``x`` = rows ``idx`` in ``view``."""
@@ -168,10 +171,15 @@ def fit(
     cfg: TrainConfig,
     opts: FitOptions,
 ) -> TrainResult:
-    """Train ``student`` (already on its device) on ``objective``; see the module docstring."""
+    """Train ``student`` (already on its device) on ``objective``; see the module docstring.
+
+    What training writes (metrics, best/last weights, the resume state) is durable: a command
+    that fails later keeps it, so ``--resume`` can continue the run.
+    """
     ctx = ddp.setup_distributed(model_device(student))
     try:
-        return _fit(student, objective, teacher, train, val, cfg, opts, ctx)
+        with durable():
+            return _fit(student, objective, teacher, train, val, cfg, opts, ctx)
     finally:
         ddp.teardown(ctx)
 
@@ -209,11 +217,17 @@ def _fit(student, objective, teacher, train, val, cfg, opts, ctx) -> TrainResult
             hint="build the cache with this run's training data and train.augment",
         )
     ema = run_state.ModelEMA(student, cfg.ema) if cfg.ema else None  # copied before hooks are added
-    taps = FeatureTaps(student, objective.student_paths, "student")
+    # SyncBatchNorm in the student before its taps are hooked (a tap may name a BatchNorm layer).
+    restore_student = ddp.sync_batchnorm(student, cfg.sync_batchnorm, ctx, device)
+    restore_objective: Callable[[], None] = lambda: None  # noqa: E731
+    taps: FeatureTaps | None = None
     progress: EpochProgress | None = None
     board: TensorBoardScalars | None = None
+    watch = FiniteWatch(device, teacher.name)
     try:
+        taps = FeatureTaps(student, objective.student_paths, "student")
         _build_objective(objective, student, taps, teacher, x_all[:2], train.num_classes)
+        restore_objective = ddp.sync_batchnorm(objective, cfg.sync_batchnorm, ctx, device)  # OFA heads
         step_module: nn.Module = _TrainStep(student, objective, taps)
         if ctx.enabled:
             step_module = nn.parallel.DistributedDataParallel(
@@ -319,6 +333,8 @@ def _fit(student, objective, teacher, train, val, cfg, opts, ctx) -> TrainResult
                 t_logits, t_feats = teacher.outputs(xb, idx, view, device, autocast)
                 with autocast:
                     loss, _parts = step_module(xb, yb, t_logits, t_feats, epoch)
+                t_outputs = [t_logits, *t_feats.values()] if t_logits is not None else list(t_feats.values())
+                watch.observe(step + 1, epoch, b + 1, t_outputs, loss)
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 if cfg.grad_clip is not None:
@@ -334,7 +350,10 @@ def _fit(student, objective, teacher, train, val, cfg, opts, ctx) -> TrainResult
                 seen += len(idx)
                 step += 1
                 next_batch = b + 1
-                if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and next_batch < len(batches):
+                snapshot_due = cfg.checkpoint_every and step % cfg.checkpoint_every == 0
+                if watch.due(step) or snapshot_due:
+                    watch.check(ctx)  # before a snapshot: no resume state holds NaN weights
+                if snapshot_due and next_batch < len(batches):
                     snapshot()
                 if opts.on_step is not None:
                     opts.on_step(step)
@@ -342,8 +361,10 @@ def _fit(student, objective, teacher, train, val, cfg, opts, ctx) -> TrainResult
                     progress.advance()
             if progress is not None:
                 progress.end_epoch()
+            watch.check(ctx)
             seen_t = torch.tensor(float(seen), dtype=torch.float64, device=device)
             totals = ddp.all_reduce_sum(torch.stack([loss_sum, seen_t]), ctx).cpu()  # syncs the device
+            ddp.broadcast_buffers([student, objective] + ([ema.module] if ema is not None else []), ctx)
             train_seconds = time.perf_counter() - start
             train_loss = float(totals[0]) / max(1.0, float(totals[1]))
             if not math.isfinite(train_loss):
@@ -386,7 +407,10 @@ def _fit(student, objective, teacher, train, val, cfg, opts, ctx) -> TrainResult
             epoch, order, next_batch = epoch + 1, None, 0
             snapshot()
     finally:
-        taps.remove()
+        if taps is not None:
+            taps.remove()
+        restore_objective()
+        restore_student()
         if progress is not None:
             progress.end_epoch()
         if board is not None:

@@ -24,6 +24,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from edgekd.errors import ConfigError, ShapeError
 from edgekd.registry import Registry
 
 LossFn = Callable[..., torch.Tensor]
@@ -36,17 +37,26 @@ def _at_least_fp32(logits: torch.Tensor) -> torch.Tensor:
     return logits.to(torch.promote_types(logits.dtype, torch.float32))
 
 
+def check_logit_pair(student_logits: torch.Tensor, teacher_logits: torch.Tensor | None, name: str) -> None:
+    """ConfigError without teacher logits; ShapeError unless both are [N, K] of one shape."""
+    if teacher_logits is None:
+        raise ConfigError(
+            f"the {name!r} loss needs teacher logits, but no teacher runs",
+            hint="give a teacher, or use only the 'ce' loss",
+        )
+    if teacher_logits.shape != student_logits.shape or student_logits.ndim != 2:
+        raise ShapeError(
+            f"the {name!r} loss compares logits [N, K]: the teacher gives {list(teacher_logits.shape)}, "
+            f"the student {list(student_logits.shape)}; they differ in shape",
+            hint="use a teacher and a student built for the same classes",
+        )
+
+
 def _pair(student_logits: torch.Tensor, teacher_logits: torch.Tensor | None, name: str):
     """Both logit tensors in a common float dtype of at least fp32, shapes checked."""
-    if teacher_logits is None:
-        raise ValueError(f"the {name!r} loss needs teacher logits")
-    if teacher_logits.shape != student_logits.shape:
-        raise ValueError(
-            f"teacher logits {tuple(teacher_logits.shape)} and student logits "
-            f"{tuple(student_logits.shape)} differ in shape"
-        )
+    check_logit_pair(student_logits, teacher_logits, name)
     student = _at_least_fp32(student_logits)
-    return student, _at_least_fp32(teacher_logits).to(student.dtype)
+    return student, _at_least_fp32(teacher_logits).to(student.dtype)  # type: ignore[union-attr]
 
 
 def kd_divergence(

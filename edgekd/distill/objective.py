@@ -36,6 +36,9 @@ class DistillObjective(nn.Module):
         self.feature_terms = nn.ModuleDict(
             {str(i): FEATURE_LOSSES.get(t.name)(**t.params) for i, t in enumerate(terms) if t.is_feature_loss}
         )
+        for key, module in self.feature_terms.items():
+            term = self.terms[int(key)]
+            module.student_paths, module.teacher_paths = list(term.student), list(term.teacher)
 
     @property
     def student_paths(self) -> list[str]:

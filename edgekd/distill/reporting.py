@@ -3,8 +3,9 @@
 Both are optional. The bar (rich, on stderr) is for a person at a terminal: the command turns
 it on only when stderr is a TTY and ``--quiet`` is not given, and it disappears when the epoch
 ends, leaving the epoch's one-line summary. TensorBoard scalars are written when
-``torch.utils.tensorboard`` imports (the ``tensorboard`` package is installed); edgekd does
-not depend on it. metrics.csv / metrics.jsonl are written either way (``edgekd.distill.state``).
+``torch.utils.tensorboard`` imports (the ``tensorboard`` package is installed:
+``pip install 'edgekd[tensorboard]'``, part of the test extra); edgekd does not depend on
+it. metrics.csv / metrics.jsonl are written either way (``edgekd.distill.state``).
 """
 
 from __future__ import annotations

@@ -45,12 +45,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgekd.artifacts import atomic_path, manifest_path, sha256_file, write_manifest
+from edgekd.artifacts import atomic_path, durable, manifest_path, sha256_file, write_manifest
 from edgekd.config import to_dict
 from edgekd.distill.augment import augment_frames
 from edgekd.distill.checks import eval_mode, model_device
 from edgekd.distill.config import AugmentConfig, KDConfig
-from edgekd.errors import ConfigError
+from edgekd.errors import ConfigError, InputFileError
 
 CACHE_FORMAT = "edgekd.teacher-cache/1"
 FP16_MAX = float(torch.finfo(torch.float16).max)
@@ -185,9 +185,18 @@ def cache_file(cache_dir: Path, key: str) -> Path:
 
 @torch.no_grad()
 def compute_cached_logits(
-    teacher: Any, x: np.ndarray, augment: AugmentConfig, storage: str, topk: int, batch_size: int = 512
+    teacher: Any,
+    x: np.ndarray,
+    augment: AugmentConfig,
+    storage: str,
+    topk: int,
+    batch_size: int = 512,
+    teacher_name: str = "teacher",
 ) -> CachedLogits:
-    """Run ``teacher`` (eval mode, fp32) on every view of every frame of ``x`` [N, ...]."""
+    """Run ``teacher`` (eval mode, fp32) on every view of every frame of ``x`` [N, ...].
+
+    NaN or infinite logits raise InputFileError naming ``teacher_name`` and the first frame.
+    """
     device = model_device(teacher)
     frames = torch.from_numpy(np.ascontiguousarray(x))
     views: list[CachedLogits] = []
@@ -197,9 +206,20 @@ def compute_cached_logits(
             for idx in torch.split(torch.arange(len(frames)), batch_size):
                 xb = augment_frames(frames[idx].to(device), idx.numpy(), view, augment)
                 logits = torch.as_tensor(teacher(xb)).float().cpu()
+                _check_finite(logits, idx, view, teacher_name)
                 parts.append(compress_logits(logits[None], storage, topk))  # row-wise: chunk by chunk
             views.append(_concat(parts, dim=1))
     return _concat(views, dim=0)
+
+
+def _check_finite(logits: torch.Tensor, idx: torch.Tensor, view: int, teacher_name: str) -> None:
+    bad = ~torch.isfinite(logits).reshape(len(logits), -1).all(dim=1)
+    if bool(bad.any()):
+        raise InputFileError(
+            f"the {teacher_name} gives NaN or infinite logits for {int(bad.sum())} training frame(s) "
+            f"(first: frame {int(idx[bad][0])}, augmentation view {view}) while its logits are cached",
+            hint="check the teacher's weights and the data",
+        )
 
 
 def _concat(parts: list[CachedLogits], dim: int) -> CachedLogits:
@@ -215,7 +235,8 @@ class CacheUnusable(Exception):
 
 
 def save_cache(path: Path, key: str, cached: CachedLogits, config: dict[str, Any], seconds: float) -> None:
-    """Write the cache atomically, then its manifest."""
+    """Write the cache atomically, then its manifest. Durable: the teacher's logits stay valid
+    for every later run, whatever becomes of the command that computed them."""
     payload = {
         "format": CACHE_FORMAT,
         "key": key,
@@ -225,10 +246,11 @@ def save_cache(path: Path, key: str, cached: CachedLogits, config: dict[str, Any
         "fill": cached.fill,
         "payload_sha256": cached.payload_sha256(),
     }
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
     metrics = {"views": cached.views, "frames": cached.frames, "build_seconds": round(seconds, 3)}
-    write_manifest(path, "teacher-cache", config={**config, "key": key}, metrics=metrics)
+    with durable():
+        with atomic_path(path) as tmp:
+            torch.save(payload, tmp)
+        write_manifest(path, "teacher-cache", config={**config, "key": key}, metrics=metrics)
 
 
 def load_cache(path: Path, key: str, views: int, frames: int, num_classes: int) -> CachedLogits:
@@ -279,6 +301,7 @@ def teacher_logits_cache(
     log: Log | None = None,
     is_main: bool = True,
     barrier: Callable[[], None] = lambda: None,
+    teacher_name: str = "teacher",
 ) -> CachedLogits:
     """Teacher logits of every training frame and view: from ``cache_dir`` when valid, else computed.
 
@@ -297,7 +320,7 @@ def teacher_logits_cache(
     if is_main and path is not None and key is not None:
         cached = _load_or_none(path, key, expected, say)
         if cached is None:
-            cached, seconds = _build(teacher, x, augment, kd, batch_size, say)
+            cached, seconds = _build(teacher, x, augment, kd, batch_size, say, teacher_name)
             config = {"augment": to_dict(augment), "storage": kd.cache_storage, "topk": kd.cache_topk}
             save_cache(path, key, cached, config, seconds)
             say(f"teacher cache: wrote {path} in {seconds:.1f}s")
@@ -312,7 +335,7 @@ def teacher_logits_cache(
             return load_cache(path, key, *expected)
         except CacheUnusable:
             pass  # rank 0 reported it; compute this rank's own copy
-    return _build(teacher, x, augment, kd, batch_size, say)[0]
+    return _build(teacher, x, augment, kd, batch_size, say, teacher_name)[0]
 
 
 def prune_caches(folder: Path, *, keep: Path, max_bytes: int) -> list[Path]:
@@ -354,9 +377,17 @@ def _load_or_none(path: Path, key: str, expected: tuple[int, int, int], say: Log
 
 
 def _build(
-    teacher: Any, x: np.ndarray, augment: AugmentConfig, kd: KDConfig, batch_size: int, say: Log
+    teacher: Any,
+    x: np.ndarray,
+    augment: AugmentConfig,
+    kd: KDConfig,
+    batch_size: int,
+    say: Log,
+    teacher_name: str = "teacher",
 ) -> tuple[CachedLogits, float]:
     start = time.perf_counter()
     say(f"teacher cache: computing {augment.view_count} view(s) x {len(x)} frames ({kd.cache_storage})")
-    logits = compute_cached_logits(teacher, x, augment, kd.cache_storage, kd.cache_topk, batch_size)
+    logits = compute_cached_logits(
+        teacher, x, augment, kd.cache_storage, kd.cache_topk, batch_size, teacher_name=teacher_name
+    )
     return logits, time.perf_counter() - start

@@ -36,6 +36,7 @@ from edgekd.distill.checks import (
 from edgekd.distill.config import KDConfig, LossTerm, TrainConfig, TrainResult
 from edgekd.distill.distributed import process_device
 from edgekd.distill.features import FeatureTaps
+from edgekd.distill.finite import describe_teacher
 from edgekd.distill.loop import FitOptions, Log, StepCallback, Teacher, fit, lr_at
 from edgekd.distill.objective import DistillObjective
 from edgekd.distill.teacher_cache import teacher_logits_cache
@@ -74,7 +75,9 @@ def train_supervised(
     weights of its best validation epoch. ``progress`` shows a progress bar per epoch.
     """
     cfg.validate()
-    model.to(process_device(resolve_device(cfg.device)))
+    device = process_device(resolve_device(cfg.device))
+    ddp.check_sync_batchnorm(cfg.sync_batchnorm, device)
+    model.to(device)
     check_datasets(model, train, val, "model")
     objective = DistillObjective([LossTerm("ce", 1.0)])
     opts = FitOptions(Path(out_dir) if out_dir is not None else None, resume, log, on_step, progress)
@@ -101,6 +104,7 @@ def distill(
     on_step: StepCallback | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
     progress: bool = False,
+    teacher_name: str | None = None,
 ) -> TrainResult:
     """Train ``student`` to match a frozen ``teacher`` with the objective ``kd``.
 
@@ -116,10 +120,13 @@ def distill(
         cache_dir: the teacher cache's folder when ``kd.cache_dir`` is not set (default
             ``out_dir/teacher_cache``; with neither, the cache stays in memory).
         progress: show a progress bar per epoch on stderr.
+        teacher_name: how errors name the teacher, e.g. ``teacher runs/t/teacher.pt`` (default:
+            its ONNX file or its class, :func:`edgekd.distill.finite.describe_teacher`).
 
     The teacher's logits (of every ``cfg.augment`` view) are computed once when
     ``kd.cache_teacher`` and no term needs teacher features, else per batch. Both networks
-    are moved to ``cfg.device``.
+    are moved to ``cfg.device``. NaN or infinite teacher outputs (cached or live) stop the
+    run with an error that names the teacher and the step.
     """
     cfg.validate()
     kd.validate()
@@ -131,6 +138,7 @@ def distill(
             hint="use logit losses (kd, dkd, nkd, dist, ofa...) with this teacher",
         )
     device = process_device(resolve_device(cfg.device))
+    ddp.check_sync_batchnorm(cfg.sync_batchnorm, device)
     student.to(device)
     if isinstance(teacher, nn.Module):
         teacher.to(device).eval()  # safe: nn.Module.eval(), inference mode
@@ -145,6 +153,7 @@ def distill(
         if objective.teacher_paths
         else None
     )
+    name = teacher_name or describe_teacher(teacher)
     # The process group (under torchrun) is joined before the cache, so rank 0 alone writes it.
     ctx = ddp.setup_distributed(device)
     try:
@@ -162,13 +171,14 @@ def distill(
                     log=log,
                     is_main=ctx.is_main,
                     barrier=ddp.barrier,
+                    teacher_name=name,
                 )
             if log is not None and ctx.is_main:
                 if kd.cache_teacher and teacher_taps is not None:
                     log("teacher cache: not used, the feature terms need the teacher's activations")
                 how = "cached teacher logits" if cache is not None else "teacher run per batch"
                 log(f"distilling with {kd.describe()} on {device} ({how})")
-            return fit(student, objective, Teacher(teacher, cache, teacher_taps), train, val, cfg, opts)
+            return fit(student, objective, Teacher(teacher, cache, teacher_taps, name), train, val, cfg, opts)
     finally:
         ddp.teardown(ctx)
         if teacher_taps is not None:

@@ -34,7 +34,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgekd.errors import ConfigError, EdgeKDError, ParityError, ShapeError
+from edgekd.artifacts import ensure_dir, place, remove
+from edgekd.errors import ConfigError, EdgeKDError, InputFileError, ParityError, ShapeError
 from edgekd.export.onnx_graph import (  # noqa: F401  (re-exported: callers import them from here)
     external_data_files,
     inspect_onnx,
@@ -43,7 +44,7 @@ from edgekd.export.onnx_graph import (  # noqa: F401  (re-exported: callers impo
     short_reason,
     simplify_onnx,
 )
-from edgekd.export.parity import ParityConfig, ParityReport, compare_outputs
+from edgekd.export.parity import ParityConfig, ParityReport, compare_outputs, require_finite_outputs
 from edgekd.export.tensorrt.plan import TensorRTConfig
 from edgekd.verbosity import is_verbose
 
@@ -103,6 +104,7 @@ def export_onnx(
     cfg: ExportConfig,
     *,
     verbose: bool = False,
+    source: str | os.PathLike[str] | None = None,
 ) -> ParityReport:
     """Export ``model`` to ``path`` (input ``"input"``, output ``"logits"``) and verify it.
 
@@ -113,19 +115,24 @@ def export_onnx(
         path: target ``.onnx`` file; replaced only when every check passes.
         cfg: opset, dynamic batch axis and parity tolerances.
         verbose: let the exporter's own warnings through.
+        source: the file the model was read from (a checkpoint), named in errors.
 
     Returns:
         The ParityReport of ONNX Runtime (CPU) against PyTorch on all ``samples``.
 
     Raises:
-        ShapeError: the model rejects the samples. ExportError: exporter or checker
-        failure. ParityError: ONNX Runtime disagrees with PyTorch. Nothing is written then.
+        InputFileError: NaN/Inf weights. ShapeError: the model rejects the samples.
+        ExportError: exporter or checker failure. ParityError: NaN/Inf outputs, or ONNX
+        Runtime disagrees with PyTorch. Nothing is written then.
     """
     import torch
 
     cfg.validate()
     samples = as_samples(samples, "export samples")
+    name = f"model {source}" if source is not None else f"PyTorch model {type(model).__name__}"
+    require_finite_weights(model, name)
     reference = torch_reference_outputs(model, samples)
+    require_finite_outputs(reference, name)
     # Trace with 2 frames when the batch is dynamic so no batch-1 special case is baked in;
     # a static graph is traced with the batch size it will be served with (1).
     trace_batch = min(2, len(samples)) if cfg.dynamic_batch else 1
@@ -133,7 +140,7 @@ def export_onnx(
     dynamic_axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if cfg.dynamic_batch else None
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    ensure_dir(path.parent)
     # A work folder beside the target, not one temp file: the exporter of a > 2 GiB model
     # and the external-data rewrite both write sidecars that must keep their final names.
     work = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
@@ -148,7 +155,14 @@ def export_onnx(
         if sidecar:
             notes.append(f"weights in external data {sidecar}")
         candidate = run_onnxruntime(tmp, samples)
-        report = compare_outputs(reference, candidate, cfg.parity, what=f"ONNX export {path.name}")
+        report = compare_outputs(
+            reference,
+            candidate,
+            cfg.parity,
+            what=f"ONNX export {path.name}",
+            reference_name=name,
+            candidate_name=f"ONNX Runtime on {path.name}",
+        )
         report.notes = notes
         try:
             report.raise_if_failed()
@@ -167,10 +181,28 @@ def _move_into_place(work: Path, target: Path, sidecars: list[str]) -> None:
     sidecar first, so a model under the final name always has its weights; a stale
     sidecar of a previous, larger export is removed."""
     for name in sidecars:
-        os.replace(work / name, target.parent / name)
-    os.replace(work / target.name, target)
+        place(work / name, target.parent / name)
+    place(work / target.name, target)
     if not sidecars:
-        (target.parent / f"{target.name}.data").unlink(missing_ok=True)
+        remove(target.parent / f"{target.name}.data")
+
+
+def require_finite_weights(model: torch.nn.Module, name: str) -> None:
+    """InputFileError naming the first tensors when any floating-point weight or buffer in the
+    state dict of ``model`` holds NaN or Inf (such a model can only give NaN/Inf outputs)."""
+    import torch
+
+    bad = []
+    with torch.no_grad():
+        for key, tensor in model.state_dict().items():
+            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                bad.append(key)
+    if bad:
+        shown = ", ".join(bad[:3]) + (", ..." if len(bad) > 3 else "")
+        raise InputFileError(
+            f"{name} has NaN/Inf weights in {len(bad)} tensor(s) ({shown})",
+            hint="the training diverged or the file is damaged: retrain, or use an earlier checkpoint",
+        )
 
 
 def torch_reference_outputs(

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edgekd.artifacts import require_file
-from edgekd.errors import EdgeKDError, InputFileError, RuntimeUnavailable
+from edgekd.errors import EdgeKDError, InputFileError, RuntimeUnavailable, ShapeError
 
 if TYPE_CHECKING:
     import onnx
@@ -149,6 +149,46 @@ def inspect_onnx(path: str | os.PathLike[str]) -> dict[str, Any]:
         "parameters": int(sum(int(np.prod(init.dims, dtype=np.int64)) for init in graph.initializer)),
         "weight_dtypes": sorted({_dtype_name(init.data_type) for init in graph.initializer}),
     }
+
+
+def check_onnx_fits_data(
+    path: str | os.PathLike[str],
+    frame_shape: tuple[int, ...],
+    num_classes: int,
+    data: str | os.PathLike[str],
+) -> None:
+    """ShapeError naming both files unless the ONNX model at ``path`` takes the data's frames
+    and scores its classes: one float32 input whose shape after the batch axis is
+    ``frame_shape`` (e.g. ``(2, 128)``; symbolic dims match anything), and a first output
+    ``[batch, num_classes]`` (not compared when that dim is symbolic)."""
+    info = inspect_onnx(path)
+    hint = "use the dataset the model was trained on, or the model trained on this dataset"
+    if len(info["inputs"]) != 1:
+        raise ShapeError(
+            f"ONNX model {path} has {len(info['inputs'])} inputs; edgekd models take one (the frames)",
+            hint="export a model whose only input is the frames",
+        )
+    inp = info["inputs"][0]
+    dims = inp["shape"][1:]
+    fits = len(dims) == len(frame_shape) and all(
+        not isinstance(want, int) or want <= 0 or want == got
+        for want, got in zip(dims, frame_shape, strict=True)
+    )
+    if not fits or inp["dtype"] != "float32":
+        shown = "[" + ", ".join(str(d) for d in inp["shape"]) + "]"
+        raise ShapeError(
+            f"ONNX model {path} takes {inp['dtype']} input {shown}, but dataset {data} "
+            f"has float32 frames {list(frame_shape)}",
+            hint=hint,
+        )
+    out = info["outputs"][0]["shape"] if info["outputs"] else []
+    classes = out[-1] if len(out) == 2 and isinstance(out[-1], int) and out[-1] > 0 else None
+    if classes is not None and classes != num_classes:
+        raise ShapeError(
+            f"ONNX model {path} outputs {classes} scores per frame, "
+            f"but dataset {data} has {num_classes} classes",
+            hint=hint,
+        )
 
 
 def load_onnx_checked(

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekd.artifacts import require_file
+from edgekd.artifacts import ensure_dir, place, require_file
 from edgekd.errors import RuntimeUnavailable, ShapeError
 from edgekd.export.onnx_export import ExportError, as_samples, short_reason
 from edgekd.export.parity import ParityConfig, ParityReport, compare_outputs
@@ -37,6 +37,7 @@ def export_openvino(
     parity: ParityConfig,
     *,
     compress_to_fp16: bool = False,
+    reference_name: str = "the reference model",
 ) -> ParityReport:
     """Convert ``onnx_path`` to OpenVINO IR at ``xml_path`` (+ ``.bin``) and verify it.
 
@@ -49,6 +50,7 @@ def export_openvino(
         parity: tolerances; with ``compress_to_fp16`` loosen them to fp16 rounding (~1e-3 rel).
         compress_to_fp16: store weights as fp16 (half the ``.bin``); they are
             decompressed to f32 for execution here.
+        reference_name: what gave ``reference_logits``, named in errors.
 
     Returns:
         ParityReport of the IR on the CPU plugin (f32 execution) against the reference.
@@ -72,7 +74,7 @@ def export_openvino(
     if xml_path.suffix != ".xml":
         raise ShapeError(f"OpenVINO IR path {xml_path} must end in .xml", hint="name it e.g. student.xml")
     bin_path = xml_path.with_suffix(".bin")
-    xml_path.parent.mkdir(parents=True, exist_ok=True)
+    ensure_dir(xml_path.parent)
     work = Path(tempfile.mkdtemp(prefix=f".{xml_path.name}.", dir=xml_path.parent))
     try:
         # The IR's .xml names its .bin by file stem, so the temporary pair keeps the final names.
@@ -87,10 +89,17 @@ def export_openvino(
             ) from None
         compiled = compile_cpu(tmp_xml, precision="f32")
         candidate = _infer(compiled, samples)
-        report = compare_outputs(reference, candidate, parity, what=f"OpenVINO IR {xml_path.name}")
+        report = compare_outputs(
+            reference,
+            candidate,
+            parity,
+            what=f"OpenVINO IR {xml_path.name}",
+            reference_name=reference_name,
+            candidate_name=f"OpenVINO on {xml_path.name}",
+        )
         report.raise_if_failed()
-        os.replace(tmp_xml.with_suffix(".bin"), bin_path)
-        os.replace(tmp_xml, xml_path)
+        place(tmp_xml.with_suffix(".bin"), bin_path)
+        place(tmp_xml, xml_path)
         return report
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -2,7 +2,9 @@
 
 Every export and quantization stage ends here: the same element-wise tolerance
 (numpy ``allclose`` semantics, ``|c - r| <= atol + rtol * |r|``) plus the
-fraction of samples whose top-1 class is unchanged. Both must hold.
+fraction of samples whose top-1 class is unchanged. Both must hold, and neither side
+may hold NaN or Inf: a model whose outputs are not finite fails parity, whatever the
+other side says (two all-NaN outputs "agree" perfectly, and mean nothing).
 """
 
 from __future__ import annotations
@@ -66,6 +68,11 @@ class ParityReport:
     rtol: float = 0.0
     min_top1_agreement: float = 0.0
     elements_out_of_tolerance: int = 0
+    # Frames (samples) with any NaN/Inf output, on each side; either one > 0 fails parity.
+    nonfinite_reference: int = 0
+    nonfinite_candidate: int = 0
+    reference_name: str = "the reference"
+    candidate_name: str = "the candidate"
     notes: list[str] = dataclasses.field(default_factory=list)  # what the producer did besides converting
 
     def to_dict(self) -> dict[str, Any]:
@@ -74,6 +81,8 @@ class ParityReport:
 
     def summary(self) -> str:
         verdict = "PASS" if self.passed else "FAIL"
+        if self.nonfinite_reference or self.nonfinite_candidate:
+            return f"{self.what}: parity FAIL on {self.samples} samples: " + "; ".join(self._nonfinite())
         return (
             f"{self.what}: parity {verdict} on {self.samples} samples, max |err| {self.max_abs_error:.3g}, "
             f"max rel err {self.max_rel_error:.3g}, top-1 agreement {self.top1_agreement:.2%}"
@@ -84,6 +93,12 @@ class ParityReport:
         """Raise ParityError naming the output, the worst element and the tolerance."""
         if self.passed:
             return
+        if self.nonfinite_reference or self.nonfinite_candidate:
+            raise ParityError(
+                f"{self.what}: " + "; ".join(self._nonfinite()),
+                hint="the model's weights or its input frames hold NaN/Inf, or an operation overflows: "
+                "check the checkpoint and the data, or retrain",
+            )
         w = self.worst
         problems = []
         if self.elements_out_of_tolerance:
@@ -103,15 +118,33 @@ class ParityReport:
             "or loosen the tolerance in the config if this error is acceptable",
         )
 
+    def _nonfinite(self) -> list[str]:
+        sides = [
+            (self.reference_name, self.nonfinite_reference),
+            (self.candidate_name, self.nonfinite_candidate),
+        ]
+        return [
+            f"outputs of {name} are NaN/Inf on {count} of {self.samples} frames"
+            for name, count in sides
+            if count
+        ]
+
 
 def compare_outputs(
-    reference: np.ndarray, candidate: np.ndarray, cfg: ParityConfig, what: str
+    reference: np.ndarray,
+    candidate: np.ndarray,
+    cfg: ParityConfig,
+    what: str,
+    *,
+    reference_name: str = "the reference",
+    candidate_name: str | None = None,
 ) -> ParityReport:
     """Compare two output arrays of the same shape ``[N, ...]`` (N samples, e.g. ``[N, classes]`` logits).
 
     Top-1 agreement is the fraction of samples whose argmax over the flattened
-    per-sample output is identical. NaN in the candidate (but not the reference)
-    counts as out of tolerance.
+    per-sample output is identical. Any NaN or Inf, on either side, fails parity:
+    the report counts the frames holding one per side, named ``reference_name`` and
+    ``candidate_name`` (default ``what``) in the error.
     """
     ref = np.asarray(reference, dtype=np.float64)
     cand = np.asarray(candidate, dtype=np.float64)
@@ -128,23 +161,26 @@ def compare_outputs(
     ref2 = ref.reshape(n, -1)
     cand2 = cand.reshape(n, -1)
 
-    abs_err = np.abs(cand2 - ref2)
-    allowed = cfg.atol + cfg.rtol * np.abs(ref2)
-    # NaN compares False, so a NaN on either side is out of tolerance unless both are NaN at the same place.
-    both_nan = np.isnan(ref2) & np.isnan(cand2)
-    ok = (abs_err <= allowed) | both_nan
-    # The worst element is the one furthest beyond (or, when all pass, closest to) its own tolerance.
-    excess = np.where(both_nan, -np.inf, np.nan_to_num(abs_err - allowed, nan=np.inf, posinf=np.inf))
+    ref_finite, cand_finite = np.isfinite(ref2), np.isfinite(cand2)
+    finite = ref_finite & cand_finite
+    with np.errstate(invalid="ignore", over="ignore"):  # inf - inf: NaN, counted below
+        abs_err = np.abs(cand2 - ref2)
+        allowed = cfg.atol + cfg.rtol * np.abs(ref2)
+        # A non-finite element on either side is out of tolerance (NaN compares False anyway).
+        ok = (abs_err <= allowed) & finite
+        # The worst element is the one furthest beyond (or, when all pass, closest to) its tolerance.
+        excess = np.where(finite, abs_err - allowed, np.inf)
+        rel_err = abs_err / np.maximum(np.abs(ref2), _REL_FLOOR)
     sample, out = np.unravel_index(int(np.argmax(excess)), excess.shape)
-
-    rel_err = abs_err / np.maximum(np.abs(ref2), _REL_FLOOR)
     top1 = float(np.mean(np.argmax(ref2, axis=1) == np.argmax(cand2, axis=1)))
     bad = int((~ok).sum())
+    nonfinite_ref = int((~ref_finite).any(axis=1).sum())
+    nonfinite_cand = int((~cand_finite).any(axis=1).sum())
     return ParityReport(
         what=what,
         samples=n,
-        max_abs_error=_nanmax(abs_err, both_nan),
-        max_rel_error=_nanmax(rel_err, both_nan),
+        max_abs_error=_nanmax(abs_err),
+        max_rel_error=_nanmax(rel_err),
         top1_agreement=top1,
         worst={
             "sample": int(sample),
@@ -152,17 +188,37 @@ def compare_outputs(
             "reference": float(ref2[sample, out]),
             "candidate": float(cand2[sample, out]),
         },
-        passed=bad == 0 and top1 >= cfg.min_top1_agreement,
+        passed=bad == 0 and top1 >= cfg.min_top1_agreement and not (nonfinite_ref or nonfinite_cand),
         atol=float(cfg.atol),
         rtol=float(cfg.rtol),
         min_top1_agreement=float(cfg.min_top1_agreement),
         elements_out_of_tolerance=bad,
+        nonfinite_reference=nonfinite_ref,
+        nonfinite_candidate=nonfinite_cand,
+        reference_name=reference_name,
+        candidate_name=candidate_name or what,
     )
 
 
-def _nanmax(values: np.ndarray, ignore: np.ndarray) -> float:
-    # A NaN error (one side NaN) is the worst possible error; report it as NaN.
-    values = np.where(ignore, 0.0, values)
+def require_finite_outputs(outputs: np.ndarray, name: str) -> None:
+    """ParityError unless every output of ``outputs`` ``[N, ...]`` (N frames) is finite.
+
+    For a reference computed before any conversion: a model that already gives NaN/Inf
+    is refused before anything is built from it."""
+    values = np.asarray(outputs)
+    if values.ndim == 0 or len(values) == 0:
+        return
+    bad = int((~np.isfinite(values.reshape(len(values), -1))).any(axis=1).sum())
+    if bad:
+        raise ParityError(
+            f"outputs of {name} are NaN/Inf on {bad} of {len(values)} frames",
+            hint="the model's weights or its input frames hold NaN/Inf, or an operation overflows: "
+            "check the checkpoint and the data, or retrain",
+        )
+
+
+def _nanmax(values: np.ndarray) -> float:
+    # A NaN error (one side NaN, or inf - inf) is the worst possible error; report it as NaN.
     if np.isnan(values).any():
         return math.nan
     return float(values.max())
@@ -182,4 +238,4 @@ def _json_safe(obj: Any) -> Any:
     return obj
 
 
-__all__ = ["ParityConfig", "ParityReport", "compare_outputs"]
+__all__ = ["ParityConfig", "ParityReport", "compare_outputs", "require_finite_outputs"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from edgekd.errors import ConfigError
+from edgekd.errors import ConfigError, ShapeError
 from edgekd.gate.checks import Check, GateResult
 from edgekd.gate.latency import latency_regression_check
 from edgekd.targets import TargetProfile
@@ -23,6 +23,25 @@ def find_entry(doc: dict[str, Any], entry_id: str, what: str = "bench result") -
         f"the {what} has no entry {entry_id!r} (present: {present})",
         hint="bench that runtime and precision, or gate against a target that matches an entry",
     )
+
+
+def check_result_fits(doc: dict[str, Any], target: TargetProfile, source: str) -> None:
+    """ShapeError naming ``source`` when a bench document's frames (``dataset.input_shape``) or
+    the judged entry's model input (``input_shape``) do not fit the target's ``input_shape``.
+    Documents written before those fields existed are not judged on them."""
+    if target.input_shape is None:
+        return
+    frame = (doc.get("dataset") or {}).get("input_shape")
+    if frame is not None:
+        target.check_frames(frame, f"{source} (bench data)")
+    for entry in doc.get("entries", []):
+        if entry.get("id") == target.entry_id and entry.get("input_shape") is not None:
+            why = target.input_problem(entry["input_shape"])
+            if why is not None:
+                raise ShapeError(
+                    f"{source}: entry {target.entry_id}: {why}",
+                    hint="gate the bench of the model built for this target",
+                )
 
 
 def _accuracy(entry: dict[str, Any] | None) -> float | None:

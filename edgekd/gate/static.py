@@ -1,11 +1,14 @@
 """Static gates: size, parameters and MACs read from a model file, without running it.
 
-A CI job without the device can gate size in seconds. The result is a bench-like
-document marked ``"static": true`` with one entry, so the same evaluator judges it.
+A CI job without the device can gate size in seconds. The file must still load in the
+runtime the target names (a model no runtime can load never passes), fit the target's
+``input_shape`` and be of its precision. The result is a bench-like document marked
+``"static": true`` with one entry, so the same evaluator judges it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 from pathlib import Path
 from typing import Any
@@ -13,7 +16,8 @@ from typing import Any
 import numpy as np
 
 from edgekd.artifacts import read_manifest, require_file, sha256_file
-from edgekd.errors import ConfigError
+from edgekd.errors import ConfigError, InputFileError, RuntimeUnavailable, ShapeError
+from edgekd.targets import TargetProfile
 
 # Inputs of Q/DQ nodes that hold quantization parameters, not model weights.
 _QPARAM_INPUTS = {"QuantizeLinear": (1, 2), "DequantizeLinear": (1, 2)}
@@ -44,7 +48,10 @@ def onnx_static_metrics(path: Path) -> dict[str, int]:
         for dim in graph_input.type.tensor_type.shape.dim:
             if not dim.HasField("dim_value"):
                 dim.dim_value = 1  # batch 1 (and any other symbolic axis)
-    inferred = shape_inference.infer_shapes(model)
+    try:
+        inferred = shape_inference.infer_shapes(model)
+    except Exception as exc:  # onnx raises its own InferenceError, ValidationError, ...
+        raise InputFileError(f"{path}: ONNX shape inference fails: {str(exc).strip()[:300]}") from None
     shapes: dict[str, list[int]] = {}
     for value in [*inferred.graph.value_info, *inferred.graph.output, *inferred.graph.input]:
         dims = value.type.tensor_type.shape.dim
@@ -83,29 +90,152 @@ def _node_macs(node: Any, shapes: dict[str, list[int]], dq_source: dict[str, str
     return 0
 
 
-def static_result(path: Path, entry_id: str) -> dict[str, Any]:
-    """A one-entry, bench-like document for ``path`` (.onnx, .pt or OpenVINO .xml)."""
-    path = require_file(path, "model")
+# The files each runtime opens in a static gate.
+_RUNTIME_SUFFIXES = {
+    "onnxruntime": (".onnx",),
+    "openvino": (".xml", ".onnx"),
+    "torch": (".pt", ".pth"),
+    "tensorrt": (".engine", ".plan", ".trt", ".onnx"),
+}
+
+
+def load_for_target(path: Path, target: TargetProfile) -> Any:
+    """Open ``path`` in the runtime ``target`` names, on this machine's CPU (ONNX Runtime,
+    OpenVINO, PyTorch) or GPU (TensorRT), and return the session (None for an ONNX file parsed
+    by TensorRT). A file that runtime cannot load is an error naming the file, never a pass.
+
+    Raises:
+        ConfigError: a file kind the runtime does not read.
+        InputFileError: a file the runtime cannot load (unknown domain, opset 99, corrupt).
+        RuntimeUnavailable: the runtime is not installed here (TensorRT on a machine without it).
+    """
+    from edgekd.backends.base import BACKENDS, session_from_artifact
+    from edgekd.backends.profile_options import options_for_entry
+
+    suffixes = _RUNTIME_SUFFIXES[target.runtime]
+    if path.suffix.lower() not in suffixes:
+        raise ConfigError(
+            f"target {target.name} runs {target.runtime}, which does not load {path.name}",
+            hint=f"gate a {' or '.join(suffixes)} file, or a bench.json",
+        )
+    reason = BACKENDS.get(target.runtime).unavailable_reason()
+    if reason is not None:
+        raise RuntimeUnavailable(
+            f"cannot check that {path} loads in {target.runtime} for target {target.name}: {reason}",
+            hint="run the static gate where that runtime is installed",
+        )
+    if target.runtime == "tensorrt" and path.suffix.lower() == ".onnx":
+        _parse_onnx_with_tensorrt(path)
+        return None
+    options = options_for_entry(target, target.runtime, target.precision)
+    device = "GPU" if target.runtime == "tensorrt" else "CPU"  # loadability, not speed
+    options = dataclasses.replace(options, device=device, threads=1)
+    return session_from_artifact(target.runtime, path, options)
+
+
+def _parse_onnx_with_tensorrt(path: Path) -> None:
+    """InputFileError unless TensorRT's ONNX parser accepts ``path`` (no engine is built)."""
+    import tensorrt as trt
+
+    logger = trt.Logger(trt.Logger.ERROR)
+    network = trt.Builder(logger).create_network(0)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(path)):
+        first = parser.get_error(0).desc() if parser.num_errors else "unknown error"
+        raise InputFileError(f"TensorRT cannot parse {path}: {first}", hint="re-export the model")
+
+
+def check_finite(path: Path, session: Any, target: TargetProfile) -> None:
+    """InputFileError when the model's weights hold NaN or Inf: an ONNX file's float
+    initializers are scanned (naming the first bad one); any other model is run once on a
+    batch of zeros of the target's ``input_shape`` (or its own static input), whose logits
+    must be finite (a NaN weight times 0 is NaN)."""
+    if path.suffix.lower() == ".onnx":
+        from onnx import numpy_helper
+
+        from edgekd.export.onnx_graph import load_onnx_checked
+
+        for init in load_onnx_checked(path, check=False).graph.initializer:
+            values = numpy_helper.to_array(init)
+            if values.dtype.kind == "f" and not np.isfinite(values).all():
+                raise InputFileError(
+                    f"{path}: weight {init.name!r} holds NaN or Inf", hint="re-export or re-train the model"
+                )
+        return
+    if session is None:
+        return  # an ONNX file parsed by TensorRT: its initializers were scanned above
+    shape = target.input_shape or [1 if i == 0 else d for i, d in enumerate(session.input_shape)]
+    if any(d is None for d in shape):
+        return  # no concrete input to probe with
+    out = session.run(np.zeros(shape, dtype=np.float32))
+    if not np.isfinite(out).all():
+        raise InputFileError(
+            f"{path} outputs NaN or Inf on a batch of zeros: its weights are not finite",
+            hint="re-export or re-train the model",
+        )
+
+
+def check_precision(path: Path, target: TargetProfile) -> None:
+    """ConfigError when the file's INT8-ness contradicts the target's precision: an FP32 model
+    must not pass as ``onnxruntime/int8`` (nor an INT8 one as fp32). One function answers
+    "is this model INT8?": :func:`edgekd.backends.precision.artifact_is_int8`."""
+    from edgekd.backends.precision import artifact_is_int8
+
+    if path.suffix.lower() not in (".onnx", ".xml") or target.runtime == "tensorrt":
+        return  # a checkpoint is float; an engine's precision is fixed when it is built
+    is_int8 = artifact_is_int8(path)
+    if is_int8 != (target.precision == "int8"):
+        kind = "an INT8" if is_int8 else "a float (not INT8)"
+        raise ConfigError(
+            f"{path} is {kind} model but target {target.name} judges {target.entry_id}",
+            hint="gate the model quantized for this target, or a target of its precision",
+        )
+
+
+def _count(value: Any, what: str, source: Path) -> int | None:
+    """A parameter or MAC count from a manifest: a non-negative integer, or None."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InputFileError(
+            f"manifest of {source} records {what} {value!r}; expected a count >= 0",
+            hint="re-export the model so its manifest is rewritten",
+        )
+    return value
+
+
+def _static_metrics(path: Path) -> tuple[dict[str, int | None], list[Path]]:
     suffix = path.suffix.lower()
-    files = [path]
     if suffix == ".onnx":
-        metrics = onnx_static_metrics(path)
-    elif suffix in (".pt", ".pth"):
+        return onnx_static_metrics(path), [path]
+    if suffix in (".pt", ".pth"):
         from edgekd.models.checkpoint import load_checkpoint
         from edgekd.models.complexity import count_macs, count_params
 
         model, meta = load_checkpoint(path)
-        metrics = {"params": count_params(model), "macs": count_macs(model, tuple(meta.input_shape))}
-    elif suffix == ".xml":
-        files.append(path.with_suffix(".bin"))
-        known = (read_manifest(path, required=False).get("metrics") or {}) if path.exists() else {}
-        metrics = {"params": known.get("params"), "macs": known.get("macs")}
-    else:
-        raise ConfigError(
-            f"cannot read size figures from {path.name}",
-            hint="gate a bench.json, or a model file: .onnx, .pt or OpenVINO .xml",
-        )
+        return {"params": count_params(model), "macs": count_macs(model, tuple(meta.input_shape))}, [path]
+    files = [path, path.with_suffix(".bin")] if suffix == ".xml" else [path]
+    manifest = read_manifest(path, required=False)
+    known = manifest.get("metrics") if isinstance(manifest, dict) else None
+    if not isinstance(known, dict):
+        known = {}
+    metrics = {k: _count(known.get(k), k, path) for k in ("params", "macs")}
+    return metrics, files
+
+
+def static_result(path: Path, target: TargetProfile) -> dict[str, Any]:
+    """A one-entry, bench-like document for ``path`` (.onnx, .pt, OpenVINO .xml, TensorRT
+    engine) judged by ``target``: the file must load in the target's runtime, fit its
+    ``input_shape`` and be of its precision (INT8 or not); see :func:`load_for_target`."""
+    path = require_file(path, "model")
+    session = load_for_target(path, target)
+    if session is not None and (why := target.input_problem(session.input_shape)) is not None:
+        raise ShapeError(f"{path}: {why}", hint="gate the model built for this target")
+    check_precision(path, target)
+    check_finite(path, session, target)
+    metrics, files = _static_metrics(path)
     size = sum(f.stat().st_size for f in files if f.is_file())
+    entry_id = target.entry_id
     backend, _, precision = entry_id.partition("/")
     return {
         "schema": "edgekd.bench/1",

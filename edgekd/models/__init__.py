@@ -1,19 +1,32 @@
 """Networks: the model factory and built-in 1-D zoo, checkpoints, size and compute.
 
-Importing this package imports torch (``import edgekd`` alone does not).
+The names below import torch when first used; ``edgekd.models.trust`` (the rule that a file
+never chooses code to run) does not, so the CLI root can use it before any command.
 """
 
-from edgekd.models.checkpoint import CheckpointMeta, load_checkpoint, save_checkpoint, unwrap_model
-from edgekd.models.complexity import count_macs, count_params
-from edgekd.models.factory import MODELS, create_model
+from __future__ import annotations
 
-__all__ = [
-    "MODELS",
-    "CheckpointMeta",
-    "count_macs",
-    "count_params",
-    "create_model",
-    "load_checkpoint",
-    "save_checkpoint",
-    "unwrap_model",
-]
+import importlib
+from typing import Any
+
+# public name -> the submodule defining it (imported on first use)
+_EXPORTS = {
+    "MODELS": "factory",
+    "create_model": "factory",
+    "CheckpointMeta": "checkpoint",
+    "load_checkpoint": "checkpoint",
+    "save_checkpoint": "checkpoint",
+    "unwrap_model": "checkpoint",
+    "count_macs": "complexity",
+    "count_params": "complexity",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'edgekd.models' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"edgekd.models.{module}"), name)
+
+
+__all__ = sorted(_EXPORTS)

@@ -29,6 +29,7 @@ from edgekd.artifacts import atomic_path, require_file, write_manifest
 from edgekd.errors import ConfigError, EdgeKDError, InputFileError
 from edgekd.models.complexity import count_macs, count_params
 from edgekd.models.factory import create_model
+from edgekd.models.trust import UntrustedFileError, reading_file
 
 CHECKPOINT_FORMAT = "edgekd.checkpoint/1"
 _REQUIRED = (
@@ -163,32 +164,103 @@ def _read_payload(path: Path) -> dict[str, Any]:
     return payload
 
 
+def _bad_field(path: Path, field: str, why: str) -> InputFileError:
+    return InputFileError(
+        f"checkpoint {path}: {field} {why}",
+        hint="the file is corrupt or was not written by edgekd; re-run the stage that wrote it",
+    )
+
+
+def _count(path: Path, payload: dict[str, Any], field: str) -> int:
+    value = payload[field]
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise _bad_field(path, field, f"must be a positive integer, got {value!r:.60}")
+    return value
+
+
+_MAX_NESTING = 32  # model arguments nest a few levels (ensemble members); a deeper file is not ours
+
+
+def _is_plain(value: Any, depth: int = 0) -> bool:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return True
+    if depth >= _MAX_NESTING:
+        return False
+    if isinstance(value, (list, tuple)):
+        return all(_is_plain(v, depth + 1) for v in value)
+    return isinstance(value, dict) and all(
+        isinstance(k, str) and _is_plain(v, depth + 1) for k, v in value.items()
+    )
+
+
+def _checked_meta(path: Path, payload: dict[str, Any]) -> CheckpointMeta:
+    """The metadata of ``payload``, each field checked for type and range at the door."""
+    name, kwargs = payload["model_name"], payload["model_kwargs"]
+    if not isinstance(name, str) or not name.strip():
+        raise _bad_field(path, "model_name", f"must be a model name, got {name!r:.60}")
+    if not isinstance(kwargs, dict) or not _is_plain(kwargs):
+        raise _bad_field(path, "model_kwargs", "must be a mapping of plain values (numbers, strings, lists)")
+    num_classes, in_channels = _count(path, payload, "num_classes"), _count(path, payload, "in_channels")
+    shape, names = payload["input_shape"], payload["class_names"]
+    if (
+        not isinstance(shape, (list, tuple))
+        or not shape
+        or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in shape)
+    ):
+        raise _bad_field(path, "input_shape", f"must be a list of positive integers, got {shape!r:.60}")
+    if shape[0] != in_channels:
+        raise _bad_field(path, "input_shape", f"{list(shape)} does not start with in_channels {in_channels}")
+    if not isinstance(names, (list, tuple)) or not all(isinstance(c, str) for c in names):
+        raise _bad_field(path, "class_names", "must be a list of strings")
+    if len(names) != num_classes:
+        raise _bad_field(path, "class_names", f"has {len(names)} names for num_classes {num_classes}")
+    metrics = payload.get("metrics")
+    state = payload["state_dict"]
+    if not isinstance(state, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+    ):
+        raise _bad_field(path, "state_dict", "must map parameter names to tensors")
+    return CheckpointMeta(
+        model_name=name,
+        model_kwargs=dict(kwargs),
+        num_classes=num_classes,
+        in_channels=in_channels,
+        input_shape=tuple(shape),
+        class_names=list(names),
+        metrics=dict(metrics) if isinstance(metrics, dict) else {},
+    )
+
+
 def load_checkpoint(path: str | os.PathLike[str]) -> tuple[nn.Module, CheckpointMeta]:
     """Rebuild the network from ``path`` and load its weights strictly.
+
+    The network is built under :func:`edgekd.models.trust.reading_file`: the file's model
+    name must be a built-in or timm name, or a ``module:`` name the person trusts, and its
+    arguments may not name files to read.
 
     Returns:
         (model on CPU in eval mode, its metadata).
 
     Raises:
+        UntrustedFileError: the file names code or a path that it may not choose.
         InputFileError: missing file, foreign or malicious file, or weights that do not
             fit the network the checkpoint names.
     """
     path = require_file(path, "checkpoint", hint="check the path or run the distill stage first")
     payload = _read_payload(path)
-    meta = CheckpointMeta(
-        model_name=str(payload["model_name"]),
-        model_kwargs=dict(payload["model_kwargs"]),
-        num_classes=int(payload["num_classes"]),
-        in_channels=int(payload["in_channels"]),
-        input_shape=tuple(int(d) for d in payload["input_shape"]),
-        class_names=[str(c) for c in payload["class_names"]],
-        metrics=dict(payload.get("metrics") or {}),
-    )
+    meta = _checked_meta(path, payload)
     try:
-        model = create_model(meta.model_name, meta.num_classes, meta.in_channels, **meta.model_kwargs)
+        with reading_file(path, "checkpoint"):
+            model = create_model(meta.model_name, meta.num_classes, meta.in_channels, **meta.model_kwargs)
+    except UntrustedFileError:
+        raise
     except EdgeKDError as exc:
         raise InputFileError(
             f"checkpoint {path} names model {meta.model_name!r} that cannot be rebuilt here: {exc.one_line()}"
+        ) from None
+    except (RuntimeError, MemoryError, OverflowError) as exc:  # e.g. a width too large to allocate
+        raise _bad_field(
+            path, "model_kwargs", f"{meta.model_kwargs!r:.80} do not build a network: {type(exc).__name__}"
         ) from None
     try:
         model.load_state_dict(payload["state_dict"], strict=True)
@@ -199,7 +271,30 @@ def load_checkpoint(path: str | os.PathLike[str]) -> tuple[nn.Module, Checkpoint
             f"{meta.model_kwargs}: {detail[:200]}",
             hint="the file is corrupt or was written by different code; re-run the stage that wrote it",
         ) from None
+    _check_finite_weights(path, model)
     return model.eval(), meta  # safe: nn.Module.eval(), inference mode
+
+
+def _check_finite_weights(path: Path, model: nn.Module) -> None:
+    """Refuse NaN anywhere and Inf in parameters: such a network computes NaN, and every later
+    stage (export parity, INT8 calibration, bench accuracy) would fail or mislead far from here.
+    A buffer may hold -inf on purpose (an attention mask), so only NaN is refused there."""
+    bad = [
+        name
+        for name, tensor in model.named_parameters()
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())
+    ]
+    bad += [
+        name
+        for name, tensor in model.named_buffers()
+        if tensor.is_floating_point() and bool(torch.isnan(tensor).any())
+    ]
+    if bad:
+        shown = ", ".join(bad[:3]) + (", ..." if len(bad) > 3 else "")
+        raise InputFileError(
+            f"checkpoint {path} has NaN/Inf weights in {len(bad)} tensor(s) ({shown})",
+            hint="the training diverged or the file is damaged: retrain, or use an earlier checkpoint",
+        )
 
 
 # Keys under which training scripts nest the weights, best first (timm prefers the EMA copy).

@@ -13,6 +13,14 @@ Any model takes ``pretrained_path=FILE``: initial weights from a local state_dic
 ``.pt``/``.bin`` read with ``torch.load(weights_only=True)``, or ``.safetensors``), e.g. a timm
 ImageNet file or the ``.pt`` of an earlier edgekd run. See :func:`edgekd.models.checkpoint.
 load_pretrained_weights` for the rules (a classifier of another class count is re-initialised).
+
+Trust rule: a value read from a file never chooses code to run nor a path to read. Names
+that come from a file (a checkpoint's ``model_name``, an ensemble checkpoint's members) may
+only be built-in and ``timm:`` names; a ``module:`` name there is built only when the person
+running edgekd trusts its module: by naming it in their recipe, or with
+``edgekd --trust-module pkg.mod CMD ...`` (``EDGEKD_TRUST_MODULE``). Model arguments from a
+file that name a file, folder or URL (``pretrained_path``, timm's ``checkpoint_path``, ...)
+are refused. See :mod:`edgekd.models.trust`.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ from torch import nn
 
 from edgekd.errors import ConfigError, RuntimeUnavailable
 from edgekd.models import ensemble, zoo1d, zoo_attention
+from edgekd.models.trust import check_model_request
 from edgekd.registry import Registry, suggestion
 
 ModelFactory = Callable[..., nn.Module]
@@ -56,12 +65,15 @@ def create_model(name: str, num_classes: int, in_channels: int = 2, **kwargs: An
         ConfigError: unknown name (with "did you mean"), unknown or bad argument, weights
             that do not fit the architecture.
         InputFileError: a ``pretrained_path`` that is missing or not a weights file.
+        UntrustedFileError: while a file is read (:func:`edgekd.models.trust.reading_file`),
+            a ``module:`` name whose module is not trusted, or an argument naming a path.
         RuntimeUnavailable: ``timm:`` names where timm is not installed.
 
     >>> model = create_model("cnn1d_small", num_classes=11)
     >>> model(torch.zeros(4, 2, 128)).shape
     torch.Size([4, 11])
     """
+    check_model_request(name, kwargs)  # before anything is imported or read
     pretrained_path = kwargs.pop("pretrained_path", None)
     model = _create_fresh(name, num_classes, in_channels, kwargs)
     if pretrained_path:

@@ -19,6 +19,7 @@ from edgekd.deploy.stage import DeploySection
 from edgekd.distill.train import KDConfig, TrainConfig
 from edgekd.errors import ConfigError
 from edgekd.export.onnx_export import ExportConfig
+from edgekd.models.trust import trust_model_names
 from edgekd.quantize.ort_static import QuantizeConfig
 
 
@@ -64,6 +65,8 @@ class Recipe:
     deploy: DeploySection = dataclasses.field(default_factory=DeploySection)
     # Folder that relative paths in the recipe are read from (the recipe file's folder).
     base_dir: str = "."
+    # The recipe file itself, for messages; set by load_recipe (a recipe cannot set it).
+    source_file: str = dataclasses.field(default="", init=False)
 
     def path(self, value: str) -> Path:
         """A path from the recipe: relative to the recipe file when it exists there, else as given.
@@ -77,14 +80,27 @@ class Recipe:
 
 
 def load_recipe(name_or_path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
-    """Load a recipe by path or built-in name, apply ``a.b=c`` overrides, validate strictly."""
+    """Load a recipe by path or built-in name, apply ``a.b=c`` overrides, validate strictly.
+
+    Every ConfigError about the file's content names the file.
+    """
     path = resources.resolve("recipes", name_or_path)
     data = apply_overrides(load_yaml(path), overrides)
-    if "base_dir" in data:
-        raise ConfigError(f"{path}: 'base_dir' is set by edgekd, not by the recipe", hint="remove it")
     try:
+        if "base_dir" in data:
+            raise ConfigError("'base_dir' is set by edgekd, not by the recipe", hint="remove it")
         recipe = from_dict(Recipe, data)
+        recipe.base_dir = str(path.resolve().parent)
+        recipe.source_file = str(path)
+        # The recipe's author named these models: the files this run writes from them may name them too.
+        trust_model_names(recipe_models(recipe))
     except ConfigError as exc:
+        if str(path) in exc.message:
+            raise
         raise ConfigError(f"recipe {path}: {exc.message}", hint=exc.hint) from None
-    recipe.base_dir = str(path.resolve().parent)
     return recipe
+
+
+def recipe_models(recipe: Recipe) -> list[tuple[str, dict[str, Any]]]:
+    """The (model name, kwargs) pairs the recipe itself writes: teacher and student."""
+    return [(recipe.teacher.model, recipe.teacher.kwargs), (recipe.student.model, recipe.student.kwargs)]

@@ -6,12 +6,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from edgekd.artifacts import atomic_write_text
+from edgekd.artifacts import atomic_write_text, ensure_dir
 from edgekd.config import dump_yaml
 from edgekd.deploy.stage import stage_deploy
+from edgekd.models.trust import modules_named, trusted_code
 from edgekd.pipeline import stages
-from edgekd.pipeline.recipe import Recipe
-from edgekd.targets import load_target
+from edgekd.pipeline.preflight import preflight_run
+from edgekd.pipeline.recipe import Recipe, recipe_models
 
 
 def run_recipe(recipe: Recipe, out_dir: Path, log: stages.Log = stages._quiet) -> dict[str, Any] | None:
@@ -21,18 +22,27 @@ def run_recipe(recipe: Recipe, out_dir: Path, log: stages.Log = stages._quiet) -
     goes on to export, quantize, bench, gate and deploy; the other ranks return None once
     the student is written.
     """
+    # teacher.pt and student.pt written below name the recipe's models; re-opening them is allowed.
+    names = set().union(*(modules_named(name, kwargs) for name, kwargs in recipe_models(recipe)))
+    with trusted_code(names):
+        return _run_stages(recipe, out_dir, log)
+
+
+def _run_stages(recipe: Recipe, out_dir: Path, log: stages.Log) -> dict[str, Any] | None:
     from edgekd.distill.distributed import is_main_process
 
     started = time.perf_counter()
-    stages.preflight_models(recipe)
+    # Every file a later stage reads, checked before anything is written (see preflight.py).
+    checked = preflight_run(recipe)
     log(f"edgekd: running recipe {recipe.name!r} into {out_dir}/")
     if is_main_process():
-        out_dir.mkdir(parents=True, exist_ok=True)
-        # The resolved config, saved first so a failed run still says what it ran.
+        ensure_dir(out_dir)
+        # The resolved config, saved first: kept with the first stage that completes, so a run
+        # that fails later still says what it ran, and one refused at the start leaves nothing.
         atomic_write_text(out_dir / "recipe.resolved.yaml", dump_yaml(recipe))
     resolve = recipe.path
 
-    data = stages.stage_data(recipe.data, out_dir, resolve, log)
+    data = stages.stage_data(recipe.data, out_dir, resolve, log, checks=checked.data_checks)
     teacher = stages.stage_teacher(recipe.teacher, data, out_dir, resolve, log)
     student = stages.stage_distill(recipe.student, recipe.distill, data, teacher, out_dir, log)
     if not is_main_process():
@@ -45,8 +55,8 @@ def run_recipe(recipe: Recipe, out_dir: Path, log: stages.Log = stages._quiet) -
         artifacts["openvino/fp32"] = exported["openvino"]
     if "tensorrt" in exported:  # only where TensorRT built one (list it in bench.backends)
         artifacts[stages.entry_for_artifact(exported["tensorrt"])] = exported["tensorrt"]
-    # The gate's target profile also says how each runtime is tuned for the bench.
-    target = load_target(recipe.gate.target) if recipe.gate.enabled and recipe.gate.target else None
+    # The gate's target profile (loaded by the preflight) also says how each runtime is tuned for the bench.
+    target = checked.target
     bench_doc = stages.stage_bench(
         artifacts,
         student,

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekd.config import apply_overrides, from_dict, load_yaml
-from edgekd.errors import ConfigError, ShapeError
+from edgekd.errors import ConfigError
 from edgekd.qat.config import QatConfig, default_qat_train
 from edgekd.qat.distill import Log, QatResult, qat_distill
 
@@ -17,10 +17,19 @@ from edgekd.qat.distill import Log, QatResult, qat_distill
 def load_qat_config(
     path: str | os.PathLike[str] | None, overrides: tuple[str, ...] | list[str] = ()
 ) -> QatConfig:
-    """QatConfig from an optional YAML file (safe_load, unknown keys rejected) plus ``a.b=c`` overrides."""
+    """QatConfig from an optional YAML file (safe_load, unknown keys rejected) plus ``a.b=c`` overrides.
+
+    Every ConfigError about the settings names the file when there is one.
+    """
     data: dict[str, Any] = load_yaml(path) if path is not None else {}
-    cfg = from_dict(QatConfig, apply_overrides(data, list(overrides)), "qat")
-    cfg.validate()
+    data = apply_overrides(data, list(overrides))
+    try:
+        cfg = from_dict(QatConfig, data, "qat")
+        cfg.validate()
+    except ConfigError as exc:
+        if path is None or str(path) in exc.message:
+            raise
+        raise ConfigError(f"QAT config {path}: {exc.message}", hint=exc.hint) from None
     return cfg
 
 
@@ -54,24 +63,14 @@ def qat_from_files(
     run :func:`edgekd.qat.qat_distill` into ``out_dir`` (parents recorded in the manifest)."""
     from edgekd.data.dataset import load_npz
     from edgekd.models.checkpoint import load_checkpoint
+    from edgekd.pipeline.checks import checkpoint_input, data_label
     from edgekd.pipeline.stages import load_teacher
 
     student_path, teacher_path, data_path = Path(student_path), Path(teacher_path), Path(data_path)
     cfg.validate()
     student, meta = load_checkpoint(student_path)
     data = load_npz(data_path)
-    if tuple(meta.input_shape) != tuple(data.input_shape):
-        raise ShapeError(
-            f"student {student_path} takes frames {list(meta.input_shape)}, "
-            f"the data has {list(data.input_shape)}",
-            hint="use the dataset the student was trained on",
-        )
-    if list(meta.class_names) != list(data.class_names):
-        raise ConfigError(
-            f"student {student_path} was trained on classes {meta.class_names}, "
-            f"the data has {data.class_names}",
-            hint="use the dataset the student was trained on",
-        )
+    checkpoint_input(student_path, meta, "student").check(data, data_label(data, data_path))
     teacher, _name = load_teacher(teacher_path, data)
     result = qat_distill(
         student, teacher, data, cfg, out_dir, log=log, parents=[student_path, teacher_path, data_path]

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekd.artifacts import require_file
+from edgekd.artifacts import ensure_dir, require_file
 from edgekd.errors import ParityError
 from edgekd.export.onnx_export import as_samples, ort_session, run_onnxruntime
 from edgekd.quantize.config import QuantizeConfig
@@ -117,7 +117,7 @@ def quantize_onnx_accuracy_aware(
     fp32_path = require_file(fp32_path, "ONNX model", hint="run `edgekd export` first")
     calib = as_samples(calibration_samples, "calibration samples")
     out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
+    ensure_dir(out_path.parent)
     work = Path(tempfile.mkdtemp(prefix=f".{out_path.name}.aa.", dir=out_path.parent))
     try:
         fp32_acc = evaluate(fp32_path)

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekd.artifacts import atomic_path, require_file
+from edgekd.artifacts import atomic_path, ensure_dir, place, require_file
 from edgekd.export.onnx_export import as_samples, load_onnx_checked, short_reason
 from edgekd.quantize.config import QuantizeConfig, QuantizeError
 from edgekd.quantize.ort_build import cpu_count, preprocess, quiet_logs
@@ -124,6 +124,7 @@ def quantize_onnx_dynamic(
     """Write dynamic INT8 of ``fp32_path`` to ``out_path`` only when ``measure_dynamic`` allows it;
     DynamicNotWorthIt (with the measured figures) otherwise, and nothing is written."""
     out_path = Path(out_path)
+    ensure_dir(out_path.parent)
     work = Path(tempfile.mkdtemp(prefix=f".{out_path.name}.", dir=out_path.parent))
     try:
         candidate = work / out_path.name
@@ -132,7 +133,7 @@ def quantize_onnx_dynamic(
         )
         if not verdict.allowed:
             raise DynamicNotWorthIt(verdict.reason, hint="use static INT8 (edgekd quantize), or deploy FP32")
-        os.replace(candidate, out_path)
+        place(candidate, out_path)
         return verdict
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekd.artifacts import require_file
+from edgekd.artifacts import ensure_dir, place, require_file
 from edgekd.errors import RuntimeUnavailable, ShapeError
 from edgekd.export.onnx_export import as_samples, check_frames_fit, short_reason
 from edgekd.export.parity import ParityConfig, ParityReport, compare_outputs
@@ -107,7 +107,7 @@ def quantize_openvino(
     out_xml = Path(out_xml)
     if out_xml.suffix != ".xml":
         raise ShapeError(f"OpenVINO IR path {out_xml} must end in .xml", hint="name it e.g. student.int8.xml")
-    out_xml.parent.mkdir(parents=True, exist_ok=True)
+    ensure_dir(out_xml.parent)
     work = Path(tempfile.mkdtemp(prefix=f".{out_xml.name}.", dir=out_xml.parent))
     try:
         fp32 = ov.Core().read_model(os.fspath(model_path))
@@ -139,7 +139,12 @@ def quantize_openvino(
             evals = as_samples(eval_samples, "eval samples")
             rule = ParityConfig(atol=math.inf, rtol=0.0, min_top1_agreement=cfg.min_top1_agreement)
             report.parity = compare_outputs(
-                _infer(fp32_compiled, evals), _infer(compiled, evals), rule, "OpenVINO INT8 vs FP32"
+                _infer(fp32_compiled, evals),
+                _infer(compiled, evals),
+                rule,
+                "OpenVINO INT8 vs FP32",
+                reference_name=f"FP32 model {model_path}",
+                candidate_name="the OpenVINO INT8 model",
             )
             report.parity.raise_if_failed()
         threads = cpu_count()
@@ -153,8 +158,8 @@ def quantize_openvino(
             require_speedup=cfg.require_speedup,
             runtime="OpenVINO",
         )
-        os.replace(tmp_xml.with_suffix(".bin"), out_xml.with_suffix(".bin"))
-        os.replace(tmp_xml, out_xml)
+        place(tmp_xml.with_suffix(".bin"), out_xml.with_suffix(".bin"))
+        place(tmp_xml, out_xml)
         return report
     finally:
         shutil.rmtree(work, ignore_errors=True)

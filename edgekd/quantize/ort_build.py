@@ -10,6 +10,10 @@ import io
 import logging
 import math
 import os
+import re
+import shutil
+import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -77,24 +81,109 @@ def narrow_input_convs(model: Path, max_channels: int = 4) -> list[str]:
 
 
 def preprocess(src: Path, dst: Path) -> tuple[Path, str]:
-    """Run quant_pre_process. Symbolic shape inference (made for transformer-style dynamic
-    dims) is tried first; conv nets need only ONNX shape inference, so when the symbolic
-    pass cannot handle an op it is skipped instead of failing the stage."""
+    """Run quant_pre_process on ``src`` into ``dst``. Symbolic shape inference (made for
+    transformer-style dynamic dims) is tried first; conv nets need only ONNX shape inference,
+    so when the symbolic pass cannot handle an op it is skipped instead of failing the stage.
+
+    ORT's pre-processing logs its own tracebacks, writes ``sym_shape_infer_temp.onnx`` into
+    the working directory when symbolic inference is incomplete, and names its temporary
+    files in errors: it runs in a private folder with its output captured, and a failure is
+    one QuantizeError naming ``src``. InputFileError when ONNX Runtime cannot load ``src``.
+    """
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    given, src, dst = src, Path(src).absolute(), Path(dst).absolute()  # absolute: the block runs elsewhere
+    _require_ort_loads(given)
     try:
-        quant_pre_process(os.fspath(src), os.fspath(dst))
+        with _private_run(dst.parent):
+            quant_pre_process(os.fspath(src), os.fspath(dst))
         return dst, "optimised + symbolic and ONNX shape inference"
     except Exception as exc:  # symbolic inference raises assorted errors on ops it lacks
-        first = short_reason(exc)
+        first = _without_temporary_paths(short_reason(exc))
     try:
-        quant_pre_process(os.fspath(src), os.fspath(dst), skip_symbolic_shape=True)
+        with _private_run(dst.parent):
+            quant_pre_process(os.fspath(src), os.fspath(dst), skip_symbolic_shape=True)
     except Exception as exc:
+        reason = _without_temporary_paths(short_reason(exc))
         raise QuantizeError(
-            f"ONNX Runtime cannot pre-process {src} for quantization: {short_reason(exc)}",
-            hint="check that ONNX Runtime runs the FP32 model",
+            f"ONNX Runtime cannot pre-process {given} for quantization: {reason}",
+            hint="check that ONNX Runtime runs the FP32 model, or re-export it with `edgekd export`",
         ) from None
     return dst, f"optimised + ONNX shape inference (symbolic shape inference skipped: {first})"
+
+
+# Paths of ORT's own temporary folders (``pre.quant.*``) and of ``_private_run``'s: they mean
+# nothing to the user and are gone by the time the error is read.
+_TEMPORARY_PATH = re.compile(r"\S*(?:pre\.quant\.|\.ort-preprocess\.)[^/\s]*/?")
+
+
+def _without_temporary_paths(text: str) -> str:
+    return _TEMPORARY_PATH.sub("<temporary folder>/", text)
+
+
+def _require_ort_loads(src: Path) -> None:
+    """InputFileError naming ``src`` when ONNX Runtime's CPU provider cannot load it: before
+    pre-processing, whose own failure would name one of its temporary files."""
+    from edgekd.errors import EdgeKDError, InputFileError
+
+    try:
+        ort_session(src)
+    except EdgeKDError as exc:  # "ONNX Runtime cannot load <src>: <reason>"
+        raise InputFileError(
+            exc.message,
+            hint="the graph uses an op or type ONNX Runtime's CPU provider lacks: re-export the model "
+            "with `edgekd export`",
+        ) from None
+
+
+@contextlib.contextmanager
+def _private_run(parent: Path):
+    """Run a block in a fresh temporary working directory under ``parent`` with stdout,
+    stderr (Python and file descriptors) and log records captured; yields the folder, which
+    is removed afterwards with whatever the block left in it. The captured text is shown
+    with ``--verbose``. The working directory is process-wide: not for concurrent threads."""
+    folder = Path(tempfile.mkdtemp(prefix=".ort-preprocess.", dir=parent))
+    previous = os.getcwd()
+    sink = tempfile.TemporaryFile(mode="a+b")  # noqa: SIM115 (closed below; append: Python and C++ share it)
+    try:
+        with _captured(sink):
+            os.chdir(folder)
+            try:
+                yield folder
+            finally:
+                os.chdir(previous)
+    finally:
+        if is_verbose():
+            sink.seek(0)
+            sys.stderr.write(sink.read().decode("utf-8", "replace"))
+        sink.close()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _captured(sink: Any):
+    """Send stdout, stderr (at the file-descriptor level too: ORT logs from C++) and log
+    records of every logger into the binary file ``sink``."""
+    text = io.TextIOWrapper(sink, encoding="utf-8", write_through=True)
+    handler = logging.StreamHandler(text)
+    root = logging.getLogger()
+    saved_handlers, saved_level = root.handlers[:], root.level
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    saved_fds = {fd: os.dup(fd) for fd in (1, 2)}
+    try:
+        root.handlers, root.level = [handler], logging.WARNING
+        for fd in saved_fds:
+            os.dup2(sink.fileno(), fd)
+        with contextlib.redirect_stdout(text), contextlib.redirect_stderr(text):
+            yield
+    finally:
+        text.flush()
+        for fd, original in saved_fds.items():
+            os.dup2(original, fd)
+            os.close(original)
+        root.handlers, root.level = saved_handlers, saved_level
+        text.detach()
 
 
 def quantize_qdq(

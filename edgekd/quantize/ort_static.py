@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekd.artifacts import atomic_path, require_file
+from edgekd.artifacts import atomic_path, ensure_dir, require_file
 from edgekd.errors import ParityError, ShapeError
 from edgekd.export.onnx_export import (
     as_samples,
@@ -39,7 +39,7 @@ from edgekd.export.onnx_export import (
     load_onnx_checked,
     run_onnxruntime,
 )
-from edgekd.export.parity import ParityConfig, ParityReport, compare_outputs
+from edgekd.export.parity import ParityConfig, ParityReport, compare_outputs, require_finite_outputs
 from edgekd.quantize.assess import Int8Assessment, assess_int8
 from edgekd.quantize.config import NoSpeedupError, QuantizeConfig, QuantizeError
 from edgekd.quantize.coverage import describe_quantized, op_coverage
@@ -126,8 +126,8 @@ def quantize_onnx_static(
 
     Raises:
         InputFileError: fp32_path missing or not ONNX. ShapeError: bad frames.
-        QuantizeError: ORT's quantizer failed. ParityError: agreement below
-        ``cfg.min_top1_agreement``. NoSpeedupError: INT8 not faster with
+        QuantizeError: ORT's quantizer failed. ParityError: FP32 or INT8 outputs hold
+        NaN/Inf, or agreement below ``cfg.min_top1_agreement``. NoSpeedupError: INT8 not faster with
         ``cfg.require_speedup``. Nothing is left at ``out_path`` or beside it then.
     """
     cfg.validate()
@@ -136,17 +136,13 @@ def quantize_onnx_static(
     calib = as_samples(calibration_samples, "calibration samples")
     evals = as_samples(eval_samples, "eval samples") if eval_samples is not None else None
     out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
+    ensure_dir(out_path.parent)
     work = Path(tempfile.mkdtemp(prefix=f".{out_path.name}.", dir=out_path.parent))
     try:
         with quiet_logs(verbose):
             pre, note = preprocess(fp32_path, work / "pre.onnx")
-            inp, fixed = calibration_input(pre, calib)
-            if evals is not None:
-                check_frames_fit(inp.shape, evals, "eval samples")
-            if fixed:  # a static batch takes exactly `fixed` frames per call: drop the remainder
-                calib = whole_batches(calib, fixed, "calibration samples")
-                evals = whole_batches(evals, fixed, "eval samples") if evals is not None else None
+            inp, fixed, calib, evals = _fit_frames(pre, calib, evals)
+            reference = _fp32_reference(fp32_path, calib, evals, fixed or 1)
             variants = _candidates(cfg)
             frames = FrameReader(calib, inp.name, fixed or CALIB_BATCH)
             exclude = list(nodes_to_exclude)
@@ -178,7 +174,7 @@ def quantize_onnx_static(
             report.activation_type, report.choice_reason = _pick_faster(timed)
         report.choice_reason = "; ".join([report.choice_reason, *reasons])
         if evals is not None:
-            _check_agreement(report, built, fp32_path, evals, cfg.min_top1_agreement)
+            _check_agreement(report, built, fp32_path, reference, evals, cfg.min_top1_agreement)
         chosen = built[report.activation_type]
         report.assessment = assess_int8(
             fp32_path,
@@ -195,6 +191,29 @@ def quantize_onnx_static(
         return report
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _fit_frames(
+    pre: Path, calib: np.ndarray, evals: np.ndarray | None
+) -> tuple[Any, int | None, np.ndarray, np.ndarray | None]:
+    """The model's input (ORT NodeArg) and static batch (None when dynamic), and the frames
+    checked against that input, cut to whole batches when the batch is static."""
+    inp, fixed = calibration_input(pre, calib)
+    if evals is not None:
+        check_frames_fit(inp.shape, evals, "eval samples")
+    if fixed:  # a static batch takes exactly `fixed` frames per call: drop the remainder
+        calib = whole_batches(calib, fixed, "calibration samples")
+        evals = whole_batches(evals, fixed, "eval samples") if evals is not None else None
+    return inp, fixed, calib, evals
+
+
+def _fp32_reference(fp32_path: Path, calib: np.ndarray, evals: np.ndarray | None, batch: int) -> np.ndarray:
+    """FP32 outputs on ``evals`` (else on a probe of calibration frames, whole batches of
+    ``batch``), refused at the door when NaN/Inf: such a model has nothing to quantize against."""
+    probe = calib[: max(batch, _PROBE_FRAMES - _PROBE_FRAMES % batch)]
+    reference = run_onnxruntime(fp32_path, evals if evals is not None else probe)
+    require_finite_outputs(reference, f"FP32 model {fp32_path}")
+    return reference
 
 
 def whole_batches(frames: np.ndarray, batch: int, what: str) -> np.ndarray:
@@ -228,17 +247,33 @@ def _pick_faster(timed: dict[str, float]) -> tuple[str, str]:
 
 
 def _check_agreement(
-    report: QuantizeReport, built: dict[str, Path], fp32_path: Path, evals: np.ndarray, minimum: float
+    report: QuantizeReport,
+    built: dict[str, Path],
+    fp32_path: Path,
+    reference: np.ndarray,
+    evals: np.ndarray,
+    minimum: float,
 ) -> None:
-    """Top-1 agreement of the chosen INT8 variant with FP32 on ``evals`` decides. When the
-    faster variant fails but the other passes, the other is kept (and the reason says so)."""
-    reference = run_onnxruntime(fp32_path, evals)
+    """Top-1 agreement of the chosen INT8 variant with FP32 (``reference``, its outputs on
+    ``evals``) decides. When the faster variant fails but the other passes, the other is
+    kept (and the reason says so)."""
     # INT8 logits legitimately differ by a few quantization steps: only agreement decides.
     rule = ParityConfig(atol=math.inf, rtol=0.0, min_top1_agreement=minimum)
+
+    def compare(variant: str) -> ParityReport:
+        return compare_outputs(
+            reference,
+            run_onnxruntime(built[variant], evals),
+            rule,
+            "INT8 vs FP32",
+            reference_name=f"FP32 model {fp32_path}",
+            candidate_name=f"the INT8 model ({variant} activations)",
+        )
+
     chosen = report.activation_type
-    report.parity = compare_outputs(reference, run_onnxruntime(built[chosen], evals), rule, "INT8 vs FP32")
+    report.parity = compare(chosen)
     for other in (name for name in built if name != chosen and not report.parity.passed):
-        second = compare_outputs(reference, run_onnxruntime(built[other], evals), rule, "INT8 vs FP32")
+        second = compare(other)
         if second.passed:
             report.choice_reason += (
                 f"; but {chosen} failed top-1 agreement ({report.parity.top1_agreement:.2%}), "
@@ -246,6 +281,8 @@ def _check_agreement(
             )
             report.activation_type, report.parity = other, second
     report.kernel_error = kernel_error(built[report.activation_type], reference, evals)
+    if report.parity.nonfinite_candidate:
+        report.parity.raise_if_failed()  # NaN/Inf: its own message and hint, not a tuning matter
     try:
         report.parity.raise_if_failed()
     except ParityError as exc:

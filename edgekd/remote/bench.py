@@ -29,16 +29,19 @@ from edgekd.bench.runner import (
     BenchConfig,
     artifact_files,
     bench_document,
+    check_frames_fit,
     complete_entry,
     empty_entry,
     latency_batch,
     log_entry,
+    require_measured,
     session_options,
 )
 from edgekd.config import to_dict
 from edgekd.data.dataset import ArrayDataset
 from edgekd.errors import ConfigError, EdgeKDError
 from edgekd.remote import device_runner
+from edgekd.remote.device_runner import input_mismatch
 from edgekd.remote.ssh import RemoteError, SshOptions, SshTransport, parse_ssh_url
 
 #: Runtimes the device runner can open.
@@ -93,7 +96,15 @@ def stage_job(
         for f in files:  # an IR keeps its .xml/.bin pair under one stem
             shutil.copyfile(f, staging / f"model{i}{f.suffix.lower()}")
         model = f"model{i}{Path(cand.artifact).suffix.lower()}"
-        jobs.append({"id": cand.id, "runtime": cand.backend, "model": model, "options": options})
+        jobs.append(
+            {
+                "id": cand.id,
+                "runtime": cand.backend,
+                "model": model,
+                "name": str(cand.artifact),
+                "options": options,
+            }
+        )
     lat = to_dict(cfg.latency)
     job = {
         "protocol": device_runner.RUNNER_PROTOCOL,
@@ -177,15 +188,21 @@ def _entry_from_result(
         return entry, None
     if res["output_width"] != dataset.num_classes:
         entry.update(
-            reason=f"the model outputs {res['output_width']} scores per frame but the dataset has "
+            reason=f"{cand.artifact} outputs {res['output_width']} scores per frame but the dataset has "
             f"{dataset.num_classes} classes (fix: evaluate the model on the dataset it was trained for)"
         )
         return entry, None
+    why = None
+    if cfg.input_shape is not None and res.get("input_shape") is not None:
+        why = input_mismatch(res["input_shape"], cfg.input_shape, "the target's input_shape")
+    if why is not None:
+        entry.update(reason=f"{cand.artifact}: {why} (fix: bench the model built for this target)")
+        return entry, None
     executed = res.get("executed_precision")
-    if executed is None:  # onnxruntime: read from the graph, as the local backend does
-        from edgekd.backends.onnxruntime_backend import onnx_executed_precision
+    if executed is None:  # onnxruntime: from the graph and the options sent, as the local backend does
+        from edgekd.backends.precision import onnx_executed_precision
 
-        executed = onnx_executed_precision(Path(cand.artifact))
+        executed = onnx_executed_precision(Path(cand.artifact), _candidate_options(cand, cfg))
     preds = np.asarray(res["predictions"], dtype=np.int64)
     report = score(preds, dataset)
     complete_entry(
@@ -197,6 +214,7 @@ def _entry_from_result(
         peak_memory_mib=res.get("peak_memory_mib"),
         batch_size=cfg.latency.batch_size,
         peak_gflops=peak,
+        input_shape=res.get("input_shape"),
     )
     return entry, preds
 
@@ -240,6 +258,7 @@ def run_remote_bench(
         RemoteError: unreachable device, refused login, dropped connection, failed runner.
     """
     cfg.validate()
+    check_frames_fit(dataset, cfg, dataset_name)
     say = log or (lambda _line: None)
     target = parse_ssh_url(host)
     ids = [c.id for c in candidates]
@@ -277,6 +296,7 @@ def run_remote_bench(
         say(f"{cand.id} (on {target.url})")
         log_entry(say, entry)
         entries.append(entry)
+    require_measured(entries, cfg, dataset_name)
     environment = dict(result["environment"])
     environment["host"] = target.url
     return bench_document(

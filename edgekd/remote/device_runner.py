@@ -147,7 +147,7 @@ def predict_classes(run: Callable[[Any], Any], x: Any, *, static_batch: int | No
 
     A static-batch model (``static_batch`` B) is fed exactly B frames per call, the last
     chunk padded by repeating its last frame (those predictions are dropped); otherwise
-    ``batch_size`` frames per call.
+    ``batch_size`` frames per call. ValueError when a logit is NaN or Inf.
     """
     step = static_batch if static_batch else batch_size
     preds = np.empty(len(x), dtype=np.int64)
@@ -156,8 +156,10 @@ def predict_classes(run: Callable[[Any], Any], x: Any, *, static_batch: int | No
         real = len(chunk)
         if static_batch and real < step:
             chunk = np.concatenate([chunk, np.repeat(chunk[-1:], step - real, axis=0)])
-        logits = np.asarray(run(chunk))
-        preds[start : start + real] = logits.reshape(len(chunk), -1)[:real].argmax(axis=1)
+        logits = np.asarray(run(chunk)).reshape(len(chunk), -1)[:real]
+        if not np.isfinite(logits).all():  # NaN would argmax to class 0 and score as a prediction
+            raise ValueError(f"the model outputs NaN or Inf for frames {start}..{start + real - 1}")
+        preds[start : start + real] = logits.argmax(axis=1)
     return preds
 
 
@@ -343,6 +345,31 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {lines[-1]}" if lines else type(exc).__name__
 
 
+def input_mismatch(
+    model_shape: Any, batch_shape: Any, what: str = "a batch of the data's frames"
+) -> str | None:
+    """Why ``batch_shape`` (e.g. the bench's batch [1, 2, 128]) does not fit a model input
+    ``model_shape`` (batch first, None for a dynamic axis); None when it fits. The text reads
+    "model input [?, 3, 32] does not fit a batch of the data's frames [1, 2, 128]"."""
+    want, got = tuple(model_shape), tuple(batch_shape)
+    same_rank = len(want) == len(got) and len(want) > 0
+    sample_fits = same_rank and all(w is None or w == g for w, g in zip(want[1:], got[1:], strict=True))
+    if sample_fits and want[0] in (None, got[0]):
+        return None
+    shown = "[" + ", ".join("?" if d is None else str(d) for d in want) + "]"
+    if sample_fits:
+        return f"model input {shown} takes batch {want[0]} only, not the batch {got[0]} of {what} {list(got)}"
+    return f"model input {shown} does not fit {what} {list(got)}"
+
+
+def check_input_spec(types: list[str], accepted: tuple[str, ...], name: str) -> None:
+    """ValueError unless the model has exactly one input and its element type is in ``accepted``."""
+    if len(types) != 1:
+        raise ValueError(f"{name} has {len(types)} inputs; edgekd feeds exactly one (the frames)")
+    if types[0] not in accepted:
+        raise ValueError(f"{name} takes {types[0]} input; edgekd feeds float32 frames")
+
+
 def ort_session_options(ort: Any, resolved: dict[str, Any]) -> Any:
     """An ``onnxruntime.SessionOptions`` from resolved options (see
     ``edgekd.backends.onnxruntime_backend.resolve_ort_options``): execution_mode
@@ -374,7 +401,9 @@ def _open_onnxruntime(path: Path, opts: dict[str, Any]) -> tuple[Callable[[Any],
             f"available: {', '.join(ort.get_available_providers())}"
         )
     session = ort.InferenceSession(str(path), sess_options=so, providers=providers)
-    spec = session.get_inputs()[0]
+    inputs = session.get_inputs()
+    check_input_spec([i.type for i in inputs], ("tensor(float)", "tensor(float16)"), path.name)
+    spec = inputs[0]
     name, out = spec.name, [session.get_outputs()[0].name]
     cast = np.float16 if spec.type == "tensor(float16)" else None
     shape = tuple(d if isinstance(d, int) and d > 0 else None for d in spec.shape)
@@ -387,31 +416,48 @@ def _open_onnxruntime(path: Path, opts: dict[str, Any]) -> tuple[Callable[[Any],
     return run, shape, None  # the host reads ORT's executed precision from the graph
 
 
-def _open_openvino(path: Path, opts: dict[str, Any]) -> tuple[Callable[[Any], Any], tuple, str | None]:
-    import openvino as ov
+# Runtime-graph layer types that carry the arithmetic; their runtimePrecision says what executes.
+_OV_COMPUTE = frozenset(
+    {"Convolution", "GroupConvolution", "Deconvolution", "FullyConnected", "MatMul", "Gemm"}
+)
 
-    core = ov.Core()
-    model = core.read_model(str(path))
-    shape = tuple(d.get_length() if d.is_static else None for d in model.input(0).get_partial_shape())
-    compiled = core.compile_model(model, opts.get("device", "CPU"), opts.get("config") or {})
-    request = compiled.create_infer_request()
+
+def ov_executed_precision(compiled: Any, model: Any) -> str:
+    """What an OpenVINO compiled model computes in (the one answer, here and on a device).
+
+    "int8" when a compute layer of the plugin's runtime graph runs in i8/u8 (FakeQuantize or
+    Q/DQ fused into integer kernels), or when the IR holds FakeQuantize and the runtime graph
+    cannot be read. Otherwise the read-back INFERENCE_PRECISION_HINT: f32 -> "fp32",
+    bf16 -> "bf16", f16 -> "fp16".
+    """
     hint = compiled.get_property("INFERENCE_PRECISION_HINT")
     name = hint.get_type_name() if hasattr(hint, "get_type_name") else str(hint)
-    executed = {"f32": "fp32", "bf16": "bf16", "f16": "fp16"}.get(name, name)
-    compute = {"Convolution", "GroupConvolution", "Deconvolution", "FullyConnected", "MatMul", "Gemm"}
+    float_label = {"f32": "fp32", "bf16": "bf16", "f16": "fp16"}.get(name, name)
     try:
         for op in compiled.get_runtime_model().get_ops():
             info = op.get_rt_info()
             kind = info["layerType"].astype(str) if "layerType" in info else None
             prec = info["runtimePrecision"].astype(str) if "runtimePrecision" in info else None
-            if kind in compute and prec in ("i8", "u8"):
-                executed = "int8"
-                break
-    except RuntimeError:
+            if kind in _OV_COMPUTE and prec in ("i8", "u8"):
+                return "int8"
+    except RuntimeError:  # plugins other than CPU/GPU may not expose a runtime graph
         if any(op.get_type_name() == "FakeQuantize" for op in model.get_ops()):
-            executed = "int8"
+            return "int8"
+    return float_label
 
-    return ov_request_runner(request), shape, executed
+
+def _open_openvino(path: Path, opts: dict[str, Any]) -> tuple[Callable[[Any], Any], tuple, str | None]:
+    import openvino as ov
+
+    core = ov.Core()
+    model = core.read_model(str(path))
+    check_input_spec(
+        [str(i.get_element_type().get_type_name()) for i in model.inputs], ("f32", "f16"), path.name
+    )
+    shape = tuple(d.get_length() if d.is_static else None for d in model.input(0).get_partial_shape())
+    compiled = core.compile_model(model, opts.get("device", "CPU"), opts.get("config") or {})
+    request = compiled.create_infer_request()
+    return ov_request_runner(request), shape, ov_executed_precision(compiled, model)
 
 
 def ov_request_runner(request: Any) -> Callable[[Any], Any]:
@@ -458,6 +504,9 @@ def bench_candidate(job: dict[str, Any], cand: dict[str, Any], x: Any, sample: A
             t0 = time.perf_counter_ns()
             run, shape, executed = _OPENERS[runtime](root / cand["model"], cand.get("options") or {})
             load_ns = time.perf_counter_ns() - t0
+            why = input_mismatch(shape, sample.shape)
+            if why is not None:  # before timing: a model that cannot take the frames fails here
+                raise ValueError(f"{cand.get('name', cand['model'])}: {why}")
             runtime_times: list[float] = []
             samples, first_ns = time_calls(
                 run,
@@ -472,6 +521,8 @@ def bench_candidate(job: dict[str, Any], cand: dict[str, Any], x: Any, sample: A
             )
         static = shape[0] if shape else None
         probe = np.asarray(run(np.repeat(x[:1], static or 1, axis=0)))
+        if not np.isfinite(probe).all():
+            raise ValueError(f"{cand.get('name', cand['model'])} outputs NaN or Inf on the first frame")
         preds = predict_classes(run, x, static_batch=static, batch_size=job["accuracy_batch_size"])
     except LookupError as exc:  # a missing execution provider or device: not a failure of the model
         result.update(status="skipped", reason=str(exc))
@@ -489,6 +540,7 @@ def bench_candidate(job: dict[str, Any], cand: dict[str, Any], x: Any, sample: A
         ),
         peak_memory_mib=memory.delta_mib,
         output_width=int(probe.reshape(probe.shape[0], -1).shape[1]),
+        input_shape=list(shape),
         predictions=preds.tolist(),
     )
     return result

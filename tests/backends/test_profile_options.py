@@ -17,7 +17,7 @@ from edgekd.backends.profile_options import (
     options_from_target,
 )
 from edgekd.bench.latency import LatencyConfig
-from edgekd.bench.runner import BenchCandidate, BenchConfig, run_bench
+from edgekd.bench.runner import BenchCandidate, BenchConfig, BenchFailed, run_bench
 from edgekd.config import from_dict
 from edgekd.data.dataset import ArrayDataset
 from edgekd.errors import ConfigError, RuntimeUnavailable
@@ -87,13 +87,14 @@ def test_absent_gpu_providers_are_skipped_with_the_reason(
         session_from_artifact("onnxruntime", tiny.onnx, SessionOptions(device=device))
     dataset = ArrayDataset(x=tiny.frames, y=np.arange(16) % NUM_CLASSES, class_names=list("ABCD"))
     fast = LatencyConfig(warmup_runs=1, warmup_seconds=0.0, min_runs=2, min_seconds=0.0)
-    doc = run_bench(
-        [BenchCandidate("onnxruntime", "fp32", tiny.onnx, options=SessionOptions(device=device))],
-        dataset,
-        BenchConfig(latency=fast, roofline=False),
-        name="gpu",
-        out_dir=tmp_path,
-    )
+    candidates = [BenchCandidate("onnxruntime", "fp32", tiny.onnx, options=SessionOptions(device=device))]
+    # A bench in which nothing ran is not a success, unless asked to record it.
+    with pytest.raises(BenchFailed, match=provider):
+        run_bench(
+            candidates, dataset, BenchConfig(latency=fast, roofline=False), name="gpu", out_dir=tmp_path
+        )
+    cfg = BenchConfig(latency=fast, roofline=False, keep_going=True)
+    doc = run_bench(candidates, dataset, cfg, name="gpu", out_dir=tmp_path)
     entry = doc["entries"][0]
     assert entry["status"] == "skipped" and provider in entry["reason"]
 

@@ -59,7 +59,9 @@ def test_run_bench(tiny: TinyArtifacts, tmp_path: Path, ghost: None) -> None:
         BenchCandidate("openvino", "int8", corrupt),
     ]
     lines: list[str] = []
-    cfg = BenchConfig(latency=FAST, threads=1, accuracy_batch_size=8, backends=["onnxruntime/fp32"])
+    cfg = BenchConfig(
+        latency=FAST, threads=1, accuracy_batch_size=8, backends=["onnxruntime/fp32"], keep_going=True
+    )
     doc = run_bench(
         candidates,
         _dataset(tiny),
@@ -83,7 +85,8 @@ def test_run_bench(tiny: TinyArtifacts, tmp_path: Path, ghost: None) -> None:
     ghost_entry = find_entry(doc, "ghost", "fp32")
     assert "pip install ghostrt" in ghost_entry["reason"]
     assert ghost_entry["latency_ms"] is None and ghost_entry["accuracy"] is None
-    assert "not a readable OpenVINO model" in find_entry(doc, "openvino", "int8")["reason"]
+    corrupt_reason = find_entry(doc, "openvino", "int8")["reason"]
+    assert "corrupt.onnx is not a readable ONNX model" in corrupt_reason
 
     ref = find_entry(doc, "onnxruntime", "fp32")
     assert ref["agreement_with_reference"] == 1.0
@@ -98,6 +101,7 @@ def test_run_bench(tiny: TinyArtifacts, tmp_path: Path, ghost: None) -> None:
         "name": "synthetic",
         "split": "test",
         "n": 32,
+        "input_shape": [2, 128],
         "class_names": ["A", "B", "C", "D"],
         "snrs": [-4, 0, 4, 8],
     }

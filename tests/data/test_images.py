@@ -124,6 +124,7 @@ def test_bad_inputs(tmp_path):
     with pytest.raises(InputFileError, match="no class folders"):
         ImageFolder(tmp_path / "empty")
     _png(tmp_path / "set" / "CNV" / "a.png")
+    _png(tmp_path / "set" / "NORMAL" / "a.png")
     with pytest.raises(ConfigError) as info:
         ImageFolder(tmp_path / "set", class_names=["CNN"])
     assert "did you mean 'CNV'" in info.value.one_line()
@@ -149,3 +150,91 @@ def test_missing_val_or_test_folder_is_carved_out_of_train(tmp_path):
     _split_layout(only_train, splits=("train",), per_class=10)
     split = ImageFolder(only_train, transform=ImageTransform(8, 8)).split
     assert np.bincount(split, minlength=3).tolist() == [4 * 7, 4 * 1, 4 * 2]  # 0.1 val, 0.2 test
+
+
+def _flat(root, classes=("CNV", "NORMAL"), per_class: int = 4):
+    for c, name in enumerate(classes):
+        for i in range(per_class):
+            _png(root / name / f"{i}.png", value=40 * c + i)
+    return root
+
+
+def _refused(root, fragment: str, error=InputFileError, **kwargs) -> str:
+    with pytest.raises(error) as info:
+        ImageFolder(root, transform=ImageTransform(8, 8), **kwargs).to_array_dataset()
+    line = info.value.one_line()
+    assert fragment in line and "\n" not in line, line
+    return line
+
+
+def test_one_class_and_empty_class_folders_are_refused(tmp_path):
+    one = _flat(tmp_path / "one", classes=("CNV",))
+    assert str(one) in _refused(one, "holds 1 class; a classifier needs at least 2")
+    two = _flat(tmp_path / "two")
+    _refused(two, "holds 1 class", class_names=["CNV"])
+    (two / "DME").mkdir()
+    assert str(two / "DME") in _refused(two, "holds no images")
+    split = tmp_path / "split"
+    _split_layout(split)
+    (split / "test" / "NORMAL").rename(split / "test" / "EMPTY")
+    for image in (split / "test" / "EMPTY").iterdir():
+        image.unlink()
+    _refused(split, f"class folder {split / 'test' / 'EMPTY'} holds no images")
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "fragment"),
+    [
+        ("notes.txt", b"hello", "is not an image file"),
+        ("scan.dcm", b"DICM", "is not an image file"),
+        ("empty.png", b"", "is empty (0 bytes)"),
+        ("text.jpg", b"not a jpeg", "cannot be read"),
+        ("broken.png", b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR", "cannot be read"),
+    ],
+)
+def test_files_that_are_not_readable_images_are_named(tmp_path, name, content, fragment):
+    root = _flat(tmp_path / "set")
+    (root / "NORMAL" / name).write_bytes(content)
+    assert str(root / "NORMAL" / name) in _refused(root, fragment)
+
+
+def test_truncated_image_and_nested_folder_are_named(tmp_path):
+    root = _flat(tmp_path / "set")
+    image = root / "CNV" / "big.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64), dtype=np.uint8)).save(image)
+    image.write_bytes(image.read_bytes()[:300])
+    assert str(image) in _refused(root, "cannot be read")
+    image.unlink()
+    (root / "CNV" / "more").mkdir()
+    _refused(root, f"{root / 'CNV' / 'more'} in class folder {root / 'CNV'} is a folder")
+
+
+def test_hidden_entries_are_skipped(tmp_path):
+    root = _flat(tmp_path / "set")
+    (root / "CNV" / ".DS_Store").write_bytes(b"\x00\x01")
+    (root / ".ipynb_checkpoints").mkdir()
+    folder = ImageFolder(root, transform=ImageTransform(8, 8))
+    assert folder.class_names == ["CNV", "NORMAL"] and len(folder) == 8
+
+
+def test_oversized_images_are_refused_before_decoding(tmp_path, monkeypatch):
+    root = _flat(tmp_path / "set")
+    # 20 x 16 = 320 pixels: over this limit, under the 2x at which Pillow itself refuses (it only warns).
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 200)
+    with pytest.warns(Image.DecompressionBombWarning):
+        assert "declares 20 x 16 pixels" in _refused(root, str(root))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # Pillow's own refusal is named the same way
+    assert "decompression bomb" in _refused(root, str(root / "CNV" / "0.png"))
+
+
+@pytest.mark.parametrize(
+    "transform",
+    [
+        {"image_size": 8, "resize": 100_000},
+        {"image_size": 8, "resize": 8, "std": [0.2, float("nan"), 0.2]},
+        {"image_size": 8, "resize": 8, "mean": [0.0, float("inf"), 0.0]},
+    ],
+)
+def test_transform_values_that_cannot_work_are_config_errors(tmp_path, transform):
+    with pytest.raises(ConfigError):
+        ImageFolder(_flat(tmp_path / "set"), transform=ImageTransform(**transform))

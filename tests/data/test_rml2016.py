@@ -158,3 +158,61 @@ def test_wrong_content_is_an_input_file_error(tmp_path, blob, fragment):
 def test_missing_file(tmp_path):
     with pytest.raises(InputFileError, match="does not exist"):
         load_rml2016(tmp_path / "none.pkl")
+
+
+def _with_entry(value) -> dict:
+    table = _table()
+    table[("BPSK", 0)] = value
+    return table
+
+
+@pytest.mark.parametrize(
+    ("payload", "fragment"),
+    [
+        (
+            _with_entry(
+                np.where(np.arange(6 * 2 * 16).reshape(6, 2, 16) == 40, np.nan, 0).astype(np.float32)
+            ),
+            "entry ('BPSK', 0) holds NaN or infinite values (first at frame 1)",
+        ),
+        (_with_entry(np.full((6, 2, 16), np.inf, np.float32)), "NaN or infinite"),
+        (_with_entry(np.zeros((6, 2, 16), np.complex64)), "holds complex numbers"),
+        (_with_entry(np.full((6, 2, 16), "a")), "holds strings"),
+        (_with_entry(np.zeros((0, 2, 16), np.float32)), "holds no frames"),
+        (_with_entry([[0.0] * 16] * 2), "has shape list"),
+        ({("A", 0): np.zeros((3, 2, 0), np.float32), ("B", 0): np.zeros((3, 2, 0), np.float32)}, "no frames"),
+        ({("A", True): _frames(0)}, "expected (modulation, snr)"),
+        ({("A", 0.5): _frames(0)}, "expected (modulation, snr)"),
+        ({("", 0): _frames(0)}, "modulation name ''"),
+        ({("A", 10**6): _frames(0)}, "SNR out of range"),
+        ({("A", 0): _frames(0), (b"A", 0): _frames(1)}, "twice"),
+    ],
+)
+def test_bad_entries_are_refused_naming_the_file_and_entry(tmp_path, payload, fragment):
+    path = tmp_path / "bad.pkl"
+    path.write_bytes(pickle.dumps(payload, protocol=4))
+    with pytest.raises(InputFileError) as info:
+        read_rml2016_pickle(path)
+    assert str(path) in info.value.one_line() and fragment in info.value.one_line()
+
+
+def test_truncated_and_amplifying_pickles_are_refused(tmp_path):
+    path = tmp_path / "cut.pkl"
+    path.write_bytes(pickle.dumps(_table(), protocol=2)[:1500])
+    with pytest.raises(InputFileError, match="not a readable pickle"):
+        read_rml2016_pickle(path)
+    # One array referenced by 50 keys (pickle memo): 50x the data the file holds.
+    shared = _frames(0, n=100)
+    path.write_bytes(pickle.dumps({("A", s): shared for s in range(50)}, protocol=2))
+    with pytest.raises(InputFileError, match="more than the file holds"):
+        read_rml2016_pickle(path)
+
+
+def test_a_file_bigger_than_memory_is_refused_before_it_is_read(tmp_path, monkeypatch):
+    from edgekd.data import validate
+
+    path = tmp_path / "rml.pkl"
+    path.write_bytes(pickle.dumps(_table(), protocol=2))
+    monkeypatch.setattr(validate, "physical_memory", lambda: path.stat().st_size)
+    with pytest.raises(InputFileError, match="would take"):
+        read_rml2016_pickle(path)

@@ -12,7 +12,7 @@ from edgekd import resources
 from edgekd.config import from_dict, load_yaml
 from edgekd.data.dataset import ArrayDataset
 from edgekd.data.sources import DATA_SOURCES, DataSpec, Source, load_dataset
-from edgekd.errors import ConfigError, InputFileError
+from edgekd.errors import ConfigError, InputFileError, ShapeError
 
 TINY_SYNTHETIC = {"classes": ["BPSK", "QPSK"], "snr_min": 0, "snr_max": 4, "snr_step": 4, "frame_length": 32}
 
@@ -44,10 +44,15 @@ def test_rml2016_options_reach_the_loader(tmp_path):
     table = {(m, s): rng.standard_normal((5, 2, 16)).astype(np.float32) for m in ("A", "B") for s in (0, 2)}
     (tmp_path / "r.pkl").write_bytes(pickle.dumps(table, protocol=2))
     spec = _spec(
-        {"source": "rml2016", "path": str(tmp_path / "r.pkl"), "rml2016": {"classes": ["B"], "snrs": [2]}}
+        {
+            "source": "rml2016",
+            "path": str(tmp_path / "r.pkl"),
+            "rml2016": {"classes": ["B", "A"], "snrs": [2]},
+        }
     )
     ds = load_dataset(spec)
-    assert ds.class_names == ["B"] and np.array_equal(ds.x, table[("B", 2)])
+    assert ds.class_names == ["B", "A"] and np.array_equal(ds.x[:5], table[("B", 2)])
+    assert np.array_equal(ds.x[5:], table[("A", 2)]) and ds.y.tolist() == [0] * 5 + [1] * 5
 
 
 def test_rml2018_options_reach_the_loader(tmp_path):
@@ -105,3 +110,65 @@ def test_bad_specs_are_config_errors(data, fragment):
 def test_missing_path_is_an_input_file_error(tmp_path):
     with pytest.raises(InputFileError, match="does not exist"):
         load_dataset(_spec({"source": "rml2018", "path": str(tmp_path / "none.h5")}))
+
+
+@pytest.mark.parametrize(
+    ("synthetic", "fragment"),
+    [
+        ({"frames_per_class_snr": 2}, "synthetic data (data.synthetic): the 'val' split is empty"),
+        ({"frames_per_class_snr": 3, "val_fraction": 0.0}, "the 'val' split is empty"),
+        ({"classes": ["BPSK"]}, "holds 1 class; a classifier needs at least 2"),
+    ],
+)
+def test_a_dataset_training_cannot_use_is_refused_when_built(synthetic, fragment):
+    with pytest.raises(InputFileError) as info:
+        load_dataset(_spec({"synthetic": {**TINY_SYNTHETIC, "frames_per_class_snr": 5, **synthetic}}))
+    assert fragment in info.value.one_line()
+
+
+def test_split_cut_by_a_cap_is_refused_naming_the_file(tmp_path):
+    h5py = pytest.importorskip("h5py", reason="h5py is not installed")
+    y = np.repeat(np.arange(3), 8)
+    with h5py.File(tmp_path / "r.h5", "w") as f:
+        f["X"] = np.random.default_rng(0).standard_normal((24, 16, 2)).astype(np.float32)
+        f["Y"] = np.eye(3)[y]
+        f["Z"] = np.tile([[0], [10]], (12, 1))
+    spec = _spec(
+        {
+            "source": "rml2018",
+            "path": str(tmp_path / "r.h5"),
+            "rml2018": {"class_names": ["a", "b", "c"], "max_frames_per_cell": 2},
+        }
+    )
+    with pytest.raises(InputFileError) as info:
+        load_dataset(spec)
+    assert f"RadioML 2018 file {tmp_path / 'r.h5'}: the 'val' split is empty" in info.value.one_line()
+    assert "max_frames_per_cell" in info.value.one_line()
+
+
+def test_frames_of_another_shape_than_the_recipe_expects_are_refused(tmp_path):
+    ds = load_dataset(_spec({"synthetic": {**TINY_SYNTHETIC, "frames_per_class_snr": 5}}))
+    ds.save_npz(tmp_path / "d.npz")
+    spec = _spec({"source": "npz", "path": str(tmp_path / "d.npz"), "input_shape": [2, 128]})
+    with pytest.raises(ShapeError) as info:
+        load_dataset(spec)
+    assert "[2, 32] but the recipe expects [2, 128]" in info.value.one_line()
+    assert str(tmp_path / "d.npz") in info.value.one_line()
+    assert load_dataset(_spec({"source": "npz", "path": str(tmp_path / "d.npz"), "input_shape": [2, 32]}))
+    with pytest.raises(ConfigError, match="not the shape of one frame"):
+        _spec({"input_shape": [2, 0]})
+
+
+@pytest.mark.parametrize(
+    ("synthetic", "fragment"),
+    [
+        ({"snr_min": -40000}, "beyond ±100 dB"),
+        ({"samples_per_symbol": 64}, "samples_per_symbol must be in 2..frame_length (32)"),
+        ({"cfo_walk_std": float("nan")}, "cfo_walk_std must be a finite number"),
+        ({"frames_per_class_snr": 10**12}, "would take"),
+    ],
+)
+def test_synthetic_settings_that_cannot_work_are_config_errors(synthetic, fragment):
+    with pytest.raises(ConfigError) as info:
+        load_dataset(_spec({"synthetic": {**TINY_SYNTHETIC, **synthetic}}))
+    assert fragment in info.value.one_line()

@@ -64,6 +64,9 @@ EXPECTED = {
         for run in ("teacher-run", "distill-run")
         for name in ("best.pt", "last.pt", "metrics.csv", "metrics.jsonl", "train_state.pt")
     ),
+    # TensorBoard scalars: edgekd[tensorboard] is part of the test extra.
+    "teacher-run/tensorboard/EVENTS",
+    "distill-run/tensorboard/EVENTS",
     "teacher_cache/CACHE.pt",
     "teacher_cache/CACHE.pt.json",
 }
@@ -77,14 +80,18 @@ def _start(args: list[str]) -> subprocess.Popen:
 
 
 def _files(out: Path) -> set[str]:
-    names = set()
+    """Files under ``out`` with run-specific names made generic; a name twice (rank 1 wrote) fails."""
+    names: list[str] = []
     for path in out.rglob("*"):
         if path.is_file():
             name = path.relative_to(out).as_posix()
             if name.startswith("teacher_cache/teacher-logits-"):
                 name = "teacher_cache/CACHE" + name[name.index(".pt") :]
-            names.add(name)
-    return names
+            if "/tensorboard/events.out.tfevents." in name:
+                name = name[: name.index("/tensorboard/")] + "/tensorboard/EVENTS"
+            names.append(name)
+    assert len(names) == len(set(names)), sorted(names)
+    return set(names)
 
 
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not built in")

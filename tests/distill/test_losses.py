@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from edgekd.distill.losses import LOSSES, kd_divergence
-from edgekd.errors import ConfigError
+from edgekd.errors import ConfigError, ShapeError
 
 STUDENT = np.array([[2.0, -1.0, 0.5], [0.1, 0.2, 3.0]])
 TEACHER = np.array([[3.0, 0.0, -2.0], [-1.0, 0.5, 2.5]])
@@ -106,9 +106,9 @@ def test_gradcheck_float64() -> None:
 
 def test_kd_needs_matching_teacher() -> None:
     s, te, y = _tensors()
-    with pytest.raises(ValueError, match="differ in shape"):
+    with pytest.raises(ShapeError, match="differ in shape"):
         LOSSES.get("kd")(s, te[:, :2], y, temperature=4.0, alpha=0.7)
-    with pytest.raises(ValueError, match="needs teacher logits"):
+    with pytest.raises(ConfigError, match="needs teacher logits"):
         LOSSES.get("kd")(s, None, y, temperature=4.0, alpha=0.7)
 
 

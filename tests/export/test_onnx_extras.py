@@ -6,6 +6,9 @@ import sys
 
 import numpy as np
 import onnx
+
+# onnxslim is in the test extra (edgekd[simplify]): a broken install must fail, not skip.
+import onnxslim  # noqa: F401
 import pytest
 
 from edgekd.config import from_dict
@@ -13,13 +16,6 @@ from edgekd.errors import ConfigError, RuntimeUnavailable
 from edgekd.export.onnx_export import ExportConfig, export_onnx, inspect_onnx, run_onnxruntime
 from edgekd.export.onnx_graph import external_data_files, weight_bytes
 from tests.export.tiny_nets import iq_frames, trained_net
-
-try:
-    import onnxslim  # noqa: F401
-
-    SLIM_REASON = None
-except Exception as exc:
-    SLIM_REASON = f"onnxslim is not importable: {exc}"
 
 
 def _files(folder) -> list[str]:
@@ -31,7 +27,6 @@ def frames() -> np.ndarray:
     return iq_frames(32, seed=7)[0]
 
 
-@pytest.mark.skipif(SLIM_REASON is not None, reason=SLIM_REASON or "")
 def test_simplified_export_is_checked_and_noted(tmp_path, frames):
     path = tmp_path / "slim.onnx"
     report = export_onnx(trained_net("separable"), frames, path, ExportConfig(simplify=True))

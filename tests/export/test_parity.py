@@ -10,7 +10,7 @@ import pytest
 from edgekd.config import from_dict
 from edgekd.errors import ConfigError, ParityError, ShapeError
 from edgekd.export.onnx_export import ExportConfig
-from edgekd.export.parity import ParityConfig, compare_outputs
+from edgekd.export.parity import ParityConfig, compare_outputs, require_finite_outputs
 
 
 def _logits(n: int = 50, classes: int = 5, seed: int = 0) -> np.ndarray:
@@ -98,3 +98,46 @@ def test_configs_build_strictly_from_yaml_data():
         from_dict(ExportConfig, {"parity": {"atoll": 1e-3}})
     with pytest.raises(ConfigError, match="atol"):
         from_dict(ParityConfig, {"atol": -1})
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_identical_non_finite_outputs_fail_and_are_named(value):
+    """All-NaN on both sides 'agrees' perfectly (zero error, same argmax) and means nothing."""
+    ref = np.full((8, 4), value, dtype=np.float32)
+    report = compare_outputs(
+        ref,
+        ref.copy(),
+        ParityConfig(atol=np.inf),
+        "ONNX export m.onnx",
+        reference_name="model a.pt",
+        candidate_name="ONNX Runtime on m.onnx",
+    )
+    assert not report.passed
+    assert report.nonfinite_reference == report.nonfinite_candidate == 8
+    assert "FAIL" in report.summary() and "PASS" not in report.summary()
+    with pytest.raises(ParityError) as info:
+        report.raise_if_failed()
+    line = info.value.one_line()
+    assert "outputs of model a.pt are NaN/Inf on 8 of 8 frames" in line
+    assert "outputs of ONNX Runtime on m.onnx are NaN/Inf on 8 of 8 frames" in line
+    json.dumps(report.to_dict(), allow_nan=False)
+
+
+def test_non_finite_frames_are_counted_per_side():
+    ref = _logits(n=10)
+    cand = ref.copy()
+    cand[[2, 7], 0] = np.inf
+    cand[7, 1] = np.nan  # still one frame
+    report = compare_outputs(ref, cand, ParityConfig(atol=np.inf, min_top1_agreement=0.0), "x")
+    assert (report.nonfinite_reference, report.nonfinite_candidate) == (0, 2)
+    assert not report.passed
+    with pytest.raises(ParityError, match="outputs of x are NaN/Inf on 2 of 10 frames"):
+        report.raise_if_failed()
+
+
+def test_require_finite_outputs_names_the_model_and_the_count():
+    outputs = _logits(n=6)
+    require_finite_outputs(outputs, "model a.onnx")  # finite: no exception
+    outputs[4, 2] = np.nan
+    with pytest.raises(ParityError, match=r"outputs of model a\.onnx are NaN/Inf on 1 of 6 frames"):
+        require_finite_outputs(outputs, "model a.onnx")

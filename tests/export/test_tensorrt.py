@@ -7,15 +7,22 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from edgekd.artifacts import sha256_file
 from edgekd.config import from_dict
-from edgekd.errors import ConfigError, RuntimeUnavailable, ShapeError
+from edgekd.errors import ConfigError, InputFileError, RuntimeUnavailable, ShapeError
 from edgekd.export.onnx_export import ExportConfig, export_onnx, run_onnxruntime
 from edgekd.export.tensorrt.builder import engine_from_onnx, tensorrt_unavailable_reason
+from edgekd.export.tensorrt.engine_cache import (
+    cached_engine_is_sound,
+    record_cached_engine,
+    verify_engine_bytes,
+)
 from edgekd.export.tensorrt.plan import (
     TensorRTConfig,
     builder_flags,
     calibration_batches,
     engine_cache_key,
+    engine_cache_parts,
     profile_shapes,
     resolve_int8_mode,
     strongly_typed,
@@ -78,22 +85,90 @@ def test_calibration_batches_are_fixed_size_in_order():
         list(calibration_batches(frames[:10], 16))
 
 
+def _profiles(target_shape, onnx_shape=("batch", 2, 128), cfg=None):
+    return [profile_shapes("input", list(onnx_shape), target_shape, cfg or TensorRTConfig())]
+
+
+P = _profiles([1, 2, 128])
+
+
 def test_cache_key_changes_with_each_thing_that_makes_an_engine():
     cfg = TensorRTConfig(precision="fp16")
-    base = engine_cache_key(SHA, "10.8.0", (8, 7), cfg, 10)
-    assert base == engine_cache_key(SHA, "10.8.0", (8, 7), TensorRTConfig(precision="fp16"), 10)
+    base = engine_cache_key(SHA, "10.8.0", (8, 7), cfg, 10, profiles=P)
+    assert base == engine_cache_key(SHA, "10.8.0", (8, 7), TensorRTConfig(precision="fp16"), 10, profiles=P)
     others = {
-        engine_cache_key("cd" * 32, "10.8.0", (8, 7), cfg, 10),  # another ONNX
-        engine_cache_key(SHA, "10.9.0", (8, 7), cfg, 10),  # another TensorRT
-        engine_cache_key(SHA, "10.8.0", (8, 9), cfg, 10),  # another GPU
-        engine_cache_key(SHA, "10.8.0", (8, 7), TensorRTConfig(precision="int8"), 10),  # flags
-        engine_cache_key(SHA, "10.8.0", (8, 7), TensorRTConfig(precision="fp16", max_batch=64), 10),
+        engine_cache_key("cd" * 32, "10.8.0", (8, 7), cfg, 10, profiles=P),  # another ONNX
+        engine_cache_key(SHA, "10.9.0", (8, 7), cfg, 10, profiles=P),  # another TensorRT
+        engine_cache_key(SHA, "10.8.0", (8, 9), cfg, 10, profiles=P),  # another GPU
+        engine_cache_key(SHA, "10.8.0", (8, 7), TensorRTConfig(precision="int8"), 10, profiles=P),  # flags
+        engine_cache_key(
+            SHA, "10.8.0", (8, 7), TensorRTConfig(precision="fp16", max_batch=64), 10, profiles=P
+        ),
+        # The optimization profile: the target's batch sets opt, its input_shape the dynamic dims.
+        engine_cache_key(SHA, "10.8.0", (8, 7), cfg, 10, profiles=_profiles([8, 2, 128])),
+        engine_cache_key(
+            SHA, "10.8.0", (8, 7), cfg, 10, profiles=_profiles([1, 2, 256], onnx_shape=("batch", 2, "time"))
+        ),
     }
-    assert base not in others and len(others) == 5
+    assert base not in others and len(others) == 7
     # Where the cache lives does not change what the engine is.
     assert base == engine_cache_key(
-        SHA, "10.8.0", (8, 7), TensorRTConfig(precision="fp16", cache_dir="x"), 10
+        SHA, "10.8.0", (8, 7), TensorRTConfig(precision="fp16", cache_dir="x"), 10, profiles=P
     )
+
+
+def test_the_key_hashes_the_profile_shapes_it_records():
+    cfg = TensorRTConfig(precision="fp16", max_batch=16)
+    profiles = _profiles([4, 2, 128], cfg=cfg)
+    parts = engine_cache_parts(SHA, "10.8.0", (8, 7), cfg, 10, profiles=profiles)
+    assert parts["profiles"] == [
+        {"name": "input", "min": [1, 2, 128], "opt": [4, 2, 128], "max": [16, 2, 128]}
+    ]
+    import hashlib
+    import json
+
+    expected = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]
+    assert engine_cache_key(SHA, "10.8.0", (8, 7), cfg, 10, profiles=profiles) == expected
+
+
+def test_a_cached_engine_is_used_only_while_its_bytes_match_the_record(tmp_path):
+    engine = tmp_path / "fp16-k1.engine"
+    engine.write_bytes(b"serialized engine")
+    assert not cached_engine_is_sound(engine, "k1")  # no record: built again
+    record_cached_engine(engine, "k1", {"profiles": []})
+    assert cached_engine_is_sound(engine, "k1")
+    assert not cached_engine_is_sound(engine, "k2")  # a record for another key
+    engine.write_bytes(b"swapped engine!!!")  # same name, other bytes
+    assert not cached_engine_is_sound(engine, "k1")
+    # A link to bytes elsewhere is not followed, even to the very bytes recorded.
+    elsewhere = tmp_path / "elsewhere.engine"
+    elsewhere.write_bytes(b"serialized engine")
+    engine.unlink()
+    engine.symlink_to(elsewhere)
+    assert not cached_engine_is_sound(engine, "k1")
+    (tmp_path / "fp16-k1.engine.json").write_text("{not json")
+    assert not cached_engine_is_sound(engine, "k1")
+
+
+def test_an_engine_that_differs_from_its_manifest_is_not_deserialized(tmp_path):
+    from edgekd.artifacts import write_manifest
+    from edgekd.backends.base import SessionOptions
+    from edgekd.backends.tensorrt_backend import TensorRTBackend
+
+    engine = tmp_path / "student.fp16.engine"
+    engine.write_bytes(b"the engine edgekd built")
+    write_manifest(engine, "tensorrt-engine")
+    verify_engine_bytes(engine, engine.read_bytes())  # matches: no error
+    engine.write_bytes(b"a swapped-in engine")
+    with pytest.raises(InputFileError, match="not the engine its manifest records") as info:
+        verify_engine_bytes(engine, engine.read_bytes())
+    assert str(engine) in info.value.one_line()
+    # The backend checks the bytes it read before TensorRT is even imported.
+    with pytest.raises(InputFileError, match="changed or swapped"):
+        TensorRTBackend()._load(engine, SessionOptions())
+    # An engine without a manifest is the person's own (e.g. from trtexec): no record to check.
+    engine.with_name(engine.name + ".json").unlink()
+    verify_engine_bytes(engine, engine.read_bytes())
 
 
 def test_builder_flags_and_int8_routes_per_major_version():
@@ -162,17 +237,25 @@ def test_engine_builds_once_then_comes_from_the_cache(tmp_path, fp32, precision)
     assert list((tmp_path / "cache").glob("timing-*.cache"))
     again = engine_from_onnx(source, cfg, target_shape=[1, 2, 128])
     assert again.cached and again.path == first.path and again.key == first.key
+    assert again.sha256 == first.sha256 == sha256_file(first.path)
+    # Another target batch is another optimization profile: another engine.
+    other = engine_from_onnx(source, cfg, target_shape=[4, 2, 128])
+    assert not other.cached and other.key != first.key
+    # Bytes swapped into the cache under the same name are not used: the engine is built again.
+    first.path.write_bytes(other.path.read_bytes())
+    rebuilt = engine_from_onnx(source, cfg, target_shape=[1, 2, 128])
+    assert not rebuilt.cached and rebuilt.path == first.path and sha256_file(rebuilt.path) == rebuilt.sha256
 
 
 def test_cache_key_of_the_calibrator_route_follows_the_calibration_frames():
     int8 = TensorRTConfig(precision="int8", int8_mode="calibrator")
-    a = engine_cache_key(SHA, "10.8.0", (8, 7), int8, 10, calibration_sha256="11" * 32)
-    b = engine_cache_key(SHA, "10.8.0", (8, 7), int8, 10, calibration_sha256="22" * 32)
+    a = engine_cache_key(SHA, "10.8.0", (8, 7), int8, 10, calibration_sha256="11" * 32, profiles=P)
+    b = engine_cache_key(SHA, "10.8.0", (8, 7), int8, 10, calibration_sha256="22" * 32, profiles=P)
     assert a != b
     # Q/DQ engines carry their scales in the ONNX itself: the frames add nothing to the key.
     qdq = TensorRTConfig(precision="int8", int8_mode="qdq")
-    assert engine_cache_key(SHA, "10.8.0", (8, 7), qdq, 10, "11" * 32) == engine_cache_key(
-        SHA, "10.8.0", (8, 7), qdq, 10, "22" * 32
+    assert engine_cache_key(SHA, "10.8.0", (8, 7), qdq, 10, "11" * 32, profiles=P) == engine_cache_key(
+        SHA, "10.8.0", (8, 7), qdq, 10, "22" * 32, profiles=P
     )
 
 

@@ -16,9 +16,10 @@ from edgekd.gate.static import onnx_static_metrics
 from edgekd.models.complexity import count_macs, count_params
 
 TARGET = """
-name: small-int8
+name: small-{precision}
 runtime: onnxruntime
-precision: int8
+precision: {precision}
+input_shape: [1, 2, 128]
 budgets:
   max_size_bytes: {size}
   max_params: 100000
@@ -83,7 +84,7 @@ def test_static_gate_through_the_cli(onnx_model, tmp_path):
     size = onnx_model.stat().st_size
     runner = CliRunner()
     fits = tmp_path / "fits.yaml"
-    fits.write_text(TARGET.format(size=size))
+    fits.write_text(TARGET.format(size=size, precision="fp32"))
     junit, markdown = tmp_path / "gate.xml", tmp_path / "gate.md"
     result = runner.invoke(
         cli,
@@ -94,7 +95,7 @@ def test_static_gate_through_the_cli(onnx_model, tmp_path):
     assert cases.get("tests") == "3" and cases.get("failures") == "0" and cases.get("skipped") == "1"
     assert "p90_ms" in markdown.read_text() and "skip" in markdown.read_text()
     too_big = tmp_path / "big.yaml"
-    too_big.write_text(TARGET.format(size=size - 1))
+    too_big.write_text(TARGET.format(size=size - 1, precision="fp32"))
     result = runner.invoke(cli, ["gate", str(onnx_model), "--target", str(too_big), "--junit", str(junit)])
     assert result.exit_code == 1
     failure = ET.parse(junit).getroot().find("testcase/failure")
@@ -123,7 +124,7 @@ def test_baseline_update_and_step_summary(tmp_path, monkeypatch):
     from edgekd.targets import load_target
 
     target_file = tmp_path / "t.yaml"
-    target_file.write_text(TARGET.format(size=100) + "  max_latency_regression: 0.1\n")
+    target_file.write_text(TARGET.format(size=100, precision="int8") + "  max_latency_regression: 0.1\n")
     target = load_target(target_file)
     summary = tmp_path / "summary.md"
     summary.write_text("earlier step\n")

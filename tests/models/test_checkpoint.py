@@ -11,6 +11,7 @@ import torch
 from edgekd.artifacts import read_manifest
 from edgekd.errors import InputFileError
 from edgekd.models import count_params, create_model, load_checkpoint, save_checkpoint
+from edgekd.models.trust import UntrustedFileError, trusted_code
 
 CLASSES = ["bpsk", "qpsk", "8psk", "qam16"]
 
@@ -52,6 +53,35 @@ def test_round_trip_gives_identical_outputs(tmp_path: Path, name: str, kwargs: d
     assert meta.metrics["params"] == count_params(original) and meta.metrics["val_accuracy"] == 0.5
 
 
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_weights_are_refused_naming_the_file(tmp_path: Path, value: float) -> None:
+    path = tmp_path / "diverged.pt"
+    model = _save(path)
+    payload = torch.load(path, weights_only=True)
+    name = next(k for k, v in model.named_parameters() if v.ndim > 1)
+    payload["state_dict"][name][0] = value
+    torch.save(payload, path)
+    with pytest.raises(
+        InputFileError, match=rf"diverged\.pt has NaN/Inf weights in 1 tensor\(s\) \({name}\)"
+    ):
+        load_checkpoint(path)
+
+
+def test_a_minus_inf_buffer_is_not_a_bad_weight(tmp_path: Path) -> None:
+    """Attention masks are buffers holding -inf on purpose; only NaN is refused there."""
+    path = tmp_path / "student.pt"
+    _save(path)
+    payload = torch.load(path, weights_only=True)
+    mean = next(k for k in payload["state_dict"] if k.endswith("running_mean"))
+    payload["state_dict"][mean][0] = float("-inf")
+    torch.save(payload, path)
+    load_checkpoint(path)  # accepted
+    payload["state_dict"][mean][0] = float("nan")
+    torch.save(payload, path)
+    with pytest.raises(InputFileError, match="NaN/Inf weights"):
+        load_checkpoint(path)
+
+
 def test_manifest_is_written_with_params(tmp_path: Path) -> None:
     path = tmp_path / "student.pt"
     _save(path)
@@ -70,9 +100,64 @@ def test_module_factory_checkpoint_round_trip(tmp_path: Path) -> None:
         tmp_path / "m.pt", model, model_name=name, model_kwargs={"hidden": 5},
         num_classes=3, in_channels=2, input_shape=(2, 32), class_names=["a", "b", "c"],
     )  # fmt: skip
-    loaded, _ = load_checkpoint(tmp_path / "m.pt")
+    # A file may not choose code: the module must be trusted by the person loading it.
+    with pytest.raises(
+        UntrustedFileError, match=r"m\.pt names model 'module:tests\.models\.tiny_factory:build'"
+    ):
+        load_checkpoint(tmp_path / "m.pt")
+    with trusted_code(["tests.models.tiny_factory"]):
+        loaded, _ = load_checkpoint(tmp_path / "m.pt")
     x = torch.randn(2, 2, 32)
     assert torch.equal(loaded(x), model.eval()(x))
+
+
+def _nested(depth: int) -> dict:
+    value: dict = {}
+    for _ in range(depth):
+        value = {"members": [value]}
+    return value
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("model_name", 7, "model_name must be a model name"),
+        ("model_kwargs", {"width": torch.zeros(2)}, "model_kwargs must be a mapping of plain values"),
+        ("model_kwargs", [1, 2], "model_kwargs must be a mapping"),
+        ("model_kwargs", _nested(200), "model_kwargs must be a mapping of plain values"),
+        ("num_classes", "4", "num_classes must be a positive integer"),
+        ("num_classes", 0, "num_classes must be a positive integer"),
+        ("in_channels", True, "in_channels must be a positive integer"),
+        ("input_shape", ["2", 64], "input_shape must be a list of positive integers"),
+        ("input_shape", [3, 64], "does not start with in_channels 2"),
+        ("input_shape", [], "input_shape must be a list"),
+        ("class_names", ["a", 1, "b", "c"], "class_names must be a list of strings"),
+        ("class_names", ["a", "b"], "has 2 names for num_classes 4"),
+        ("state_dict", {"w": [1.0]}, "state_dict must map parameter names to tensors"),
+    ],
+)
+def test_fields_of_the_wrong_type_or_range_are_refused_at_the_door(
+    tmp_path: Path, field: str, value: object, message: str
+) -> None:
+    path = tmp_path / "student.pt"
+    _save(path)
+    payload = torch.load(path, weights_only=True)
+    payload[field] = value
+    torch.save(payload, path)
+    with pytest.raises(InputFileError, match=message) as info:
+        load_checkpoint(path)
+    assert str(path) in info.value.one_line()
+
+
+def test_a_width_too_large_to_allocate_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "student.pt"
+    _save(path)
+    payload = torch.load(path, weights_only=True)
+    payload["model_kwargs"] = {"width": 2**40}
+    torch.save(payload, path)
+    with pytest.raises(InputFileError, match="do not build a network") as info:
+        load_checkpoint(path)
+    assert str(path) in info.value.one_line()
 
 
 def test_missing_file(tmp_path: Path) -> None:

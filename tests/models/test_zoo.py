@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 
 import pytest
 import torch
@@ -158,8 +159,11 @@ def test_module_factory_bad_keyword() -> None:
         create_model("module:tests.models.tiny_factory:build", 4, hiden=3)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("timm") is not None, reason="timm is installed here")
-def test_timm_without_timm_is_a_clear_line() -> None:
+def test_timm_without_timm_is_a_clear_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    # timm is a test extra, so its absence is simulated: a None entry in sys.modules makes
+    # importlib.util.find_spec("timm") return None and `import timm` raise ImportError.
+    monkeypatch.setitem(sys.modules, "timm", None)
+    assert importlib.util.find_spec("timm") is None
     with pytest.raises(RuntimeUnavailable) as info:
         create_model("timm:efficientnet_b2", 4)
     assert "timm" in info.value.one_line() and "not installed" in info.value.one_line()

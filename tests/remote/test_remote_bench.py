@@ -142,14 +142,20 @@ def test_dropped_connection_is_a_clear_error_and_leaves_nothing(
     sshd: SshServer, tiny: TinyArtifacts, tmp_path: Path, local_tmp: Path
 ) -> None:
     # Instead of python, the device runs a script that kills the sshd process serving this
-    # very connection: the link drops mid-bench, after the files were copied.
+    # very connection: the link drops mid-bench, after the files were copied. OpenSSH 9.8+
+    # serves a connection from a process named sshd-session (before: sshd). The walk up the
+    # parents stops at pid 1 with its own exit code instead of looping when neither is found;
+    # the parent pid is read after the ")" that ends the command name, which may hold spaces.
     killer = tmp_path / "drop_connection.sh"
     killer.write_text(
         "#!/bin/sh\n"
         "p=$PPID\n"
-        'while [ "$(cat /proc/$p/comm)" != sshd ]; do p=$(cut -d" " -f4 /proc/$p/stat); done\n'
-        "kill -9 $p\n"
-        "sleep 5\n"
+        'while [ "$p" -gt 1 ]; do\n'
+        '  case "$(cat /proc/$p/comm)" in sshd|sshd-session) kill -9 "$p"; sleep 5; exit 0;; esac\n'
+        "  p=$(sed 's/.*) //' /proc/$p/stat | cut -d' ' -f2)\n"
+        "done\n"
+        'echo "drop_connection.sh: no sshd or sshd-session process above $$" >&2\n'
+        "exit 97\n"
     )
     killer.chmod(0o755)
     device_tmp = tmp_path / "device_tmp"
@@ -167,4 +173,41 @@ def test_missing_python_on_the_device(sshd: SshServer, tiny: TinyArtifacts, tmp_
     device_tmp.mkdir()
     with pytest.raises(RemoteError, match="command not found"):
         _bench(sshd, tiny, tmp_path, device_tmp, remote_python="no-such-python3")
+    assert list(device_tmp.iterdir()) == []
+
+
+def test_a_model_that_does_not_fit_fails_the_remote_bench_unless_keep_going(
+    sshd: SshServer, tiny: TinyArtifacts, tmp_path: Path
+) -> None:
+    """The device refuses the model before timing it; the host names the file and both shapes."""
+    from edgekd.bench.runner import BenchFailed
+    from tests.bench.onnx_makers import linear_classifier
+
+    device_tmp = tmp_path / "device_tmp"
+    device_tmp.mkdir()
+    bad = linear_classifier(tmp_path / "frames_3x32.onnx", frame=(3, 32))
+    candidates = [
+        BenchCandidate("onnxruntime", "fp32", tiny.onnx),
+        BenchCandidate("openvino", "fp32", bad),
+    ]
+    with pytest.raises(BenchFailed) as info:
+        _bench(sshd, tiny, tmp_path, device_tmp, candidates=candidates)
+    line = info.value.one_line()
+    assert "1 of 2" in line and "frames_3x32.onnx" in line and "[?, 3, 32]" in line and "[1, 2, 128]" in line
+    assert "on the device" in line
+    doc = run_remote_bench(
+        sshd.url,
+        candidates,
+        _dataset(tiny),
+        BenchConfig(latency=FAST, threads=1, roofline=False, keep_going=True),
+        name="remote",
+        out_dir=tmp_path,
+        ssh=_ssh(sshd),
+        remote_python=sys.executable,
+        remote_tmp=str(device_tmp),
+    )
+    validate_bench(doc)
+    ok, failed = doc["entries"]
+    assert ok["status"] == "ok" and ok["input_shape"] == [None, 2, 128]
+    assert failed["status"] == "failed" and "frames_3x32.onnx" in failed["reason"]
     assert list(device_tmp.iterdir()) == []

@@ -8,7 +8,9 @@ no precision flags; INT8 only from the Q/DQ ONNX (``qdq.quantize_for_tensorrt``)
 Every build uses one optimization profile (dynamic batch min/opt/max, see
 ``plan.profile_shapes``) and a persistent timing cache per TensorRT version and GPU,
 and lands in ``cache_dir`` under ``plan.engine_cache_key``: a second call with the same
-ONNX, TensorRT, GPU and flags loads the engine instead of building it.
+ONNX, TensorRT, GPU, flags and profile shapes loads the engine instead of building it, once
+its bytes are checked against the sha256 recorded at build time (``engine_cache``);
+an engine that fails the check is built again.
 
 Needs ``tensorrt`` and a CUDA GPU; without them ``RuntimeUnavailable`` says which is missing.
 """
@@ -28,11 +30,14 @@ import numpy as np
 from edgekd.artifacts import atomic_write_bytes, require_file, sha256_file
 from edgekd.errors import ConfigError, RuntimeUnavailable
 from edgekd.export.onnx_export import ExportError, as_samples, inspect_onnx, short_reason
+from edgekd.export.tensorrt.engine_cache import cached_engine_is_sound, record_cached_engine
 from edgekd.export.tensorrt.plan import (
+    ProfileShapes,
     TensorRTConfig,
     builder_flags,
     calibration_batches,
     engine_cache_key,
+    engine_cache_parts,
     engine_file_name,
     profile_shapes,
     resolve_int8_mode,
@@ -52,6 +57,7 @@ class EngineBuild:
     precision: str
     int8_mode: str | None
     build_s: float = 0.0
+    sha256: str | None = None  # of the engine bytes, checked when a copy is made
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -111,16 +117,13 @@ def engine_from_onnx(
 
     cache_dir = Path(cfg.cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    calib_digest = None
-    if mode == "calibrator":
-        calib_digest = hashlib.sha256(
-            np.ascontiguousarray(calibration_samples, np.float32).tobytes()
-        ).hexdigest()
-    key = engine_cache_key(sha256_file(onnx_path), str(trt.__version__), capability, cfg, major, calib_digest)
+    profiles, key, parts = _cache_slot(
+        onnx_path, cfg, str(trt.__version__), capability, major, target_shape, calibration_samples
+    )
     engine_path = cache_dir / engine_file_name(key, cfg)
     result = EngineBuild(engine_path, key, True, str(trt.__version__), capability, cfg.precision, mode)
-    if engine_path.exists():
-        return result
+    if cached_engine_is_sound(engine_path, key):  # its bytes match the sha256 recorded at build
+        return dataclasses.replace(result, sha256=sha256_file(engine_path))
 
     start = time.perf_counter()
     logger = trt.Logger(trt.Logger.WARNING)
@@ -143,8 +146,7 @@ def engine_from_onnx(
     for flag in flags:
         config.set_flag(getattr(trt.BuilderFlag, flag))
     profile = builder.create_optimization_profile()
-    for inp in inspect_onnx(onnx_path)["inputs"]:
-        shapes = profile_shapes(inp["name"], inp["shape"], target_shape, cfg)
+    for shapes in profiles:
         profile.set_shape(shapes.name, shapes.min, shapes.opt, shapes.max)
     config.add_optimization_profile(profile)
     if mode == "calibrator":
@@ -168,8 +170,38 @@ def engine_from_onnx(
     if trt.Runtime(logger).deserialize_cuda_engine(plan) is None:
         raise ExportError(f"TensorRT built an engine for {onnx_path.name} that it cannot load")
     atomic_write_bytes(engine_path, plan)
+    record_cached_engine(engine_path, key, parts)
     atomic_write_bytes(timing_path, bytes(config.get_timing_cache().serialize()))
-    return dataclasses.replace(result, cached=False, build_s=time.perf_counter() - start)
+    return dataclasses.replace(
+        result, cached=False, build_s=time.perf_counter() - start, sha256=hashlib.sha256(plan).hexdigest()
+    )
+
+
+def _cache_slot(
+    onnx_path: Path,
+    cfg: TensorRTConfig,
+    trt_version: str,
+    capability: tuple[int, int],
+    major: int,
+    target_shape: list[int] | None,
+    calibration_samples: np.ndarray | None,
+) -> tuple[list[ProfileShapes], str, dict[str, Any]]:
+    """The optimization profile of every input, the cache key and what it hashes.
+
+    The profile is part of what an engine is (its opt batch and dynamic dims come from the
+    target), so it is computed before the key and the build uses the same shapes.
+    """
+    calib_digest = None
+    if resolve_int8_mode(cfg, major) == "calibrator":
+        calib_digest = hashlib.sha256(
+            np.ascontiguousarray(calibration_samples, np.float32).tobytes()
+        ).hexdigest()
+    profiles = [
+        profile_shapes(inp["name"], inp["shape"], target_shape, cfg)
+        for inp in inspect_onnx(onnx_path)["inputs"]
+    ]
+    what = (sha256_file(onnx_path), trt_version, capability, cfg, major, calib_digest)
+    return profiles, engine_cache_key(*what, profiles=profiles), engine_cache_parts(*what, profiles=profiles)
 
 
 def require_tensorrt() -> None:

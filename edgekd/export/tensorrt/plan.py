@@ -4,7 +4,8 @@ calibration batches and the engine cache key.
 Engines are not portable: one built by TensorRT 10.8 for compute capability 8.7 (Orin)
 will not load under another TensorRT version or on another GPU, and FP16/INT8 engines
 differ. So the cache key hashes exactly what makes an engine: the ONNX file's sha256,
-the TensorRT version, the GPU's compute capability and the build flags.
+the TensorRT version, the GPU's compute capability, the build flags and the optimization
+profile's shapes.
 
 TensorRT 10 vs 11: 10 takes precision flags (FP16, INT8 with an IInt8EntropyCalibrator2)
 on a weakly typed network; 11 removed those flags and the calibrator API, every network
@@ -15,9 +16,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -158,6 +159,46 @@ def calibration_batches(samples: np.ndarray, batch: int) -> Iterator[np.ndarray]
         yield np.ascontiguousarray(samples[index * batch : (index + 1) * batch])
 
 
+def engine_cache_parts(
+    onnx_sha256: str,
+    trt_version: str,
+    compute_capability: tuple[int, int],
+    cfg: TensorRTConfig,
+    trt_major: int,
+    calibration_sha256: str | None = None,
+    *,
+    profiles: Sequence[ProfileShapes],
+) -> dict[str, Any]:
+    """What makes an engine, as plain data: the ONNX bytes' sha256, the TensorRT version, the
+    GPU's compute capability (major, minor), the build flags (precision, INT8 route, profile
+    batches, workspace), the optimization profile's min/opt/max shape of every input (the opt
+    batch and dynamic dims come from the target, so two targets build two engines), and for
+    the calibrator route the calibration frames' sha256 (the Q/DQ route carries its scales
+    inside the ONNX). Anything else (cache paths) is excluded."""
+    mode = resolve_int8_mode(cfg, trt_major)
+    flags = {
+        "precision": cfg.precision,
+        "int8_mode": mode,
+        "strongly_typed": strongly_typed(cfg, trt_major),
+        "builder_flags": builder_flags(cfg, trt_major),
+        "batches": [cfg.min_batch, cfg.opt_batch, cfg.max_batch],
+        "calibration_batch": cfg.calibration_batch if mode == "calibrator" else None,
+        "workspace_mb": cfg.workspace_mb,
+    }
+    if calibration_sha256 is not None and mode == "calibrator":
+        flags["calibration_sha256"] = calibration_sha256
+    return {
+        "onnx_sha256": onnx_sha256,
+        "tensorrt": trt_version,
+        "compute_capability": list(compute_capability),
+        "flags": flags,
+        "profiles": [
+            {"name": p.name, "min": list(p.min), "opt": list(p.opt), "max": list(p.max)}
+            for p in sorted(profiles, key=lambda p: p.name)
+        ],
+    }
+
+
 def engine_cache_key(
     onnx_sha256: str,
     trt_version: str,
@@ -165,32 +206,14 @@ def engine_cache_key(
     cfg: TensorRTConfig,
     trt_major: int,
     calibration_sha256: str | None = None,
+    *,
+    profiles: Sequence[ProfileShapes],
 ) -> str:
-    """Hex sha256 (first 24 chars) over what makes an engine: the ONNX bytes' sha256, the
-    TensorRT version, the GPU's compute capability (major, minor) and the build flags
-    (precision, INT8 route, profile batches, workspace), plus for the calibrator route the
-    calibration frames' sha256 (the Q/DQ route carries its scales inside the ONNX). Anything
-    else (cache paths) is excluded."""
-    flags = {
-        "precision": cfg.precision,
-        "int8_mode": resolve_int8_mode(cfg, trt_major),
-        "strongly_typed": strongly_typed(cfg, trt_major),
-        "builder_flags": builder_flags(cfg, trt_major),
-        "batches": [cfg.min_batch, cfg.opt_batch, cfg.max_batch],
-        "calibration_batch": cfg.calibration_batch
-        if resolve_int8_mode(cfg, trt_major) == "calibrator"
-        else None,
-        "workspace_mb": cfg.workspace_mb,
-    }
-    if calibration_sha256 is not None and flags["int8_mode"] == "calibrator":
-        flags["calibration_sha256"] = calibration_sha256
-    payload = {
-        "onnx_sha256": onnx_sha256,
-        "tensorrt": trt_version,
-        "compute_capability": list(compute_capability),
-        "flags": flags,
-    }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:24]
+    """Hex sha256 (first 24 chars) of :func:`engine_cache_parts`."""
+    parts = engine_cache_parts(
+        onnx_sha256, trt_version, compute_capability, cfg, trt_major, calibration_sha256, profiles=profiles
+    )
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]
 
 
 def engine_file_name(key: str, cfg: TensorRTConfig) -> str:
@@ -203,6 +226,7 @@ __all__ = [
     "builder_flags",
     "calibration_batches",
     "engine_cache_key",
+    "engine_cache_parts",
     "profile_shapes",
     "resolve_int8_mode",
     "strongly_typed",

@@ -20,8 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from edgekd.artifacts import atomic_path, write_manifest
+from edgekd.artifacts import atomic_path, manifest_path, sha256_file, write_manifest
 from edgekd.config import to_dict
+from edgekd.errors import InputFileError
 from edgekd.export.parity import ParityConfig, compare_outputs
 from edgekd.export.tensorrt.builder import (
     engine_from_onnx,
@@ -94,8 +95,14 @@ def tensorrt_engine_stage(
         write_manifest(source, "onnx-qdq-tensorrt", parents=[onnx_path], config=to_dict(cfg))
     build = engine_from_onnx(source, cfg, target_shape=target_shape, calibration_samples=calibration)
     engine_path = out_dir / f"{onnx_path.stem}.{cfg.precision}.engine"
+    manifest_path(engine_path).unlink(missing_ok=True)  # an earlier engine's record is not this one's
     with atomic_path(engine_path) as tmp:
         shutil.copyfile(build.path, tmp)
+        if build.sha256 is not None and sha256_file(tmp) != build.sha256:
+            raise InputFileError(
+                f"engine cache file {build.path} changed while it was copied to {engine_path}",
+                hint="run the export again; nothing else may write the TensorRT cache folder meanwhile",
+            )
 
     from edgekd.backends.base import SessionOptions, session_from_artifact
 
