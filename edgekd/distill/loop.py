@@ -6,6 +6,12 @@ every epoch, best/last weights and an exact-resume state in the output folder, e
 stopping, and DistributedDataParallel under torchrun. Finishes with the best epoch's
 weights loaded into the student.
 
+Everything a resume needs lives in one :class:`~edgekd.distill.run_state.RunState`, saved
+and restored in one place (``_snapshot``, ``_resume``); what is rebuilt on every start
+(settings, data, the wrapped step module) is the ``_RunContext``. ``_start`` builds both,
+then each epoch is ``_train_epoch`` (``_train_step`` per batch) and ``_close_epoch``
+(validation, best weights, early stopping, files).
+
 With ``train.augment`` the student's batch is the epoch's view of each frame
 (``edgekd.distill.augment``); teacher logits come from the cache of that same view
 (``edgekd.distill.teacher_cache``) or from the teacher run on the batch the student sees.
@@ -13,6 +19,7 @@ With ``train.augment`` the student's batch is the epoch's view of each frame
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -22,7 +29,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -30,7 +36,7 @@ from edgekd.artifacts import durable
 from edgekd.config import to_dict
 from edgekd.data.dataset import ArrayDataset
 from edgekd.distill import distributed as ddp
-from edgekd.distill import state as run_state
+from edgekd.distill import state as files
 from edgekd.distill.augment import EpochView, check_augmentable, view_of_epoch
 from edgekd.distill.checks import inference_batch_size, model_device, predict_logits
 from edgekd.distill.config import TrainConfig, TrainResult
@@ -38,6 +44,7 @@ from edgekd.distill.features import FeatureTaps
 from edgekd.distill.finite import FiniteWatch
 from edgekd.distill.objective import DistillObjective
 from edgekd.distill.reporting import EpochProgress, TensorBoardScalars
+from edgekd.distill.run_state import EpochLoss, ModelEMA, RunState, ShuffledBatches
 from edgekd.distill.teacher_cache import CachedLogits
 from edgekd.errors import ConfigError
 
@@ -184,240 +191,285 @@ def fit(
         ddp.teardown(ctx)
 
 
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+    """The learning rate of each optimizer step: :func:`lr_at` with the run's step counts."""
+
+    cfg: TrainConfig
+    steps_per_epoch: int
+
+    def lr(self, step: int) -> float:
+        cfg, per_epoch = self.cfg, self.steps_per_epoch
+        return lr_at(step, cfg.epochs * per_epoch, cfg.warmup_epochs * per_epoch, cfg, per_epoch)
+
+
+@dataclasses.dataclass
+class _RunContext:
+    """What a run builds when it starts and never saves (the saved part is the RunState)."""
+
+    cfg: TrainConfig
+    opts: FitOptions
+    ctx: ddp.DistContext
+    device: torch.device
+    teacher: Teacher
+    x: torch.Tensor  # the training frames [N, *frame] on the host
+    y: torch.Tensor  # their labels [N]
+    val: ArrayDataset
+    step_module: nn.Module  # _TrainStep, wrapped in DistributedDataParallel under torchrun
+    autocast: Any
+    channels_last: bool
+    schedule: Schedule
+    watch: FiniteWatch
+    fingerprint: dict[str, Any]  # what a resume must match (``state.load_state``)
+    write_dir: Path | None  # out_dir on rank 0, else None
+    log: Log | None  # opts.log on rank 0, else None
+    progress: EpochProgress | None = None
+    board: TensorBoardScalars | None = None
+
+    def batch(self, idx: torch.Tensor, epoch_view: EpochView | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(frames, labels) of dataset rows ``idx`` [B] on the device, in the epoch's view."""
+        xb = self.x[idx].to(self.device, non_blocking=True)
+        if epoch_view is not None:
+            xb = epoch_view.apply(xb, idx)  # the view the teacher cache holds for this epoch
+        if self.channels_last:
+            xb = xb.contiguous(memory_format=torch.channels_last)
+        return xb, self.y[idx].to(self.device, non_blocking=True)
+
+
 def _fit(student, objective, teacher, train, val, cfg, opts, ctx) -> TrainResult:
     device = ddp.local_device(model_device(student), ctx)
     student.to(device)
-    log = opts.log if ctx.is_main else None
+    with contextlib.ExitStack() as cleanup:  # undone in reverse: hooks, SyncBatchNorm swaps, modes
+        run, state = _start(student, objective, teacher, train, val, cfg, opts, ctx, device, cleanup)
+        _resume(run, state)
+        if opts.progress and ctx.is_main:
+            run.progress = EpochProgress()
+            cleanup.callback(run.progress.end_epoch)
+        if run.write_dir is not None:
+            run.board = TensorBoardScalars.open(run.write_dir, state.epoch)
+            if run.board is not None:
+                cleanup.callback(run.board.close)
+        while state.epoch <= cfg.epochs and not state.records.stopped_early:
+            start = time.perf_counter()
+            _train_epoch(run, state)
+            _close_epoch(run, state, start)
+            state.next_epoch()
+            _snapshot(run, state)
+    done = state.records
+    if done.best_state is not None:
+        student.load_state_dict(done.best_state)
+    student.eval()  # safe: nn.Module.eval(), inference mode
+    return TrainResult(
+        done.history, done.best_epoch, done.best_acc, stopped_early=done.stopped_early, steps=state.step
+    )
+
+
+def _start(
+    student, objective, teacher, train, val, cfg, opts, ctx, device, cleanup
+) -> tuple[_RunContext, RunState]:
+    """Seed, check the inputs, wrap the networks and build the optimizer: a run at step 0."""
     write_dir = Path(opts.out_dir) if (opts.out_dir is not None and ctx.is_main) else None
     if write_dir is not None:
         write_dir.mkdir(parents=True, exist_ok=True)
-    previous_det = torch.are_deterministic_algorithms_enabled()
+    _reproducible(cfg, device, cleanup)
+    dtype = amp_dtype(cfg, device)
+    channels_last = cfg.channels_last and device.type == "cuda" and train.x.ndim == 4
+    if channels_last:
+        student.to(memory_format=torch.channels_last)
+    x, n = torch.from_numpy(train.x), len(train)
+    check_augmentable(train.input_shape, cfg.augment)
+    _check_cache(teacher.cache, n, cfg)
+    ema = ModelEMA(student, cfg.ema) if cfg.ema else None  # copied before hooks are added
+    sample = (x[:2], train.num_classes)
+    step_module = _step_module(student, objective, teacher, sample, cfg, ctx, device, cleanup)
+    sampler = ShuffledBatches(n, cfg.batch_size, ctx, cfg.seed)
+    state = RunState(
+        model=student,
+        objective=objective,
+        optimizer=_make_optimizer([student, objective], cfg),
+        scaler=torch.amp.GradScaler("cuda", enabled=dtype == torch.float16),
+        ema=ema,
+        sampler=sampler,
+        loss=EpochLoss(device),
+    )
+    run = _RunContext(
+        cfg=cfg,
+        opts=opts,
+        ctx=ctx,
+        device=device,
+        teacher=teacher,
+        x=x,
+        y=torch.from_numpy(train.y),
+        val=val,
+        step_module=step_module,
+        autocast=torch.autocast(device.type, dtype=dtype, enabled=dtype is not None),
+        channels_last=channels_last,
+        schedule=Schedule(cfg, sampler.steps_per_epoch),
+        watch=FiniteWatch(device, teacher.name),
+        fingerprint=_fingerprint(cfg, objective, n, ctx),
+        write_dir=write_dir,
+        log=opts.log if ctx.is_main else None,
+    )
+    return run, state
+
+
+def _reproducible(cfg: TrainConfig, device: torch.device, cleanup: contextlib.ExitStack) -> None:
+    """Seed the global generators; deterministic kernels with ``cfg.deterministic`` (undone on exit)."""
     if cfg.deterministic:
+        cleanup.callback(torch.use_deterministic_algorithms, torch.are_deterministic_algorithms_enabled())
         if device.type == "cuda":
             # cuBLAS needs a fixed workspace to be deterministic (read when CUDA initialises).
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True)
     torch.manual_seed(cfg.seed)  # dropout, projector initialisation, anything random in the model
     random.seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
-    dtype = amp_dtype(cfg, device)
-    autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
-    channels_last = cfg.channels_last and device.type == "cuda" and train.x.ndim == 4
-    if channels_last:
-        student.to(memory_format=torch.channels_last)
 
-    x_all, y_all = torch.from_numpy(train.x), torch.from_numpy(train.y)
-    n = len(train)
-    check_augmentable(train.input_shape, cfg.augment)
-    cache = teacher.cache
-    if cache is not None and (cache.frames, cache.views) != (n, cfg.augment.view_count):
+
+def _check_cache(cache: CachedLogits | None, frames: int, cfg: TrainConfig) -> None:
+    if cache is not None and (cache.frames, cache.views) != (frames, cfg.augment.view_count):
         raise ConfigError(
             f"the teacher cache holds {cache.views} view(s) of {cache.frames} frames, "
-            f"the run needs {cfg.augment.view_count} of {n}",
+            f"the run needs {cfg.augment.view_count} of {frames}",
             hint="build the cache with this run's training data and train.augment",
         )
-    ema = run_state.ModelEMA(student, cfg.ema) if cfg.ema else None  # copied before hooks are added
+
+
+def _step_module(student, objective, teacher, sample, cfg, ctx, device, cleanup) -> nn.Module:
+    """Student + objective as one module (DDP-wrapped under torchrun); ``sample`` = (two frames,
+    class count) sizes the projectors."""
     # SyncBatchNorm in the student before its taps are hooked (a tap may name a BatchNorm layer).
-    restore_student = ddp.sync_batchnorm(student, cfg.sync_batchnorm, ctx, device)
-    restore_objective: Callable[[], None] = lambda: None  # noqa: E731
-    taps: FeatureTaps | None = None
-    progress: EpochProgress | None = None
-    board: TensorBoardScalars | None = None
-    watch = FiniteWatch(device, teacher.name)
-    try:
-        taps = FeatureTaps(student, objective.student_paths, "student")
-        _build_objective(objective, student, taps, teacher, x_all[:2], train.num_classes)
-        restore_objective = ddp.sync_batchnorm(objective, cfg.sync_batchnorm, ctx, device)  # OFA heads
-        step_module: nn.Module = _TrainStep(student, objective, taps)
-        if ctx.enabled:
-            step_module = nn.parallel.DistributedDataParallel(
-                step_module, device_ids=[device.index] if device.type == "cuda" else None
-            )
-        optimizer = _make_optimizer([student, objective], cfg)
-        scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
-        steps_per_epoch = len(ddp.global_batches(torch.arange(n), cfg.batch_size, ctx.world_size))
-        total_steps, warmup_steps = cfg.epochs * steps_per_epoch, cfg.warmup_epochs * steps_per_epoch
-        fingerprint = {
-            "frames": n,
-            "batch_size": cfg.batch_size,
-            "epochs": cfg.epochs,
-            "seed": cfg.seed,
-            "world_size": ctx.world_size,
-            "terms": repr(to_dict(objective.terms)),
-        }
-        if cfg.augment.enabled:  # only then, so states saved before augmentation existed still resume
-            fingerprint["augment"] = repr(to_dict(cfg.augment))
+    cleanup.callback(ddp.sync_batchnorm(student, cfg.sync_batchnorm, ctx, device))
+    taps = FeatureTaps(student, objective.student_paths, "student")
+    cleanup.callback(taps.remove)
+    _build_objective(objective, student, taps, teacher, *sample)
+    cleanup.callback(ddp.sync_batchnorm(objective, cfg.sync_batchnorm, ctx, device))  # OFA heads
+    step_module: nn.Module = _TrainStep(student, objective, taps)
+    if ctx.enabled:
+        step_module = nn.parallel.DistributedDataParallel(
+            step_module, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    return step_module
 
-        # Run-level progress; all of it goes into (and comes back from) the resume state.
-        epoch, next_batch, step, order = 1, 0, 0, None
-        loss_sum, seen = torch.zeros((), dtype=torch.float64, device=device), 0
-        stopped_early = False
-        history: list[dict] = []
-        best_acc, best_epoch, best_state, bad_epochs = -1.0, 0, None, 0
-        if opts.resume and opts.out_dir is not None:
-            saved = run_state.load_state(Path(opts.out_dir), fingerprint)
-            if saved is not None:
-                student.load_state_dict(saved["model"])
-                objective.load_state_dict(saved["objective"])
-                optimizer.load_state_dict(saved["optimizer"])
-                scaler.load_state_dict(saved["scaler"])
-                if ema is not None and saved["ema"] is not None:
-                    ema.module.load_state_dict(saved["ema"])
-                run_state.restore_rng_states(saved["rng"], rng)
-                epoch, next_batch, step, order = (
-                    saved["epoch"],
-                    saved["next_batch"],
-                    saved["step"],
-                    saved["order"],
-                )
-                loss_sum, seen = saved["loss_sum"].to(device), saved["seen"]
-                history, best_acc, best_epoch = saved["history"], saved["best_acc"], saved["best_epoch"]
-                best_state, bad_epochs = saved["best_state"], saved["bad_epochs"]
-                stopped_early = saved["stopped_early"]
-                if log:
-                    log(f"resuming from {opts.out_dir}/{run_state.STATE_FILE}: epoch {epoch}, step {step}")
 
-        def snapshot() -> None:
-            if write_dir is None:
-                return
-            run_state.save_state(
-                write_dir,
-                {
-                    "fingerprint": fingerprint,
-                    "model": student.state_dict(),
-                    "objective": objective.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scaler": scaler.state_dict(),
-                    "ema": ema.module.state_dict() if ema is not None else None,
-                    "rng": run_state.rng_states(rng),
-                    "epoch": epoch,
-                    "next_batch": next_batch,
-                    "step": step,
-                    "order": order,
-                    "loss_sum": loss_sum.cpu(),
-                    "seen": seen,
-                    "history": history,
-                    "best_acc": best_acc,
-                    "best_epoch": best_epoch,
-                    "best_state": best_state,
-                    "bad_epochs": bad_epochs,
-                    "stopped_early": stopped_early,
-                },
-            )
+def _fingerprint(cfg: TrainConfig, objective: DistillObjective, frames: int, ctx: ddp.DistContext) -> dict:
+    """The settings a resumed run must share with the one that saved the state."""
+    fingerprint = {
+        "frames": frames,
+        "batch_size": cfg.batch_size,
+        "epochs": cfg.epochs,
+        "seed": cfg.seed,
+        "world_size": ctx.world_size,
+        "terms": repr(to_dict(objective.terms)),
+    }
+    if cfg.augment.enabled:  # only then, so states saved before augmentation existed still resume
+        fingerprint["augment"] = repr(to_dict(cfg.augment))
+    return fingerprint
 
-        lr = lr_at(step, total_steps, warmup_steps, cfg, steps_per_epoch)
-        progress = EpochProgress() if (opts.progress and ctx.is_main) else None
-        board = TensorBoardScalars.open(write_dir, epoch) if write_dir is not None else None
-        while epoch <= cfg.epochs and not stopped_early:
-            start = time.perf_counter()
-            if order is None:
-                order = torch.from_numpy(rng.permutation(n))
-                next_batch, loss_sum, seen = 0, torch.zeros((), dtype=torch.float64, device=device), 0
-            batches = ddp.global_batches(order, cfg.batch_size, ctx.world_size)
-            view = view_of_epoch(epoch, cfg.augment)
-            epoch_view = EpochView(cfg.augment, n, view) if cfg.augment.enabled else None
-            step_module.train()
-            if progress is not None:
-                progress.start_epoch(epoch, cfg.epochs, len(batches), next_batch)
-            for b in range(next_batch, len(batches)):
-                idx = ddp.shard(batches[b], ctx)
-                lr = lr_at(step, total_steps, warmup_steps, cfg, steps_per_epoch)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                xb = x_all[idx].to(device, non_blocking=True)
-                if epoch_view is not None:
-                    xb = epoch_view.apply(xb, idx)  # the view the teacher cache holds for this epoch
-                if channels_last:
-                    xb = xb.contiguous(memory_format=torch.channels_last)
-                yb = y_all[idx].to(device, non_blocking=True)
-                t_logits, t_feats = teacher.outputs(xb, idx, view, device, autocast)
-                with autocast:
-                    loss, _parts = step_module(xb, yb, t_logits, t_feats, epoch)
-                t_outputs = [t_logits, *t_feats.values()] if t_logits is not None else list(t_feats.values())
-                watch.observe(step + 1, epoch, b + 1, t_outputs, loss)
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                if cfg.grad_clip is not None:
-                    scaler.unscale_(optimizer)
-                    nn.utils.clip_grad_norm_(
-                        [p for g in optimizer.param_groups for p in g["params"]], cfg.grad_clip
-                    )
-                scaler.step(optimizer)
-                scaler.update()
-                if ema is not None:
-                    ema.update(student)
-                loss_sum = loss_sum + loss.detach().to(loss_sum.dtype) * len(idx)  # no host sync per step
-                seen += len(idx)
-                step += 1
-                next_batch = b + 1
-                snapshot_due = cfg.checkpoint_every and step % cfg.checkpoint_every == 0
-                if watch.due(step) or snapshot_due:
-                    watch.check(ctx)  # before a snapshot: no resume state holds NaN weights
-                if snapshot_due and next_batch < len(batches):
-                    snapshot()
-                if opts.on_step is not None:
-                    opts.on_step(step)
-                if progress is not None:
-                    progress.advance()
-            if progress is not None:
-                progress.end_epoch()
-            watch.check(ctx)
-            seen_t = torch.tensor(float(seen), dtype=torch.float64, device=device)
-            totals = ddp.all_reduce_sum(torch.stack([loss_sum, seen_t]), ctx).cpu()  # syncs the device
-            ddp.broadcast_buffers([student, objective] + ([ema.module] if ema is not None else []), ctx)
-            train_seconds = time.perf_counter() - start
-            train_loss = float(totals[0]) / max(1.0, float(totals[1]))
-            if not math.isfinite(train_loss):
-                raise ConfigError(
-                    f"training diverged in epoch {epoch} (loss {train_loss})",
-                    hint="lower train.lr or set train.grad_clip",
-                )
-            eval_model = ema.module if ema is not None else student
-            logits = predict_logits(eval_model, val.x, inference_batch_size(cfg.batch_size, val.x.shape[1:]))
-            acc = float((logits.argmax(dim=1).numpy() == val.y).mean())
-            record = {
-                "epoch": epoch,
-                "train_loss": train_loss,
-                "val_accuracy": acc,
-                "lr": lr,
-                "seconds": time.perf_counter() - start,
-                "train_seconds": train_seconds,  # the steps alone, without validation (throughput)
-            }
-            history.append(record)
-            improved = acc > best_acc
-            if improved:
-                best_acc, best_epoch, bad_epochs = acc, epoch, 0
-                best_state = {k: v.detach().to("cpu", copy=True) for k, v in eval_model.state_dict().items()}
-            else:
-                bad_epochs += 1
-            stopped_early = cfg.early_stop_patience is not None and bad_epochs >= cfg.early_stop_patience
-            if log is not None:
-                log(
-                    f"epoch {epoch}/{cfg.epochs}  loss {train_loss:.4f}  val_acc {acc:.4f}  "
-                    f"lr {lr:.2e}  {record['seconds']:.1f}s{'  *best' if improved else ''}"
-                    f"{'  (early stop)' if stopped_early else ''}"
-                )
-            if board is not None:
-                board.write(record)
-            if write_dir is not None:
-                run_state.write_metrics(write_dir, history)
-                run_state.save_weights(write_dir / "last.pt", eval_model, epoch, acc)
-                if improved:
-                    run_state.save_weights(write_dir / "best.pt", eval_model, epoch, acc)
-            epoch, order, next_batch = epoch + 1, None, 0
-            snapshot()
-    finally:
-        if taps is not None:
-            taps.remove()
-        restore_objective()
-        restore_student()
-        if progress is not None:
-            progress.end_epoch()
-        if board is not None:
-            board.close()
-        if cfg.deterministic:
-            torch.use_deterministic_algorithms(previous_det)
-    if best_state is not None:
-        student.load_state_dict(best_state)
-    student.eval()  # safe: nn.Module.eval(), inference mode
-    return TrainResult(history, best_epoch, best_acc, stopped_early=stopped_early, steps=step)
+
+def _resume(run: _RunContext, state: RunState) -> None:
+    """Load ``out_dir/train_state.pt`` into ``state`` when asked to resume and it exists."""
+    if not run.opts.resume or run.opts.out_dir is None:
+        return
+    saved = files.load_state(Path(run.opts.out_dir), run.fingerprint)
+    if saved is None:
+        return
+    state.load_state_dict(saved)
+    if run.log:
+        where = Path(run.opts.out_dir) / files.STATE_FILE
+        run.log(f"resuming from {where}: epoch {state.epoch}, step {state.step}")
+
+
+def _snapshot(run: _RunContext, state: RunState) -> None:
+    if run.write_dir is not None:
+        files.save_state(run.write_dir, run.fingerprint, state.state_dict())
+
+
+def _train_epoch(run: _RunContext, state: RunState) -> None:
+    """The optimizer steps of epoch ``state.epoch`` from where it stands (a resumed one mid-way)."""
+    cfg, sampler = run.cfg, state.sampler
+    if sampler.start_epoch():
+        state.loss.reset()
+    view = view_of_epoch(state.epoch, cfg.augment)
+    epoch_view = EpochView(cfg.augment, sampler.frames, view) if cfg.augment.enabled else None
+    run.step_module.train()
+    if run.progress is not None:
+        run.progress.start_epoch(state.epoch, cfg.epochs, len(sampler), sampler.next_batch)
+    for b, idx in sampler.remaining():
+        _train_step(run, state, b, idx, view, epoch_view)
+        snapshot_due = cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0
+        if run.watch.due(state.step) or snapshot_due:
+            run.watch.check(run.ctx)  # before a snapshot: no resume state holds NaN weights
+        if snapshot_due and sampler.next_batch < len(sampler):
+            _snapshot(run, state)
+        if run.opts.on_step is not None:
+            run.opts.on_step(state.step)
+        if run.progress is not None:
+            run.progress.advance()
+    if run.progress is not None:
+        run.progress.end_epoch()
+
+
+def _train_step(
+    run: _RunContext, state: RunState, b: int, idx: torch.Tensor, view: int, epoch_view: EpochView | None
+) -> None:
+    """One optimizer step on batch ``b`` of the epoch (this rank's dataset rows ``idx`` [B])."""
+    cfg, optimizer, scaler = run.cfg, state.optimizer, state.scaler
+    for group in optimizer.param_groups:
+        group["lr"] = run.schedule.lr(state.step)
+    xb, yb = run.batch(idx, epoch_view)
+    t_logits, t_feats = run.teacher.outputs(xb, idx, view, run.device, run.autocast)
+    with run.autocast:
+        loss, _parts = run.step_module(xb, yb, t_logits, t_feats, state.epoch)
+    t_outputs = [t_logits, *t_feats.values()] if t_logits is not None else list(t_feats.values())
+    run.watch.observe(state.step + 1, state.epoch, b + 1, t_outputs, loss)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    if cfg.grad_clip is not None:
+        scaler.unscale_(optimizer)
+        nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], cfg.grad_clip)
+    scaler.step(optimizer)
+    scaler.update()
+    if state.ema is not None:
+        state.ema.update(state.model)
+    state.loss.add(loss, len(idx))
+    state.step += 1
+    state.sampler.next_batch = b + 1
+
+
+def _close_epoch(run: _RunContext, state: RunState, start: float) -> None:
+    """Sum the loss over ranks, validate, track the best epoch and early stopping, write the files."""
+    cfg, epoch = run.cfg, state.epoch
+    run.watch.check(run.ctx)
+    train_loss = state.loss.mean(run.ctx)  # syncs the device
+    ddp.broadcast_buffers(state.networks, run.ctx)
+    train_seconds = time.perf_counter() - start
+    if not math.isfinite(train_loss):
+        raise ConfigError(
+            f"training diverged in epoch {epoch} (loss {train_loss})",
+            hint="lower train.lr or set train.grad_clip",
+        )
+    model = state.eval_model
+    logits = predict_logits(model, run.val.x, inference_batch_size(cfg.batch_size, run.val.x.shape[1:]))
+    acc = float((logits.argmax(dim=1).numpy() == run.val.y).mean())
+    record = {
+        "epoch": epoch,
+        "train_loss": train_loss,
+        "val_accuracy": acc,
+        "lr": run.schedule.lr(max(state.step - 1, 0)),  # the epoch's last step's
+        "seconds": time.perf_counter() - start,
+        "train_seconds": train_seconds,  # the steps alone, without validation (throughput)
+    }
+    improved = state.records.add(record, model, cfg.early_stop_patience)
+    if run.log is not None:
+        run.log(
+            f"epoch {epoch}/{cfg.epochs}  loss {train_loss:.4f}  val_acc {acc:.4f}  "
+            f"lr {record['lr']:.2e}  {record['seconds']:.1f}s{'  *best' if improved else ''}"
+            f"{'  (early stop)' if state.records.stopped_early else ''}"
+        )
+    if run.board is not None:
+        run.board.write(record)
+    if run.write_dir is not None:
+        files.write_metrics(run.write_dir, state.records.history)
+        files.save_weights(run.write_dir / "last.pt", model, epoch, acc)
+        if improved:
+            files.save_weights(run.write_dir / "best.pt", model, epoch, acc)

@@ -2,83 +2,50 @@
 
 Files (written by rank 0 only, each atomically: temp file + rename)::
 
-    train_state.pt   resume state: model, objective (projectors), optimizer, GradScaler,
-                     EMA, RNG states (torch CPU/CUDA, numpy, python), epoch, position in the
-                     epoch's shuffled order, step, history, best weights so far
+    train_state.pt   resume state: {"format": "edgekd.train-state/2", "fingerprint": {...},
+                     **RunState.state_dict()} (``edgekd.distill.run_state``): model, objective
+                     (projectors), optimizer, GradScaler, EMA, RNG states, epoch, batch order
+                     and position in it, step, the epoch's running loss, history, best weights
     best.pt, last.pt {"format": "edgekd.weights/1", "epoch", "val_accuracy", "state_dict"}
     metrics.csv, metrics.jsonl   one row per epoch
 
-The learning rate is a pure function of the step (``schedule.lr_at``), so the step *is*
-the scheduler state. Everything loads with ``torch.load(weights_only=True)``.
+A ``train-state/1`` file (one flat dict, edgekd before the RunState) is still read.
+Everything loads with ``torch.load(weights_only=True)``.
 """
 
 from __future__ import annotations
 
-import copy
 import csv
 import io
 import json
 import pickle
-import random
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from edgekd.artifacts import atomic_path, atomic_write_text
+from edgekd.distill.run_state import STATE_KEYS, from_v1_layout
 from edgekd.errors import ConfigError, InputFileError
 
 STATE_FILE = "train_state.pt"
-STATE_FORMAT = "edgekd.train-state/1"
+STATE_FORMAT = "edgekd.train-state/2"
+STATE_FORMAT_V1 = "edgekd.train-state/1"
 WEIGHTS_FORMAT = "edgekd.weights/1"
 
 
-class ModelEMA:
-    """Exponential moving average of a model's floating-point state (weights and BN statistics)."""
+def save_state(out_dir: Path, fingerprint: dict[str, Any], state: dict[str, Any]) -> None:
+    """Write ``out_dir/train_state.pt`` atomically (a SIGKILL leaves the previous one whole).
 
-    def __init__(self, model: nn.Module, decay: float) -> None:
-        self.decay = decay
-        self.module = copy.deepcopy(model).eval()  # safe: nn.Module.eval(), inference mode
-        for p in self.module.parameters():
-            p.requires_grad_(False)
-
-    @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
-        for ema, live in zip(self.module.state_dict().values(), model.state_dict().values(), strict=True):
-            if ema.dtype.is_floating_point:
-                ema.lerp_(live.detach(), 1.0 - self.decay)
-            else:
-                ema.copy_(live)
-
-
-def rng_states(numpy_rng: np.random.Generator) -> dict[str, Any]:
-    """Every random state the loop consumes: torch (CPU, CUDA), the shuffling numpy Generator, python."""
-    return {
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "numpy": numpy_rng.bit_generator.state,
-        "python": random.getstate(),
-    }
-
-
-def restore_rng_states(states: dict[str, Any], numpy_rng: np.random.Generator) -> None:
-    torch.set_rng_state(states["torch"])
-    if states["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
-    numpy_rng.bit_generator.state = states["numpy"]
-    random.setstate(states["python"])
-
-
-def save_state(out_dir: Path, state: dict[str, Any]) -> None:
-    """Write ``out_dir/train_state.pt`` atomically (a SIGKILL leaves the previous one whole)."""
+    ``state`` is ``RunState.state_dict()``; ``fingerprint`` names the run (see ``load_state``).
+    """
     with atomic_path(out_dir / STATE_FILE) as tmp:
-        torch.save({"format": STATE_FORMAT, **state}, tmp)
+        torch.save({"format": STATE_FORMAT, "fingerprint": fingerprint, **state}, tmp)
 
 
 def load_state(out_dir: Path, fingerprint: dict[str, Any]) -> dict[str, Any] | None:
-    """The saved resume state, or None when there is none; a foreign run's state is an error.
+    """The saved ``RunState.state_dict()``, or None when there is none; a foreign run's state is an error.
 
     ``fingerprint`` (frame count, batch size, epochs, seed, world size...) must equal the
     one saved: resuming with other settings would not continue the same run.
@@ -92,8 +59,7 @@ def load_state(out_dir: Path, fingerprint: dict[str, Any]) -> dict[str, Any] | N
         raise InputFileError(
             f"resume state {path} is unreadable ({type(exc).__name__})", hint="delete it to start afresh"
         ) from None
-    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
-        raise InputFileError(f"{path} is not an edgekd resume state", hint="delete it to start afresh")
+    state = _current_layout(state, path)
     saved = state.get("fingerprint", {})
     changed = sorted(k for k in {*saved, *fingerprint} if saved.get(k) != fingerprint.get(k))
     if changed:
@@ -103,6 +69,25 @@ def load_state(out_dir: Path, fingerprint: dict[str, Any]) -> dict[str, Any] | N
             hint="resume with the original settings, or use a new output folder",
         )
     return state
+
+
+def _current_layout(state: Any, path: Path) -> dict[str, Any]:
+    """``state`` checked for its format tag and keys, a ``train-state/1`` one converted."""
+    tag = state.get("format") if isinstance(state, dict) else None
+    if tag not in (STATE_FORMAT, STATE_FORMAT_V1):
+        if isinstance(tag, str) and tag.startswith("edgekd.train-state/"):
+            raise InputFileError(
+                f"{path} is a resume state in format {tag!r}, which this edgekd cannot read",
+                hint="resume with the edgekd that wrote it, or delete it to start afresh",
+            )
+        raise InputFileError(f"{path} is not an edgekd resume state", hint="delete it to start afresh")
+    try:
+        body = from_v1_layout(state) if tag == STATE_FORMAT_V1 else {k: state[k] for k in STATE_KEYS}
+    except KeyError as exc:
+        raise InputFileError(
+            f"resume state {path} ({tag}) lacks the entry {exc}", hint="delete it to start afresh"
+        ) from None
+    return {"fingerprint": state.get("fingerprint", {}), **body}
 
 
 def save_weights(path: Path, model: nn.Module, epoch: int, val_accuracy: float) -> None:

@@ -19,6 +19,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from edgekd.data.dataset import ArrayDataset
@@ -128,25 +129,7 @@ def distill(
     are moved to ``cfg.device``. NaN or infinite teacher outputs (cached or live) stop the
     run with an error that names the teacher and the step.
     """
-    cfg.validate()
-    kd.validate()
-    objective = DistillObjective(kd.resolved_terms())
-    if objective.needs_teacher_features and not _supports_features(teacher):
-        raise ConfigError(
-            f"the teacher ({type(teacher).__name__}) gives no intermediate features, but distill.kd.terms "
-            f"ask for teacher paths {objective.teacher_paths}",
-            hint="use logit losses (kd, dkd, nkd, dist, ofa...) with this teacher",
-        )
-    device = process_device(resolve_device(cfg.device))
-    ddp.check_sync_batchnorm(cfg.sync_batchnorm, device)
-    student.to(device)
-    if isinstance(teacher, nn.Module):
-        teacher.to(device).eval()  # safe: nn.Module.eval(), inference mode
-        for p in teacher.parameters():
-            p.requires_grad_(False)
-    check_datasets(student, train, val, "student")
-    check_fits(teacher, train.input_shape, train.num_classes, "teacher")
-    check_augmentable(train.input_shape, cfg.augment)
+    objective, device = _prepare_networks(student, teacher, train, val, cfg, kd)
     opts = FitOptions(Path(out_dir) if out_dir is not None else None, resume, log, on_step, progress)
     teacher_taps = (
         FeatureTaps(teacher, objective.teacher_paths, "teacher", detach=True)
@@ -183,6 +166,35 @@ def distill(
         ddp.teardown(ctx)
         if teacher_taps is not None:
             teacher_taps.remove()
+
+
+def _prepare_networks(
+    student: nn.Module, teacher: Any, train: ArrayDataset, val: ArrayDataset, cfg: TrainConfig, kd: KDConfig
+) -> tuple[DistillObjective, torch.device]:
+    """Check the settings, the data and both networks; move them to the device, freeze the teacher.
+
+    Returns the objective built from ``kd`` and this process's device.
+    """
+    cfg.validate()
+    kd.validate()
+    objective = DistillObjective(kd.resolved_terms())
+    if objective.needs_teacher_features and not _supports_features(teacher):
+        raise ConfigError(
+            f"the teacher ({type(teacher).__name__}) gives no intermediate features, but distill.kd.terms "
+            f"ask for teacher paths {objective.teacher_paths}",
+            hint="use logit losses (kd, dkd, nkd, dist, ofa...) with this teacher",
+        )
+    device = process_device(resolve_device(cfg.device))
+    ddp.check_sync_batchnorm(cfg.sync_batchnorm, device)
+    student.to(device)
+    if isinstance(teacher, nn.Module):
+        teacher.to(device).eval()  # safe: nn.Module.eval(), inference mode
+        for p in teacher.parameters():
+            p.requires_grad_(False)
+    check_datasets(student, train, val, "student")
+    check_fits(teacher, train.input_shape, train.num_classes, "teacher")
+    check_augmentable(train.input_shape, cfg.augment)
+    return objective, device
 
 
 def _cache_dir(
