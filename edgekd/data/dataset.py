@@ -147,22 +147,23 @@ class ArrayDataset:
         write_manifest(path, "dataset", config=config, parents=parents, metrics=metrics)
 
 
-def _npy_header(handle: Any, key: str, where: str) -> tuple[tuple[int, ...], np.dtype]:
-    """(shape, dtype) from a .npy member's header, without reading its data."""
+def npy_header(handle: Any, key: str, where: str) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """(shape, fortran_order, dtype) from a .npy member's header, without reading its data;
+    ``handle`` is left at the first byte of the data."""
     version = np.lib.format.read_magic(handle)
     if version == (1, 0):
-        shape, _, dtype = np.lib.format.read_array_header_1_0(handle)
+        shape, fortran, dtype = np.lib.format.read_array_header_1_0(handle)
     elif version == (2, 0):
-        shape, _, dtype = np.lib.format.read_array_header_2_0(handle)
+        shape, fortran, dtype = np.lib.format.read_array_header_2_0(handle)
     else:  # 3.0 exists only for structured dtypes with non-Latin-1 field names
         raise InputFileError(f"{where}: array {key!r} uses .npy format {version}", hint=NPZ_HINT)
-    return tuple(int(d) for d in shape), np.dtype(dtype)
+    return tuple(int(d) for d in shape), bool(fortran), np.dtype(dtype)
 
 
 def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, key: str, where: str) -> np.ndarray:
     """One array of the npz, after checking that its header is plain data of a size the file holds."""
     with archive.open(info) as handle:
-        shape, dtype = _npy_header(handle, key, where)
+        shape, _, dtype = npy_header(handle, key, where)
         stored = info.file_size - handle.tell()
     if dtype.hasobject or dtype.fields is not None:
         raise InputFileError(

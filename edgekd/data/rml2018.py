@@ -8,13 +8,15 @@ The file holds three datasets of N = 2,555,904 frames:
 
 :class:`RML2018Frames` reads frames by index (in increasing order, chunk by chunk, as HDF5
 wants) and returns them as float32 [n, 2, L] like every edgekd dataset.
-:func:`materialize_rml2018` picks a subset (SNRs, classes, frames per (class, SNR) cell) and
-reads only those frames into an :class:`ArrayDataset`.
+:func:`materialize_rml2018` picks a subset (SNRs, classes, frames per (class, SNR) cell,
+:func:`label_subset`) and reads only those frames into an :class:`ArrayDataset`;
+``edgekd.data.lazy_rml2018.RML2018Dataset`` picks the same subset and reads frames on access.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -58,6 +60,8 @@ RML2018_CLASSES = (
 )
 # Rows read per h5py call: 4096 frames of 1024x2 float32 = 32 MiB.
 DEFAULT_CHUNK = 4096
+# Rows apart that a read still spans with one slice (8 frames of 1024x2 float32: 64 KiB).
+MAX_GAP = 8
 LAYOUT_HINT = "expected X float32 [N, 1024, 2], Y one-hot [N, 24], Z SNR [N, 1]"
 # What h5py raises when a truncated or corrupt file is read (opening it may still succeed).
 _H5_ERRORS = (OSError, ValueError, TypeError, KeyError, RuntimeError)
@@ -123,6 +127,7 @@ class RML2018Frames:
             )
         self.class_names = [str(c) for c in names]
         self.frame_length = int(x.shape[1])
+        self.chunk_rows = int(x.chunks[0]) if x.chunks else 1  # rows per HDF5 chunk; 1: contiguous
         self.y, self.snr = self._read_labels(y, z)
 
     @contextlib.contextmanager
@@ -238,14 +243,27 @@ class RML2018Frames:
         out = np.empty((len(unique), 2, self.frame_length), dtype=np.float32)
         for start in range(0, len(unique), self.chunk):
             part = unique[start : start + self.chunk]
-            if part[-1] - part[0] + 1 == len(part):  # contiguous: one slice read
-                block = self._rows(x_ds, "X", slice(int(part[0]), int(part[-1]) + 1), int(part[0]))
-            else:
-                block = self._rows(x_ds, "X", part, int(part[0]))
+            block = self._read_part(x_ds, part)
             with np.errstate(over="ignore", invalid="ignore"):  # beyond float32: inf, refused below
                 out[start : start + len(part)] = np.transpose(block, (0, 2, 1))
             check_finite(out[start : start + len(part)], f"RadioML 2018 file {self.path}: X", rows=part)
         return out[inverse.reshape(-1)]
+
+    def _read_part(self, x_ds: Any, part: np.ndarray) -> np.ndarray:
+        """Rows ``part`` (increasing) of X. Rows close together (gaps of at most :data:`MAX_GAP`)
+        are read as one slice and picked from it, when that reads at most twice the rows asked
+        for (a chunk-aware sampler's batch, a split of it); scattered rows in one read."""
+        first, last = int(part[0]), int(part[-1])
+        if last - first + 1 == len(part):  # contiguous: one slice read
+            return self._rows(x_ds, "X", slice(first, last + 1), first)
+        groups = np.split(part, np.flatnonzero(np.diff(part) > MAX_GAP) + 1)
+        if sum(int(g[-1] - g[0]) + 1 for g in groups) > 2 * len(part):
+            return self._rows(x_ds, "X", part, first)
+        blocks = []
+        for g in groups:
+            block = self._rows(x_ds, "X", slice(int(g[0]), int(g[-1]) + 1), int(g[0]))
+            blocks.append(block if len(block) == len(g) else block[g - g[0]])
+        return np.concatenate(blocks)
 
     def __getitem__(self, index: int | np.ndarray) -> tuple[np.ndarray, np.ndarray | int, np.ndarray | int]:
         """``(x, y, snr)``: one frame float32 [2, L] or a batch [n, 2, L] with its labels."""
@@ -302,6 +320,46 @@ def select_frames(
     return chosen.astype(np.int64)
 
 
+@dataclasses.dataclass
+class LabelledSubset:
+    """The frames a recipe chose from a file: their rows of X (int64 [n], ascending), labels
+    (int64 [n], indices into ``class_names``), SNR (int16 [n], dB) and split codes (int8 [n])."""
+
+    rows: np.ndarray
+    y: np.ndarray
+    class_names: list[str]
+    snr: np.ndarray
+    split: np.ndarray
+
+
+def label_subset(
+    frames: RML2018Frames,
+    *,
+    classes: list[str] | None = None,
+    snrs: list[int] | None = None,
+    max_frames_per_cell: int | None = None,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+) -> LabelledSubset:
+    """The frames of :func:`select_frames`, relabelled in the order of ``classes`` and split
+    stratified by (class, SNR) with ``seed``; reads no frame. One definition for the in-memory
+    :func:`materialize_rml2018` and the lazy ``edgekd.data.lazy_rml2018.RML2018Dataset``."""
+    idx = select_frames(
+        frames, classes=classes, snrs=snrs, max_frames_per_cell=max_frames_per_cell, seed=seed
+    )
+    if len(idx) == 0:
+        raise ConfigError(
+            f"no frames of RadioML 2018 file {frames.path} match classes {classes} and snrs {snrs}",
+            hint="widen data.rml2018.classes or data.rml2018.snrs",
+        )
+    names = list(classes) if classes else list(frames.class_names)
+    remap = np.array([names.index(c) if c in names else -1 for c in frames.class_names], dtype=np.int64)
+    y, snr = remap[frames.y[idx]], frames.snr[idx]
+    split = assign_splits(y, snr, val_fraction, test_fraction, seed)
+    return LabelledSubset(rows=idx, y=y, class_names=names, snr=snr, split=split)
+
+
 def materialize_rml2018(
     path: str | os.PathLike[str],
     *,
@@ -322,29 +380,27 @@ def materialize_rml2018(
     """
     frames = RML2018Frames(path, class_names=class_names, chunk=chunk)
     try:
-        idx = select_frames(
-            frames, classes=classes, snrs=snrs, max_frames_per_cell=max_frames_per_cell, seed=seed
+        subset = label_subset(
+            frames,
+            classes=classes,
+            snrs=snrs,
+            max_frames_per_cell=max_frames_per_cell,
+            val_fraction=val_fraction,
+            test_fraction=test_fraction,
+            seed=seed,
         )
-        if len(idx) == 0:
-            raise ConfigError(
-                f"no frames of RadioML 2018 file {path} match classes {classes} and snrs {snrs}",
-                hint="widen data.rml2018.classes or data.rml2018.snrs",
-            )
         check_memory(
-            len(idx) * 2 * frames.frame_length * 4,
-            f"the {len(idx)} frames chosen from RadioML 2018 file {path}",
+            len(subset.rows) * 2 * frames.frame_length * 4,
+            f"the {len(subset.rows)} frames chosen from RadioML 2018 file {path}",
             "lower data.rml2018.max_frames_per_cell, or keep fewer classes or SNRs",
             error=ConfigError,
         )
-        names = list(classes) if classes else list(frames.class_names)
-        remap = np.array([names.index(c) if c in names else -1 for c in frames.class_names], dtype=np.int64)
-        y, snr = remap[frames.y[idx]], frames.snr[idx]
         return ArrayDataset(
-            x=frames.read(idx),
-            y=y,
-            class_names=names,
-            snr=snr,
-            split=assign_splits(y, snr, val_fraction, test_fraction, seed),
+            x=frames.read(subset.rows),
+            y=subset.y,
+            class_names=subset.class_names,
+            snr=subset.snr,
+            split=subset.split,
         )
     finally:
         frames.close()

@@ -12,8 +12,9 @@ after the source holds its options (the others are ignored). Examples::
     data: {source: imagefolder, path: OCT2017, imagefolder: {image_size: 224, max_per_class: 500}}
 
 :func:`load_dataset` returns an in-memory :class:`ArrayDataset` with splits, which the
-npz-based pipeline stages consume. For training on a whole large set, use the streaming
-classes (:class:`edgekd.data.rml2018.RML2018Frames`, :class:`edgekd.data.images.ImageFolder`).
+npz-based pipeline stages consume. For a set too large for memory,
+:func:`edgekd.data.storage.open_map_dataset` opens the same section as a lazy map-style
+dataset (and keeps small sets in memory).
 """
 
 from __future__ import annotations

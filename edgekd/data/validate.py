@@ -243,6 +243,46 @@ def split_codes(split: Any, n: int, where: str) -> np.ndarray:
     return codes.astype(np.int8)
 
 
+def validate_labels(
+    n: int,
+    y: Any,
+    *,
+    where: str,
+    class_names: Any = None,
+    snr: Any = None,
+    split: Any = None,
+) -> tuple[np.ndarray, list[str], np.ndarray | None, np.ndarray | None]:
+    """Check the per-frame metadata of ``n`` frames read from ``where``; reads no frame.
+
+    Returns ``(y int64 [n], class names [K], snr int16 [n] | None, split int8 [n] | None)``;
+    the arguments are as in :func:`validate_arrays`. Lazy datasets call this when they are
+    opened and check the frames themselves as they are read.
+    """
+    labels, width = class_labels(y, n, where)
+    names = class_name_list(class_names, where) if class_names is not None else None
+    count = len(names) if names is not None else width or (int(labels.max()) + 1 if labels.size else 0)
+    if names is None and count > MAX_UNNAMED_CLASSES:
+        raise InputFileError(
+            f"{where}: y holds the label {count - 1} and no class_names say there are that many classes",
+            hint="store class ids 0..K-1 and class_names [K]",
+        )
+    if width is not None and width != count:
+        raise InputFileError(
+            f"{where}: y is one-hot over {width} classes but class_names has {count}",
+            hint="give one class name per one-hot column",
+        )
+    if labels.size and labels.max() >= count:
+        raise InputFileError(
+            f"{where}: y holds the label {int(labels.max())} but there are {count} class names",
+            hint="give one class name per class id 0..K-1",
+        )
+    snr_codes = None if snr is None else snr_labels(snr, n, where)
+    split_code = None if split is None else split_codes(split, n, where)
+    check_class_count(count, where)
+    names = names if names is not None else [str(i) for i in range(count)]
+    return labels, names, snr_codes, split_code
+
+
 def validate_arrays(
     x: Any,
     y: Any,
@@ -266,33 +306,11 @@ def validate_arrays(
 
     x_arr = np.asarray(x)
     check_frame_layout(x_arr, where)
-    n = int(x_arr.shape[0])
-    labels, width = class_labels(y, n, where)
-    names = class_name_list(class_names, where) if class_names is not None else None
-    count = len(names) if names is not None else width or (int(labels.max()) + 1 if labels.size else 0)
-    if names is None and count > MAX_UNNAMED_CLASSES:
-        raise InputFileError(
-            f"{where}: y holds the label {count - 1} and no class_names say there are that many classes",
-            hint="store class ids 0..K-1 and class_names [K]",
-        )
-    if width is not None and width != count:
-        raise InputFileError(
-            f"{where}: y is one-hot over {width} classes but class_names has {count}",
-            hint="give one class name per one-hot column",
-        )
-    if labels.size and labels.max() >= count:
-        raise InputFileError(
-            f"{where}: y holds the label {int(labels.max())} but there are {count} class names",
-            hint="give one class name per class id 0..K-1",
-        )
-    meta = {
-        "snr": None if snr is None else snr_labels(snr, n, where),
-        "split": None if split is None else split_codes(split, n, where),
-    }
+    labels, names, snr_codes, split_code = validate_labels(
+        int(x_arr.shape[0]), y, where=where, class_names=class_names, snr=snr, split=split
+    )
     frames = frame_array(x_arr, where)  # last: the one check that reads every value
-    check_class_count(count, where)
-    names = names if names is not None else [str(i) for i in range(count)]
-    return ArrayDataset(x=frames, y=labels, class_names=names, source=where, **meta)
+    return ArrayDataset(x=frames, y=labels, class_names=names, snr=snr_codes, split=split_code, source=where)
 
 
 def validate_dataset(dataset: ArrayDataset, where: str) -> ArrayDataset:
