@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from edgekd.data.dataset import ArrayDataset
 from edgekd.data.modulation import SyntheticModulationConfig
@@ -30,6 +30,9 @@ from edgekd.data.splits import check_fractions
 from edgekd.data.validate import check_input_shape, check_splits, validate_dataset
 from edgekd.errors import ConfigError, InputFileError
 from edgekd.registry import Registry
+
+if TYPE_CHECKING:
+    from edgekd.data.images import ImageFolder
 
 Source = Literal["synthetic_modulation", "npz", "rml2016", "rml2018", "imagefolder"]
 Resolve = Callable[[str], Path]
@@ -76,6 +79,18 @@ class RML2018Options(SplitOptions):
         if self.max_frames_per_cell is not None and self.max_frames_per_cell <= 0:
             raise ConfigError(f"max_frames_per_cell must be positive, got {self.max_frames_per_cell}")
 
+    def subset_kwargs(self) -> dict[str, Any]:
+        """The frame selection, as the in-memory and the lazy RadioML 2018 readers take it."""
+        return {
+            "classes": self.classes or None,
+            "snrs": self.snrs or None,
+            "max_frames_per_cell": self.max_frames_per_cell,
+            "class_names": self.class_names or None,
+            "val_fraction": self.val_fraction,
+            "test_fraction": self.test_fraction,
+            "seed": self.seed,
+        }
+
 
 @dataclasses.dataclass
 class ImageFolderOptions(SplitOptions):
@@ -99,6 +114,19 @@ class ImageFolderOptions(SplitOptions):
             )
         if self.max_per_class is not None and self.max_per_class <= 0:
             raise ConfigError(f"max_per_class must be positive, got {self.max_per_class}")
+
+    def open_folder(self, path: Path) -> ImageFolder:
+        """The image folder these settings describe: files listed, none decoded yet."""
+        from edgekd.data.images import ImageFolder, ImageTransform  # Pillow only when images are read
+
+        return ImageFolder(
+            path,
+            class_names=self.classes or None,
+            transform=ImageTransform(image_size=self.image_size, resize=self.resize),
+            val_fraction=self.val_fraction,
+            test_fraction=self.test_fraction,
+            seed=self.seed,
+        )
 
 
 @dataclasses.dataclass
@@ -208,33 +236,13 @@ def _rml2016(spec: DataSpec, path: Path) -> ArrayDataset:
 def _rml2018(spec: DataSpec, path: Path) -> ArrayDataset:
     from edgekd.data.rml2018 import materialize_rml2018
 
-    opts = spec.rml2018
-    return materialize_rml2018(
-        path,
-        classes=opts.classes or None,
-        snrs=opts.snrs or None,
-        max_frames_per_cell=opts.max_frames_per_cell,
-        class_names=opts.class_names or None,
-        val_fraction=opts.val_fraction,
-        test_fraction=opts.test_fraction,
-        seed=opts.seed,
-    )
+    return materialize_rml2018(path, **spec.rml2018.subset_kwargs())
 
 
 @DATA_SOURCES.register("imagefolder")
 def _imagefolder(spec: DataSpec, path: Path) -> ArrayDataset:
-    from edgekd.data.images import ImageFolder, ImageTransform
-
     opts = spec.imagefolder
-    folder = ImageFolder(
-        path,
-        class_names=opts.classes or None,
-        transform=ImageTransform(image_size=opts.image_size, resize=opts.resize),
-        val_fraction=opts.val_fraction,
-        test_fraction=opts.test_fraction,
-        seed=opts.seed,
-    )
-    return folder.to_array_dataset(max_per_class=opts.max_per_class)
+    return opts.open_folder(path).to_array_dataset(max_per_class=opts.max_per_class)
 
 
 def load_dataset(spec: DataSpec, resolve: Resolve = Path) -> ArrayDataset:

@@ -64,33 +64,14 @@ def choose_storage(nbytes: int, storage: str = "auto", *, memory_fraction: float
 
 def _open_lazy(spec: DataSpec, path: Path, draft: bool) -> MapDataset:
     if spec.source == "imagefolder":
-        from edgekd.data.images import ImageFolder, ImageTransform
         from edgekd.data.lazy_images import LazyImageFolder
 
         opts = spec.imagefolder
-        folder = ImageFolder(
-            path,
-            class_names=opts.classes or None,
-            transform=ImageTransform(image_size=opts.image_size, resize=opts.resize),
-            val_fraction=opts.val_fraction,
-            test_fraction=opts.test_fraction,
-            seed=opts.seed,
-        )
-        return LazyImageFolder(folder, max_per_class=opts.max_per_class, draft=draft)
+        return LazyImageFolder(opts.open_folder(path), max_per_class=opts.max_per_class, draft=draft)
     if spec.source == "rml2018":
         from edgekd.data.lazy_rml2018 import RML2018Dataset
 
-        opts = spec.rml2018
-        return RML2018Dataset(
-            path,
-            classes=opts.classes or None,
-            snrs=opts.snrs or None,
-            max_frames_per_cell=opts.max_frames_per_cell,
-            class_names=opts.class_names or None,
-            val_fraction=opts.val_fraction,
-            test_fraction=opts.test_fraction,
-            seed=opts.seed,
-        )
+        return RML2018Dataset(path, **spec.rml2018.subset_kwargs())
     from edgekd.data.lazy_arrays import ArrayFileDataset
 
     return ArrayFileDataset(path)
