@@ -21,6 +21,7 @@ from click.testing import CliRunner
 
 from edgekd.cli.main import cli
 from edgekd.data import modulation
+from edgekd.data.artifact import open_data
 from edgekd.data.rml2018 import RML2018_CLASSES
 from edgekd.models.checkpoint import load_checkpoint
 from edgekd.pipeline.recipe import load_recipe
@@ -29,7 +30,7 @@ pytestmark = pytest.mark.slow
 
 OCT_CLASSES = ["NORMAL", "DRUSEN", "CNV", "DME"]
 RML2016_CLASSES = list(modulation.RML2016_CLASSES)
-ARTIFACTS = ("data.npz", "teacher.pt", "student.pt", "student.onnx", "student.xml", "student.int8.onnx")
+ARTIFACTS = ("teacher.pt", "student.pt", "student.onnx", "student.xml", "student.int8.onnx")
 ENTRIES = {"torch/fp32", "onnxruntime/fp32", "onnxruntime/int8", "openvino/fp32"}
 # A gate every tiny run meets: the test checks the verdict is computed, not the model's quality.
 LOOSE_TARGET = """
@@ -89,7 +90,10 @@ def _run_recipe(name: str, out: Path, overrides: list[str]) -> dict:
 
 def _check_run(out: Path, doc: dict, class_names: list[str], input_shape: tuple[int, ...]) -> dict:
     """Artifacts, manifests, the INT8 graph, the bench entries and the gate verdict of one run."""
-    for name in ARTIFACTS:
+    # The data stage's artifact: the frames (data.npz), or the index of data read lazily.
+    data = [name for name in ("data.npz", "data.json") if (out / name).is_file()]
+    assert len(data) == 1, data
+    for name in (*data, *ARTIFACTS):
         assert (out / name).is_file(), name
         assert len(json.loads((out / f"{name}.json").read_text())["sha256"]) == 64, name
     assert not list(out.glob("*.tmp"))
@@ -159,9 +163,12 @@ def test_kd_oct_runs_end_to_end(tmp_path):
     doc = _run_recipe("kd-oct", out, [f"data.path={data}", *KD_OCT_TINY])
     entries = _check_run(out, doc, OCT_CLASSES, (3, 32, 32))
     assert entries["torch/fp32"]["accuracy"].get("per_snr") in (None, {})  # images have no SNR
-    with np.load(out / "data.npz") as arrays:
-        # No val/ folder: one image per class is carved out of train/ (val_fraction 0.1 of 5).
-        assert np.bincount(arrays["split"], minlength=3).tolist() == [16, 4, 8]
+    # Images are read lazily: a data index and the uint8 pixel cache, grayscale as one band.
+    assert not (out / "data.npz").exists()
+    data_set = open_data(out / "data.json")
+    assert data_set.sample_dtype == np.uint8 and data_set.input_shape == (1, 32, 32)
+    # No val/ folder: one image per class is carved out of train/ (val_fraction 0.1 of 5).
+    assert np.bincount(data_set.split, minlength=3).tolist() == [16, 4, 8]
 
     # The shipped target's budgets judge the same bench: an untrained tiny student misses
     # min_accuracy. (Its input_shape is set to the tiny frames: a mismatch is refused, exit 2.)

@@ -11,6 +11,9 @@ from edgekd.data.dataset import ArrayDataset
 from edgekd.errors import InputFileError, ShapeError
 from edgekd.remote.device_runner import predict_classes
 
+#: Frames read per batch when a lazy dataset is streamed (rounded to a whole number of calls).
+STREAM_BATCH = 256
+
 
 @dataclasses.dataclass
 class AccuracyReport:
@@ -50,28 +53,63 @@ def predict(session: Any, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
     return predict_classes(session.run, x, static_batch=_static(session), batch_size=batch_size)
 
 
-def evaluate_accuracy(session: Any, dataset: ArrayDataset, batch_size: int = 256) -> AccuracyReport:
+def evaluate_accuracy(
+    session: Any, dataset: Any, batch_size: int = 256, *, workers: int | str | None = 0
+) -> AccuracyReport:
     """Run ``session`` over every frame of ``dataset`` and score its top-1 predictions.
 
     Args:
         session: anything with ``run(x) -> logits [B, num_classes]`` and ``input_shape``.
-        dataset: frames x float32 [N, C, L], labels y [N], optional snr [N] in dB.
+        dataset: an :class:`~edgekd.data.dataset.ArrayDataset` (frames x float32 [N, C, L],
+            labels y [N], optional snr [N] in dB) or a map-style dataset
+            (:mod:`edgekd.data.mapstyle`). Frames held in memory are fed as they are; a lazy
+            dataset is streamed in batches (:func:`edgekd.data.batches.network_batches`), so
+            only the predictions grow with its size. The session sees the same chunks either
+            way, so the predictions are the same.
         batch_size: frames per call for a dynamic-batch session.
+        workers: DataLoader workers that read a lazy dataset. 0 (the default) reads in this
+            process: forking workers beside a runtime's thread pool is not safe (a process
+            that had run OpenVINO's NNCF crashed, SIGSEGV, when it forked them), and the
+            model's run, not the read of a data stage's artifact, is the slow part here.
 
     Raises:
         InputFileError: an empty dataset.
         ShapeError: the model's output width is not the dataset's class count.
         InputFileError: the model's outputs are not finite (NaN or Inf weights).
     """
+    from edgekd.data.batches import in_memory, memory_arrays
+
     n = len(dataset)
     if n == 0:
         raise InputFileError("the evaluation dataset has no frames", hint="check the split")
     check_outputs(session, dataset)  # one call, before a long run over the whole set
-    preds = predict(session, dataset.x, batch_size)
-    return score(preds, dataset)
+    if not isinstance(dataset, ArrayDataset) and not in_memory(dataset):
+        return score(_streamed_predictions(session, dataset, batch_size, workers), dataset)
+    x = dataset.x if isinstance(dataset, ArrayDataset) else memory_arrays(dataset)[0]
+    return score(predict(session, x, batch_size), dataset)
 
 
-def check_outputs(session: Any, dataset: ArrayDataset) -> None:
+def _streamed_predictions(
+    session: Any, dataset: Any, batch_size: int, workers: int | str | None
+) -> np.ndarray:
+    """Arg-max classes int64 [N] of a lazy dataset, read a few batches at a time.
+
+    Each read batch is a whole number of the session's calls (``static`` or ``batch_size``
+    frames), so the calls are those :func:`predict` makes on the same frames in memory.
+    """
+    from edgekd.data.batches import network_batches
+
+    step = _static(session) or batch_size
+    preds = np.empty(len(dataset), dtype=np.int64)
+    for x, _, idx in network_batches(dataset, step * max(1, STREAM_BATCH // step), workers=workers):
+        try:
+            preds[idx] = predict(session, x, batch_size)
+        except ValueError as exc:  # positions within the batch: name the dataset's
+            raise ValueError(f"{exc} of a batch of frames {int(idx[0])}..{int(idx[-1])}") from None
+    return preds
+
+
+def check_outputs(session: Any, dataset: Any) -> None:
     """Run ``session`` once on the first frame (its static batch of it, if any).
 
     Raises:
@@ -79,7 +117,8 @@ def check_outputs(session: Any, dataset: ArrayDataset) -> None:
             not output one score per class of ``dataset``.
         InputFileError: the scores are NaN or Inf (non-finite weights).
     """
-    probe = np.asarray(session.run(np.repeat(dataset.x[:1], _static(session) or 1, axis=0)))
+    first = _first_frame(dataset)
+    probe = np.asarray(session.run(np.repeat(first, _static(session) or 1, axis=0)))
     model = getattr(session, "artifact", None) or "the model"
     width = probe.reshape(probe.shape[0], -1).shape[1]
     if width != dataset.num_classes:
@@ -94,12 +133,42 @@ def check_outputs(session: Any, dataset: ArrayDataset) -> None:
         )
 
 
+def _first_frame(dataset: Any) -> np.ndarray:
+    """The first frame of ``dataset`` as the network takes it, float32 [1, ...]."""
+    if isinstance(dataset, ArrayDataset):
+        return dataset.x[:1]
+    from edgekd.data.batches import network_arrays
+
+    return network_arrays(dataset, np.arange(1)).x
+
+
+def frame_shape(dataset: Any) -> tuple[int, ...]:
+    """One frame of ``dataset`` as the network takes it (no batch axis): an ArrayDataset's
+    ``x.shape[1:]``, a map-style dataset's :func:`edgekd.data.batches.network_input_shape`."""
+    if isinstance(dataset, ArrayDataset):
+        return tuple(int(d) for d in dataset.x.shape[1:])
+    from edgekd.data.batches import network_input_shape
+
+    return tuple(int(d) for d in network_input_shape(dataset))
+
+
+def latency_frames(dataset: Any, batch_size: int) -> np.ndarray:
+    """The first ``batch_size`` frames of ``dataset`` as the network takes them (cycled when
+    there are fewer), float32 [batch_size, ...]: the latency loop's input, read alone."""
+    if isinstance(dataset, ArrayDataset):
+        return np.ascontiguousarray(dataset.x[np.arange(batch_size) % len(dataset)])
+    from edgekd.data.batches import network_arrays
+
+    return network_arrays(dataset, np.arange(batch_size) % len(dataset)).x
+
+
 def _static(session: Any) -> int | None:
     return getattr(session, "input_shape", (None,))[0]
 
 
-def score(preds: np.ndarray, dataset: ArrayDataset) -> AccuracyReport:
-    """Score predictions int64 [N] against ``dataset``'s labels (a pure function)."""
+def score(preds: np.ndarray, dataset: Any) -> AccuracyReport:
+    """Score predictions int64 [N] against ``dataset``'s labels (a pure function; ``y``,
+    ``snr``, ``class_names`` of an ArrayDataset or a map-style dataset)."""
     y = dataset.y
     k = dataset.num_classes
     correct = preds == y

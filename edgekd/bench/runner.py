@@ -22,7 +22,7 @@ import numpy as np
 
 from edgekd.artifacts import sha256_file
 from edgekd.backends.base import BACKENDS, PRECISIONS, SessionOptions, session_from_artifact
-from edgekd.bench.accuracy import agreement, evaluate_accuracy
+from edgekd.bench.accuracy import agreement, evaluate_accuracy, frame_shape, latency_frames
 from edgekd.bench.environment import fingerprint
 from edgekd.bench.latency import LatencyConfig, measure_latency
 from edgekd.bench.schema import BENCH_SCHEMA
@@ -248,7 +248,7 @@ def _bench_one(
         reason = BACKENDS.get(cand.backend).unavailable_reason()
         if reason is not None:
             raise RuntimeUnavailable(reason)
-        sample = latency_batch(dataset.x, cfg.latency.batch_size)
+        sample = latency_frames(dataset, cfg.latency.batch_size)
         # Session creation, warm-up and timing: the memory a deployment needs to serve requests.
         with PeakMemory() as memory:
             session = _open_checked(cand, options, sample, cfg)
@@ -309,7 +309,7 @@ def check_frames_fit(dataset: ArrayDataset, cfg: BenchConfig, dataset_name: str)
     """ShapeError when the data's frames are not the target's ``cfg.input_shape`` frames."""
     if cfg.input_shape is None:
         return
-    frame = list(dataset.x.shape[1:])
+    frame = list(frame_shape(dataset))
     if frame != list(cfg.input_shape[1:]):
         raise ShapeError(
             f"{dataset_name}: frames of shape {frame} do not fit the target's input_shape {cfg.input_shape}",
@@ -426,7 +426,7 @@ def bench_document(
             "name": dataset_name,
             "split": split,
             "n": len(dataset),
-            "input_shape": [int(d) for d in dataset.x.shape[1:]],
+            "input_shape": list(frame_shape(dataset)),
             "class_names": list(dataset.class_names),
             "snrs": snrs,
         },

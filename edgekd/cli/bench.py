@@ -24,7 +24,7 @@ from edgekd.cli.common import (
     "data_path",
     required=True,
     type=click.Path(path_type=Path),
-    help="Dataset .npz; its test split is evaluated.",
+    help="Dataset (.npz, or the data stage's data.json); its test split is evaluated.",
 )
 @out_option(default="bench-out", help_text="Folder for bench.json and report.html.")
 @click.option("--name", default="bench", show_default=True, help="Name recorded in bench.json.")

@@ -20,13 +20,14 @@ if TYPE_CHECKING:
 
 
 def _checked_data(path: Path, input_shape: list[int], checks: Sequence[DataCheck]) -> Path:
-    """``path`` after checking it as a training set: valid arrays, every split, train with every
-    class, and ``checks`` (frames and classes that fit the teacher checkpoint)."""
-    from edgekd.data.dataset import load_npz
+    """``path`` (an .npz, or the data.json index of lazily read data) after checking it as a
+    training set: valid labels, every split, train with every class, and ``checks`` (frames and
+    classes that fit the teacher checkpoint)."""
+    from edgekd.data.artifact import open_data
     from edgekd.data.validate import check_input_shape, check_splits
     from edgekd.pipeline.checks import run_checks
 
-    dataset = load_npz(path)
+    dataset = open_data(path)
     check_input_shape(dataset, input_shape, f"dataset {path}")
     check_splits(
         dataset,
@@ -42,7 +43,12 @@ def _checked_data(path: Path, input_shape: list[int], checks: Sequence[DataCheck
 @click.option(
     "--config", "recipe", required=True, metavar="RECIPE", help="Recipe YAML file or built-in name."
 )
-@click.option("--data", "data_path", type=click.Path(path_type=Path), help="Use this dataset .npz instead.")
+@click.option(
+    "--data",
+    "data_path",
+    type=click.Path(path_type=Path),
+    help="Use this dataset instead: an .npz, or the data.json of an earlier run.",
+)
 @click.option(
     "--teacher", "teacher_path", type=click.Path(path_type=Path), help="Use this teacher checkpoint."
 )

@@ -16,7 +16,7 @@ from edgekd.cli.common import artifact_summary, emit_json, json_option, make_log
     "data_path",
     required=True,
     type=click.Path(path_type=Path),
-    help="Dataset .npz whose test frames check parity.",
+    help="Dataset (.npz, or the data stage's data.json) whose test frames check parity.",
 )
 @out_option(help_text="Output folder (default: the checkpoint's folder).")
 @click.option("--opset", type=int, default=17, show_default=True, help="ONNX opset.")

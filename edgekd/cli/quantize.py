@@ -16,7 +16,7 @@ from edgekd.cli.common import artifact_summary, emit_json, json_option, make_log
     "data_path",
     required=True,
     type=click.Path(path_type=Path),
-    help="Dataset .npz the calibration frames are drawn from.",
+    help="Dataset (.npz, or the data stage's data.json) the calibration frames are drawn from.",
 )
 @click.option(
     "--calibration",
@@ -99,7 +99,8 @@ def quantize(
     """
     from edgekd.artifacts import require_file
     from edgekd.config import from_dict
-    from edgekd.data.dataset import load_npz
+    from edgekd.data.artifact import open_data
+    from edgekd.data.batches import network_input_shape
     from edgekd.export.onnx_graph import check_onnx_fits_data
     from edgekd.pipeline import stages
     from edgekd.quantize.config import QuantizeConfig
@@ -119,8 +120,8 @@ def quantize(
     )
     require_file(model, "ONNX model", hint="run `edgekd export` first")
     if model.suffix.lower() == ".onnx":  # at the door: not after a whole quantization
-        dataset = load_npz(data_path)
-        check_onnx_fits_data(model, tuple(dataset.input_shape), dataset.num_classes, data_path)
+        dataset = open_data(data_path)  # its labels and shape only: no frame is read here
+        check_onnx_fits_data(model, network_input_shape(dataset), dataset.num_classes, data_path)
     suffix = ".int8.xml" if runtime == "openvino" else ".int8.onnx"
     out_path = out_path or model.with_name(model.stem + suffix)
     stages.stage_quantize(model, data_path, cfg, out_path, make_log(quiet))

@@ -23,7 +23,7 @@ from typing import Any, Literal
 import numpy as np
 
 from edgekd.config import from_dict, load_yaml, to_dict
-from edgekd.data.dataset import SPLITS, ArrayDataset
+from edgekd.data.dataset import SPLITS
 from edgekd.data.splits import rank_within_strata
 from edgekd.data.validate import check_finite
 from edgekd.errors import ConfigError, InputFileError, ShapeError
@@ -98,18 +98,22 @@ class CalibrationSelection:
     snr_counts: dict[str, int] | None = None
     note: str | None = None
 
-    def samples(self, dataset: ArrayDataset) -> np.ndarray:
-        """The calibration inputs, float32 [n, C, L], from the dataset they were selected in.
+    def samples(self, dataset: Any) -> np.ndarray:
+        """The calibration inputs as the network takes them, float32 [n, C, L] (or [n, 3, S, S]
+        for raw image pixels, normalised), from the dataset they were selected in (an
+        ArrayDataset or a map-style dataset: only the chosen frames are read).
 
         Frames holding NaN or Inf are refused: they would set the INT8 ranges to nonsense.
         """
+        from edgekd.data.batches import network_arrays
+
         if len(self.indices) and int(self.indices.max()) >= len(dataset):
             raise ShapeError(
                 f"calibration selection indexes frame {int(self.indices.max())} but "
                 f"{dataset.source or 'the dataset'} has {len(dataset)} frames",
                 hint="select again on this dataset; a selection is only valid for the dataset it came from",
             )
-        frames = dataset.x[self.indices]
+        frames = network_arrays(dataset, self.indices).x
         check_finite(
             frames, f"the calibration frames of {dataset.source or 'the dataset'}", rows=self.indices
         )
@@ -128,8 +132,11 @@ class CalibrationSelection:
         }
 
 
-def select_calibration(dataset: ArrayDataset, recipe: CalibrationRecipe) -> CalibrationSelection:
+def select_calibration(dataset: Any, recipe: CalibrationRecipe) -> CalibrationSelection:
     """Pick calibration frames from ``recipe.source_split`` of ``dataset`` (deterministic by seed).
+
+    ``dataset``: an ArrayDataset or a map-style dataset; only its labels, SNRs and splits are
+    read (no frame).
 
     Returns indices into the full dataset, not into the split. Asking for more frames than
     the split holds takes all of them and says so in ``note``.
@@ -167,7 +174,7 @@ def select_calibration(dataset: ArrayDataset, recipe: CalibrationRecipe) -> Cali
     )
 
 
-def _split_pool(dataset: ArrayDataset, split: str) -> np.ndarray:
+def _split_pool(dataset: Any, split: str) -> np.ndarray:
     """Indices (int64, ascending) of the frames in ``split``; an empty split is an error."""
     if dataset.split is None:
         raise InputFileError(

@@ -162,6 +162,9 @@ class _Pixels(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> np.ndarray:
         return self.folder.pixels(index)
 
+    def __getitems__(self, keys: Sequence[int]) -> list[np.ndarray]:
+        return [self.folder.pixels(i) for i in keys]
+
 
 class _NeedsColour(Exception):
     """A colour image met while filling a grayscale cache: start again with three channels."""
@@ -169,21 +172,30 @@ class _NeedsColour(Exception):
 
 def _fill(out: np.ndarray, folder: LazyImageFolder, workers: int, say: Callable[[str], None] | None) -> None:
     """Decode every image of ``folder`` into ``out`` uint8 [N, C, S, S], in order, with ``workers``."""
+    from edgekd.data.batches import start_method
+    from edgekd.data.worker_errors import CarryErrors, carried_errors
+
     loader = torch.utils.data.DataLoader(
-        _Pixels(folder),
+        CarryErrors(_Pixels(folder)),  # a bad image met in a worker: the one line naming it
         batch_size=None,
         num_workers=workers,
         prefetch_factor=16 if workers else None,
+        multiprocessing_context=start_method() if workers else None,
     )
     channels = out.shape[1]
     started = time.perf_counter()
+    with carried_errors():
+        _copy(loader, out, channels, len(folder), say, started)
+
+
+def _copy(loader: Any, out: np.ndarray, channels: int, total: int, say: Any, started: float) -> None:
     for i, pixels in enumerate(loader):  # uint8 tensors [C, S, S] (batch_size None: no collation)
         if pixels.shape[0] > channels:
             raise _NeedsColour
         out[i] = pixels.numpy()  # a grayscale image in a colour cache: broadcast to three channels
         if say is not None and (i + 1) % 5000 == 0:
             rate = (i + 1) / (time.perf_counter() - started)
-            say(f"image cache: {i + 1}/{len(folder)} images ({rate:.0f}/s)")
+            say(f"image cache: {i + 1}/{total} images ({rate:.0f}/s)")
 
 
 def _matching_cache(path: Path, key: str, shape: tuple[int, ...]) -> bool:

@@ -142,6 +142,9 @@ class DataSpec:
     source: Source = "synthetic_modulation"
     path: str | None = None
     input_shape: list[int] = dataclasses.field(default_factory=list)
+    # "auto": images as a prepared uint8 pixel cache read lazily, other sources in memory
+    # when they fit (edgekd.data.storage.choose_storage); "memory" or "lazy" to override.
+    storage: Literal["auto", "memory", "lazy"] = "auto"
     synthetic: SyntheticModulationConfig = dataclasses.field(default_factory=SyntheticModulationConfig)
     rml2016: RML2016Options = dataclasses.field(default_factory=RML2016Options)
     rml2018: RML2018Options = dataclasses.field(default_factory=RML2018Options)
@@ -156,6 +159,11 @@ class DataSpec:
             raise ConfigError(
                 f"data.source is {self.source!r} but data.path is empty",
                 hint=f"set data.path to the {_WHAT[self.source]}",
+            )
+        if self.storage == "lazy" and self.source in ("synthetic_modulation", "rml2016"):
+            raise ConfigError(
+                f"data.storage is 'lazy' but data source {self.source!r} is read into memory whole",
+                hint="use data.storage: auto or memory",
             )
         if self.input_shape and (
             len(self.input_shape) not in (2, 3) or any(int(d) <= 0 for d in self.input_shape)

@@ -348,10 +348,15 @@ def check_splits(dataset: ArrayDataset, where: str, hint: str) -> None:
 
 
 def check_input_shape(dataset: ArrayDataset, expected: list[int] | tuple[int, ...], where: str) -> None:
-    """ShapeError unless one frame of ``dataset`` has the shape ``expected`` (empty: any shape)."""
-    if expected and tuple(dataset.input_shape) != tuple(int(d) for d in expected):
+    """ShapeError unless one frame of ``dataset``, as the network takes it, has the shape
+    ``expected`` (empty: any shape). Raw uint8 grayscale pixels [1, S, S] are taken as [3, S, S]
+    (:func:`edgekd.data.batches.network_input_shape`)."""
+    from edgekd.data.batches import network_input_shape
+
+    shape = network_input_shape(dataset)
+    if expected and tuple(shape) != tuple(int(d) for d in expected):
         raise ShapeError(
-            f"{where} holds frames of shape {list(dataset.input_shape)} but the recipe expects "
+            f"{where} holds frames of shape {list(shape)} but the recipe expects "
             f"{list(expected)} (data.input_shape)",
             hint="use data of that shape, or change data.input_shape to match the data",
         )

@@ -1,6 +1,6 @@
 """``deploy_student``: plan, build, measure and choose; write deploy.json and the winner.
 
-    student (.pt or .onnx) + target profile + data.npz
+    student (.pt or .onnx) + target profile + data.npz (or a data stage's data.json)
       -> candidates the target allows here (edgekd.deploy.candidates)
       -> their artifacts, built or found in the cache (edgekd.deploy.build)
       -> latency and accuracy through the bench harness, measured or cached (edgekd.deploy.measure)
@@ -25,7 +25,8 @@ from edgekd.artifacts import ensure_dir, require_file, sha256_file
 from edgekd.bench.latency import LatencyConfig
 from edgekd.bench.runner import BenchConfig
 from edgekd.config import to_dict
-from edgekd.data.dataset import ArrayDataset, load_npz
+from edgekd.data.artifact import open_data
+from edgekd.data.dataset import ArrayDataset
 from edgekd.deploy import report
 from edgekd.deploy.build import ArtifactBuilder, BuildFailed, BuildInputs, build_recipe, frames_sha256
 from edgekd.deploy.cache import DeployCache
@@ -81,8 +82,13 @@ def selection_rule(target: TargetProfile, override: float | None) -> SelectionRu
     )
 
 
-def _test_split(dataset: ArrayDataset) -> ArrayDataset:
-    return dataset.subset("test") if dataset.split is not None else dataset
+def _test_split(dataset: Any) -> ArrayDataset:
+    """The test split (all frames without split labels) as network inputs in memory: every
+    candidate is measured on it, and its frames are hashed (refused when it does not fit)."""
+    from edgekd.data.batches import whole_network_arrays
+
+    test = dataset.subset("test") if dataset.split is not None else dataset
+    return whole_network_arrays(test, "deploy")
 
 
 def _data_sha256(test: ArrayDataset) -> str:
@@ -91,7 +97,7 @@ def _data_sha256(test: ArrayDataset) -> str:
     return digest.hexdigest()
 
 
-def _calibration(dataset: ArrayDataset, name: str | None) -> tuple[Any, Any, str]:
+def _calibration(dataset: Any, name: str | None) -> tuple[Any, Any, str]:
     from edgekd.data.calibration import load_calibration_recipe, select_calibration
 
     name = name or ("modrec-stratified-snr" if dataset.snr is not None else "random-256")
@@ -140,8 +146,10 @@ def deploy_student(
     from edgekd.backends.profile_options import options_for_entry
 
     student = require_file(student, "student", hint="pass the student.pt (or .onnx) to deploy")
-    data_path = require_file(data_path, "dataset", hint="pass the data.npz the student was trained on")
-    dataset = load_npz(data_path)
+    data_path = require_file(
+        data_path, "dataset", hint="pass the data.npz (or data.json) the student was trained on"
+    )
+    dataset = open_data(data_path)
     test = _test_split(dataset)
     check_student(student, test, f"dataset {data_path}")  # before any candidate is built
     target.check_frames(test.input_shape, str(data_path))  # the target's input_shape meets the data

@@ -12,6 +12,9 @@ start time and with an unknown carrier phase (a rotation of the I/Q plane).
 
 from __future__ import annotations
 
+import copy
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -81,16 +84,23 @@ def apply_view(x: torch.Tensor, shift: torch.Tensor, phase: torch.Tensor, cfg: A
 
 
 def augment_frames(x: torch.Tensor, index: np.ndarray, view: int, cfg: AugmentConfig) -> torch.Tensor:
-    """View ``view`` of frames ``x`` [B, 2, L] whose dataset rows are ``index`` [B]."""
-    if not cfg.enabled:
+    """View ``view`` of frames ``x`` [B, 2, L] whose dataset rows are ``index`` [B] (the IQ
+    parts of ``cfg``; image views are drawn by the dataset, ``edgekd.data.image_augment``)."""
+    if not cfg.iq_enabled:
         return x
     shift, phase = view_params(cfg, index, view)
     return apply_view(x, shift, phase, cfg)
 
 
 def check_augmentable(input_shape: tuple[int, ...], cfg: AugmentConfig) -> None:
-    """Raise ConfigError unless frames of ``input_shape`` (no batch axis) take this augmentation."""
-    if not cfg.enabled:
+    """Raise ConfigError unless frames of ``input_shape`` (no batch axis, as the network takes
+    them) take this augmentation."""
+    if cfg.image_enabled and len(input_shape) != 3:
+        raise ConfigError(
+            f"train.augment.image applies to images [C, H, W], but the data's frames are {list(input_shape)}",
+            hint="remove train.augment.image for this data",
+        )
+    if not cfg.iq_enabled:
         return
     if len(input_shape) != 2 or (cfg.phase_rotation and input_shape[0] != 2):
         raise ConfigError(
@@ -156,7 +166,7 @@ def materialize_views(x: np.ndarray, cfg: AugmentConfig, mixup: float = 0.0) -> 
         raise ConfigError(
             f"mixup must be in [0, 0.5], got {mixup}", hint="0.3 mixes in up to 30% of a partner"
         )
-    views = cfg.views if (cfg.enabled or mixup > 0) else 1
+    views = cfg.views if (cfg.iq_enabled or mixup > 0) else 1
     frames = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
     index = np.arange(len(x))
     out = []
@@ -168,3 +178,25 @@ def materialize_views(x: np.ndarray, cfg: AugmentConfig, mixup: float = 0.0) -> 
             xv = (1 - w) * frames + w * frames[torch.from_numpy(partner)]
         out.append(augment_frames(xv, index, view, cfg).numpy())
     return np.concatenate(out)
+
+
+def with_image_views(train: Any, cfg: AugmentConfig) -> Any:
+    """``train`` drawing ``cfg.image``'s views: key ``(i, v)`` gives view ``v`` of sample ``i``,
+    a pure function of (``cfg.seed``, v, i) computed in whichever worker reads it. ``train``
+    itself when image views are off.
+
+    The views are drawn from uint8 pixels: a lazily read image dataset (``data.storage`` auto
+    or lazy), not float32 frames held in memory (ConfigError naming the data).
+    """
+    if not cfg.image_enabled:
+        return train
+    if getattr(train, "sample_dtype", None) is not np.uint8:
+        data = getattr(train, "source", None) or "the data"
+        raise ConfigError(
+            f"train.augment.image draws its views from uint8 pixels, but {data} holds float32 frames "
+            "in memory",
+            hint="read the image folder lazily (data.storage: auto or lazy), or remove train.augment.image",
+        )
+    views = copy.copy(train)
+    views.augment, views.augment_seed = cfg.image, cfg.seed
+    return views

@@ -10,7 +10,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgekd.data.dataset import ArrayDataset
+from edgekd.data.batches import in_memory, iter_batches, model_input, network_input_shape
+from edgekd.data.mapstyle import MapDataset
 from edgekd.errors import InputFileError, RuntimeUnavailable, ShapeError
 
 
@@ -108,38 +109,80 @@ def predict_logits(model: Any, x: np.ndarray | torch.Tensor, batch_size: int = 5
     return torch.cat(chunks) if chunks else torch.empty(0)
 
 
-def evaluate_model(model: nn.Module, dataset: ArrayDataset, batch_size: int | None = None) -> float:
-    """Top-1 accuracy in [0, 1] of ``model`` (on its current device) over ``dataset``.
+@torch.no_grad()
+def predict_dataset(
+    model: Any, dataset: Any, batch_size: int | None = None, workers: int | str | None = "auto"
+) -> torch.Tensor:
+    """Logits [N, K] (fp32, on CPU) of ``model`` in eval mode for every sample of ``dataset``.
 
-    ``batch_size`` None: sized to the frames (:func:`inference_batch_size`).
+    ``dataset``: an :class:`~edgekd.data.dataset.ArrayDataset` or a map-style dataset, streamed
+    in order by :func:`edgekd.data.batches.iter_batches` (in-memory data sliced in this process,
+    lazy data read by ``workers`` DataLoader workers), so only the logits grow with its size.
+    Raw uint8 image pixels are normalised on the model's device. ``batch_size`` None: sized to
+    the frames (:func:`inference_batch_size`).
+    """
+    device = model_device(model)
+    batch = batch_size or inference_batch_size(1, network_input_shape(dataset))
+    chunks = []
+    with eval_mode(model):
+        for x, _, _ in iter_batches(dataset, batch, workers=workers, pin_memory=device.type == "cuda"):
+            # fp32 even on CUDA: accuracy numbers must not depend on an autocast dtype.
+            chunks.append(torch.as_tensor(model(model_input(x, dataset, device))).float().cpu())
+    return torch.cat(chunks) if chunks else torch.empty(0)
+
+
+def evaluate_model(
+    model: nn.Module, dataset: Any, batch_size: int | None = None, *, workers: int | str | None = "auto"
+) -> float:
+    """Top-1 accuracy in [0, 1] of ``model`` (on its current device) over ``dataset`` (an
+    ArrayDataset or a map-style dataset, streamed: see :func:`predict_dataset`).
+
+    ``batch_size`` None: sized to the frames (:func:`inference_batch_size`); ``workers``: as
+    for :func:`predict_dataset`.
     Raises ShapeError when the dataset's frames or class count do not fit the model.
     """
     if len(dataset) == 0:
         raise InputFileError("cannot evaluate on an empty dataset", hint="check the split holds frames")
-    check_fits(model, dataset.input_shape, dataset.num_classes)
-    batch = batch_size or inference_batch_size(1, tuple(dataset.x.shape[1:]))
-    logits = predict_logits(model, dataset.x, batch)
+    check_dataset_fits(model, dataset)
+    logits = predict_dataset(model, dataset, batch_size, workers)
     return float((logits.argmax(dim=1).numpy() == dataset.y).mean())
 
 
-def check_datasets(model: nn.Module, train: ArrayDataset, val: ArrayDataset, what: str) -> None:
+def check_dataset_fits(model: Any, dataset: Any, what: str = "model") -> None:
+    """:func:`check_fits` for the frames of ``dataset`` as the network takes them (a raw uint8
+    [1, S, S] image dataset is checked as [3, S, S]: :func:`edgekd.data.batches.network_input_shape`)."""
+    check_fits(model, network_input_shape(dataset), dataset.num_classes, what)
+
+
+def check_datasets(model: nn.Module, train: Any, val: Any, what: str) -> None:
+    """Refuse splits too small to train on, non-finite in-memory frames, train and val frames or
+    classes that differ, and a ``model`` they do not fit (ArrayDatasets or map-style datasets;
+    a lazy dataset's frames are checked as they are read)."""
     if len(train) < 2 or len(val) == 0:
         raise InputFileError(
             f"training needs >= 2 train frames and >= 1 val frame, got {len(train)} and {len(val)}",
             hint="check the dataset's train/val split",
         )
     for name, data in (("train", train), ("val", val)):
-        if not np.isfinite(data.x).all():
+        if in_memory(data) and not _finite(data):
             raise InputFileError(
                 f"the {name} frames hold NaN or infinite values", hint="clean or regenerate the dataset"
             )
-    if train.input_shape != val.input_shape or train.class_names != val.class_names:
+    train_shape, val_shape = network_input_shape(train), network_input_shape(val)
+    if train_shape != val_shape or train.class_names != val.class_names:
         raise ShapeError(
-            f"train frames {shape_text(train.input_shape)} with {train.num_classes} classes do not match "
-            f"val frames {shape_text(val.input_shape)} with {val.num_classes} classes",
+            f"train frames {shape_text(train_shape)} with {train.num_classes} classes do not match "
+            f"val frames {shape_text(val_shape)} with {val.num_classes} classes",
             hint="take both splits from one dataset",
         )
-    check_fits(model, train.input_shape, train.num_classes, what)
+    check_fits(model, train_shape, train.num_classes, what)
+
+
+def _finite(data: Any) -> bool:
+    """Whether every frame of an in-memory dataset is finite (a block at a time: no whole copy)."""
+    if isinstance(data, MapDataset):
+        return all(bool(np.isfinite(x.numpy()).all()) for x, _, _ in iter_batches(data, 4096, workers=0))
+    return bool(np.isfinite(data.x).all())
 
 
 @contextlib.contextmanager

@@ -31,6 +31,7 @@ from typing import Any, Literal
 
 import torch
 
+from edgekd.data.image_augment import ImageAugment
 from edgekd.distill.feature_losses import FEATURE_LOSSES
 from edgekd.distill.losses import LOSSES
 from edgekd.errors import ConfigError
@@ -95,7 +96,9 @@ def param_range(loss: str, param: str) -> ParamRange:
 
 @dataclasses.dataclass
 class AugmentConfig:
-    """Random training views of IQ frames [2, L] (off by default); see ``edgekd.distill.augment``.
+    """Random training views (off by default): of IQ frames [2, L] (``time_shift``,
+    ``phase_rotation``; see ``edgekd.distill.augment``) or of images (``image``: crop, flip,
+    affine, brightness/contrast/speckle; see ``edgekd.data.image_augment``).
 
     Each view is a pure function of (``seed``, frame index, view number): epoch e shows every
     frame's view ``(e - 1) % views``, so a teacher-logit cache of ``views`` views per frame
@@ -104,12 +107,32 @@ class AugmentConfig:
 
     time_shift: int = 0  # largest circular shift in samples, uniform in [-time_shift, time_shift]; 0: off
     phase_rotation: bool = False  # rotate each frame's I/Q by a uniform carrier phase in [0, 2*pi)
+    # Image views, drawn in the DataLoader workers from uint8 pixels (``image: {}``: the defaults).
+    image: ImageAugment | None = None
     views: int = 4  # distinct views per frame, cycled over the epochs
     seed: int = 0  # apart from train.seed, so students with other seeds share one teacher cache
 
+    def spec(self) -> dict[str, Any]:
+        """The settings as plain data, for cache keys and resume fingerprints; without ``image``
+        when it is unset, so keys from before image views existed still match."""
+        spec = dataclasses.asdict(self)
+        if self.image is None:
+            del spec["image"]
+        return spec
+
+    @property
+    def iq_enabled(self) -> bool:
+        """Whether the IQ views (shift, phase: applied to a batch by frame index) are on."""
+        return self.time_shift > 0 or self.phase_rotation
+
+    @property
+    def image_enabled(self) -> bool:
+        """Whether the image views (drawn by the dataset per sample) are on."""
+        return self.image is not None and self.image.enabled
+
     @property
     def enabled(self) -> bool:
-        return self.time_shift > 0 or self.phase_rotation
+        return self.iq_enabled or self.image_enabled
 
     @property
     def view_count(self) -> int:
@@ -121,6 +144,8 @@ class AugmentConfig:
             raise ConfigError(f"train.augment.time_shift must be >= 0, got {self.time_shift}")
         if self.views < 1:
             raise ConfigError(f"train.augment.views must be >= 1, got {self.views}")
+        if self.image is not None:
+            self.image.validate("train.augment.image")
 
 
 @dataclasses.dataclass
@@ -146,6 +171,9 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  # "auto" = cuda when available, else cpu
     num_threads: int | None = None  # CPU threads for torch (None: torch's default)
+    # DataLoader worker processes reading lazy data ("auto": one per core, up to 8; data held
+    # in memory is sliced in the training process and never uses workers).
+    num_workers: int | Literal["auto"] = "auto"
     # Under torchrun: BatchNorm with the statistics of the whole global batch (torch's
     # SyncBatchNorm, CUDA only), so a run matches one process; see edgekd.distill.distributed.
     sync_batchnorm: bool = False
@@ -182,6 +210,11 @@ class TrainConfig:
             raise ConfigError(f"train.checkpoint_every must be >= 0, got {self.checkpoint_every}")
         if self.num_threads is not None and self.num_threads < 1:
             raise ConfigError(f"train.num_threads must be >= 1 or null, got {self.num_threads}")
+        if self.num_workers != "auto" and (isinstance(self.num_workers, bool) or self.num_workers < 0):
+            raise ConfigError(
+                f"train.num_workers must be 'auto' or >= 0, got {self.num_workers}",
+                hint="0 reads lazy data in the training process",
+            )
         if self.device != "auto":
             try:
                 torch.device(self.device)

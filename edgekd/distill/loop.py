@@ -1,10 +1,11 @@
 """The training loop shared by supervised training and distillation.
 
-Seeded shuffled mini-batches straight from the dataset's tensors (no DataLoader workers),
-a per-iteration LR schedule, optional EMA, AMP and channels_last on CUDA, validation after
-every epoch, best/last weights and an exact-resume state in the output folder, early
-stopping, and DistributedDataParallel under torchrun. Finishes with the best epoch's
-weights loaded into the student.
+Seeded shuffled mini-batches, sliced from memory or read by DataLoader workers from a lazy
+dataset (``edgekd.distill.feed``: the same batches either way), a per-iteration LR
+schedule, optional EMA, AMP and channels_last on CUDA, validation after every epoch,
+best/last weights and an exact-resume state in the output folder, early stopping, and
+DistributedDataParallel under torchrun. Finishes with the best epoch's weights loaded into
+the student.
 
 Everything a resume needs lives in one :class:`~edgekd.distill.run_state.RunState`, saved
 and restored in one place (``_snapshot``, ``_resume``); what is rebuilt on every start
@@ -29,18 +30,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from edgekd.artifacts import durable
 from edgekd.config import to_dict
-from edgekd.data.dataset import ArrayDataset
+from edgekd.data.batches import model_input, network_arrays, network_input_shape
 from edgekd.distill import distributed as ddp
 from edgekd.distill import state as files
 from edgekd.distill.augment import EpochView, check_augmentable, view_of_epoch
-from edgekd.distill.checks import inference_batch_size, model_device, predict_logits
+from edgekd.distill.checks import inference_batch_size, model_device, predict_dataset
 from edgekd.distill.config import TrainConfig, TrainResult
 from edgekd.distill.features import FeatureTaps
+from edgekd.distill.feed import make_feed, storage_blocks
 from edgekd.distill.finite import FiniteWatch
 from edgekd.distill.objective import DistillObjective
 from edgekd.distill.reporting import EpochProgress, TensorBoardScalars
@@ -173,12 +176,15 @@ def fit(
     student: nn.Module,
     objective: DistillObjective,
     teacher: Teacher,
-    train: ArrayDataset,
-    val: ArrayDataset,
+    train: Any,
+    val: Any,
     cfg: TrainConfig,
     opts: FitOptions,
 ) -> TrainResult:
     """Train ``student`` (already on its device) on ``objective``; see the module docstring.
+
+    ``train`` and ``val`` are map-style datasets (:mod:`edgekd.data.mapstyle`) or in-memory
+    :class:`~edgekd.data.dataset.ArrayDataset` s.
 
     What training writes (metrics, best/last weights, the resume state) is durable: a command
     that fails later keeps it, so ``--resume`` can continue the run.
@@ -212,9 +218,9 @@ class _RunContext:
     ctx: ddp.DistContext
     device: torch.device
     teacher: Teacher
-    x: torch.Tensor  # the training frames [N, *frame] on the host
-    y: torch.Tensor  # their labels [N]
-    val: ArrayDataset
+    train: Any  # the training dataset (its samples become network inputs on the device)
+    feed: Any  # where its batches come from: edgekd.distill.feed.MemoryFeed or LoaderFeed
+    val: Any
     step_module: nn.Module  # _TrainStep, wrapped in DistributedDataParallel under torchrun
     autocast: Any
     channels_last: bool
@@ -226,14 +232,17 @@ class _RunContext:
     progress: EpochProgress | None = None
     board: TensorBoardScalars | None = None
 
-    def batch(self, idx: torch.Tensor, epoch_view: EpochView | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(frames, labels) of dataset rows ``idx`` [B] on the device, in the epoch's view."""
-        xb = self.x[idx].to(self.device, non_blocking=True)
+    def batch(
+        self, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, epoch_view: EpochView | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(network inputs, labels) on the device of the batch ``x`` [B, ...] (dataset rows
+        ``idx``), in the epoch's view; uint8 pixels are normalised on the device."""
+        xb = model_input(x, self.train, self.device)
         if epoch_view is not None:
             xb = epoch_view.apply(xb, idx)  # the view the teacher cache holds for this epoch
         if self.channels_last:
             xb = xb.contiguous(memory_format=torch.channels_last)
-        return xb, self.y[idx].to(self.device, non_blocking=True)
+        return xb, y.to(self.device, non_blocking=True)
 
 
 def _fit(student, objective, teacher, train, val, cfg, opts, ctx) -> TrainResult:
@@ -273,16 +282,18 @@ def _start(
         write_dir.mkdir(parents=True, exist_ok=True)
     _reproducible(cfg, device, cleanup)
     dtype = amp_dtype(cfg, device)
-    channels_last = cfg.channels_last and device.type == "cuda" and train.x.ndim == 4
+    shape, n = network_input_shape(train), len(train)
+    channels_last = cfg.channels_last and device.type == "cuda" and len(shape) == 3
     if channels_last:
         student.to(memory_format=torch.channels_last)
-    x, n = torch.from_numpy(train.x), len(train)
-    check_augmentable(train.input_shape, cfg.augment)
+    check_augmentable(shape, cfg.augment)
     _check_cache(teacher.cache, n, cfg)
     ema = ModelEMA(student, cfg.ema) if cfg.ema else None  # copied before hooks are added
-    sample = (x[:2], train.num_classes)
+    sample = (torch.from_numpy(network_arrays(train, np.arange(min(2, n))).x), train.num_classes)
     step_module = _step_module(student, objective, teacher, sample, cfg, ctx, device, cleanup)
-    sampler = ShuffledBatches(n, cfg.batch_size, ctx, cfg.seed)
+    sampler = ShuffledBatches(n, cfg.batch_size, ctx, cfg.seed, blocks=storage_blocks(train, cfg.batch_size))
+    feed = make_feed(train, sampler, cfg.num_workers, device)
+    cleanup.callback(feed.close)  # persistent workers stop when training ends, or fails
     state = RunState(
         model=student,
         objective=objective,
@@ -298,8 +309,8 @@ def _start(
         ctx=ctx,
         device=device,
         teacher=teacher,
-        x=x,
-        y=torch.from_numpy(train.y),
+        train=train,
+        feed=feed,
         val=val,
         step_module=step_module,
         autocast=torch.autocast(device.type, dtype=dtype, enabled=dtype is not None),
@@ -362,7 +373,7 @@ def _fingerprint(cfg: TrainConfig, objective: DistillObjective, frames: int, ctx
         "terms": repr(to_dict(objective.terms)),
     }
     if cfg.augment.enabled:  # only then, so states saved before augmentation existed still resume
-        fingerprint["augment"] = repr(to_dict(cfg.augment))
+        fingerprint["augment"] = repr(cfg.augment.spec())
     return fingerprint
 
 
@@ -390,12 +401,12 @@ def _train_epoch(run: _RunContext, state: RunState) -> None:
     if sampler.start_epoch():
         state.loss.reset()
     view = view_of_epoch(state.epoch, cfg.augment)
-    epoch_view = EpochView(cfg.augment, sampler.frames, view) if cfg.augment.enabled else None
+    epoch_view = EpochView(cfg.augment, sampler.frames, view) if cfg.augment.iq_enabled else None
     run.step_module.train()
     if run.progress is not None:
         run.progress.start_epoch(state.epoch, cfg.epochs, len(sampler), sampler.next_batch)
-    for b, idx in sampler.remaining():
-        _train_step(run, state, b, idx, view, epoch_view)
+    for b, x, y, idx in run.feed.epoch(sampler, view):
+        _train_step(run, state, b, run.batch(x, y, idx, epoch_view), idx, view)
         snapshot_due = cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0
         if run.watch.due(state.step) or snapshot_due:
             run.watch.check(run.ctx)  # before a snapshot: no resume state holds NaN weights
@@ -410,13 +421,19 @@ def _train_epoch(run: _RunContext, state: RunState) -> None:
 
 
 def _train_step(
-    run: _RunContext, state: RunState, b: int, idx: torch.Tensor, view: int, epoch_view: EpochView | None
+    run: _RunContext,
+    state: RunState,
+    b: int,
+    batch: tuple[torch.Tensor, torch.Tensor],
+    idx: torch.Tensor,
+    view: int,
 ) -> None:
-    """One optimizer step on batch ``b`` of the epoch (this rank's dataset rows ``idx`` [B])."""
+    """One optimizer step on batch ``b`` of the epoch: ``batch`` = (inputs, labels) on the
+    device of this rank's dataset rows ``idx`` [B]."""
     cfg, optimizer, scaler = run.cfg, state.optimizer, state.scaler
     for group in optimizer.param_groups:
         group["lr"] = run.schedule.lr(state.step)
-    xb, yb = run.batch(idx, epoch_view)
+    xb, yb = batch
     t_logits, t_feats = run.teacher.outputs(xb, idx, view, run.device, run.autocast)
     with run.autocast:
         loss, _parts = run.step_module(xb, yb, t_logits, t_feats, state.epoch)
@@ -449,7 +466,8 @@ def _close_epoch(run: _RunContext, state: RunState, start: float) -> None:
             hint="lower train.lr or set train.grad_clip",
         )
     model = state.eval_model
-    logits = predict_logits(model, run.val.x, inference_batch_size(cfg.batch_size, run.val.x.shape[1:]))
+    batch = inference_batch_size(cfg.batch_size, network_input_shape(run.val))
+    logits = predict_dataset(model, run.val, batch, workers=cfg.num_workers)
     acc = float((logits.argmax(dim=1).numpy() == run.val.y).mean())
     record = {
         "epoch": epoch,

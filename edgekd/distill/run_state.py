@@ -63,13 +63,23 @@ class ShuffledBatches:
     """Which dataset rows each optimizer step takes: a seeded permutation of the rows per
     epoch, cut into global batches (``distributed.global_batches``), this rank's share of each.
 
-    The one place the batch order comes from; a seeded DistributedSampler feeding DataLoader
-    workers is meant to take its place. State: the numpy Generator, the epoch's order (None
-    between epochs) and the next batch in it.
+    The one place the batch order comes from, whether the batches are sliced from memory or
+    read by DataLoader workers (``edgekd.distill.feed``). State: the numpy Generator, the
+    epoch's order (None between epochs) and the next batch in it.
+
+    ``blocks`` (int [frames], the storage block of each row, e.g. an HDF5 chunk run:
+    :func:`edgekd.data.samplers.block_rows_for`) makes the order block-shuffled: the blocks in
+    random order, the rows shuffled within each, so a batch is read as a few contiguous runs
+    of the file instead of scattered rows.
     """
 
-    def __init__(self, frames: int, batch_size: int, ctx: ddp.DistContext, seed: int) -> None:
+    def __init__(
+        self, frames: int, batch_size: int, ctx: ddp.DistContext, seed: int, blocks: np.ndarray | None = None
+    ) -> None:
         self.frames, self.batch_size, self.ctx = frames, batch_size, ctx
+        self.blocks = (
+            None if blocks is None else np.unique(np.asarray(blocks), return_inverse=True)[1].reshape(-1)
+        )
         self.rng = np.random.default_rng(seed)
         self.order: torch.Tensor | None = None  # int64 [frames]
         self.next_batch = 0
@@ -83,10 +93,17 @@ class ShuffledBatches:
         """Draw the epoch's order unless a resumed epoch is under way; True for a fresh epoch."""
         fresh = self.order is None
         if fresh:
-            self.order = torch.from_numpy(self.rng.permutation(self.frames))
+            self.order = torch.from_numpy(self._draw_order())
             self.next_batch = 0
         self._batches = ddp.global_batches(self.order, self.batch_size, self.ctx.world_size)
         return fresh
+
+    def _draw_order(self) -> np.ndarray:
+        if self.blocks is None:
+            return self.rng.permutation(self.frames)
+        block_rank = self.rng.permutation(int(self.blocks.max()) + 1 if self.frames else 0)
+        # Primary key: the block's place in the epoch; secondary: a random order inside it.
+        return np.lexsort((self.rng.permutation(self.frames), block_rank[self.blocks]))
 
     def __len__(self) -> int:
         """Batches in the epoch under way."""

@@ -35,6 +35,7 @@ import json
 import math
 import os
 import pickle
+import shutil
 import time
 import zipfile
 from collections.abc import Callable
@@ -171,7 +172,7 @@ def cache_key(teacher: str, data: str, augment: AugmentConfig, storage: str, top
         "format": CACHE_FORMAT,
         "teacher": teacher,
         "data": data,
-        "augment": to_dict(augment) if augment.enabled else None,
+        "augment": augment.spec() if augment.enabled else None,
         "views": augment.view_count,
         "storage": storage,
         "topk": topk if storage == "topk" else None,
@@ -338,16 +339,26 @@ def teacher_logits_cache(
     return _build(teacher, x, augment, kd, batch_size, say, teacher_name)[0]
 
 
+def _cache_entry(path: Path) -> tuple[float, Path, int] | None:
+    """(last use, path, bytes) of a cache file, or of a sharded cache folder (its index's time,
+    the sum of its files); None for one deleted meanwhile by another run sharing the folder."""
+    try:
+        if path.is_dir():
+            used = (path / "index.json").stat().st_mtime  # refreshed by every reuse
+            return used, path, sum(f.stat().st_size for f in path.iterdir() if f.is_file())
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_mtime, path, stat.st_size
+
+
 def prune_caches(folder: Path, *, keep: Path, max_bytes: int) -> list[Path]:
-    """Delete the least recently used teacher caches in ``folder`` (and their manifests) other
-    than ``keep`` until the caches there take at most ``max_bytes``; returns what was deleted."""
-    entries = []
-    for path in folder.glob("teacher-logits-*.pt"):
-        try:
-            stat = path.stat()
-        except OSError:  # deleted meanwhile by another run sharing the folder
-            continue
-        entries.append((stat.st_mtime, path, stat.st_size))
+    """Delete the least recently used teacher caches in ``folder`` (single files with their
+    manifests, and finished sharded folders, :mod:`edgekd.distill.logit_shards`) other than
+    ``keep`` until the caches there take at most ``max_bytes``; returns what was deleted.
+    A sharded folder still being built (no ``index.json``) is left alone."""
+    found = [*folder.glob("teacher-logits-*.pt"), *(p for p in folder.glob("teacher-logits-*") if p.is_dir())]
+    entries = [entry for entry in map(_cache_entry, found) if entry is not None]
     total = sum(size for _, _, size in entries)
     deleted = []
     for _, path, size in sorted(entries):  # oldest first
@@ -355,8 +366,11 @@ def prune_caches(folder: Path, *, keep: Path, max_bytes: int) -> list[Path]:
             break
         if path == keep:
             continue
-        for doomed in (path, manifest_path(path)):
-            doomed.unlink(missing_ok=True)
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            for doomed in (path, manifest_path(path)):
+                doomed.unlink(missing_ok=True)
         total -= size
         deleted.append(path)
     return deleted

@@ -22,9 +22,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from edgekd.data.dataset import ArrayDataset
+from edgekd.data.batches import in_memory, memory_arrays, network_input_shape
+from edgekd.data.mapstyle import MemoryDataset
 from edgekd.distill import distributed as ddp
-from edgekd.distill.augment import check_augmentable
+from edgekd.distill.augment import check_augmentable, with_image_views
 from edgekd.distill.checks import (
     check_datasets,
     check_fits,
@@ -60,8 +61,8 @@ __all__ = [
 
 def train_supervised(
     model: nn.Module,
-    train: ArrayDataset,
-    val: ArrayDataset,
+    train: Any,
+    val: Any,
     cfg: TrainConfig,
     log: Log | None = None,
     *,
@@ -72,6 +73,9 @@ def train_supervised(
 ) -> TrainResult:
     """Train ``model`` with cross-entropy on the labels (e.g. a teacher).
 
+    ``train`` and ``val``: map-style datasets (:mod:`edgekd.data.mapstyle`, lazy ones read by
+    ``train.num_workers`` DataLoader workers) or in-memory ``ArrayDataset`` s.
+
     ``model`` is moved to ``cfg.device`` and ends there, in eval mode, holding the
     weights of its best validation epoch. ``progress`` shows a progress bar per epoch.
     """
@@ -80,6 +84,8 @@ def train_supervised(
     ddp.check_sync_batchnorm(cfg.sync_batchnorm, device)
     model.to(device)
     check_datasets(model, train, val, "model")
+    check_augmentable(network_input_shape(train), cfg.augment)
+    train = with_image_views(train, cfg.augment)
     objective = DistillObjective([LossTerm("ce", 1.0)])
     opts = FitOptions(Path(out_dir) if out_dir is not None else None, resume, log, on_step, progress)
     with cpu_threads(cfg.num_threads):
@@ -94,8 +100,8 @@ def _supports_features(teacher: Any) -> bool:
 def distill(
     student: nn.Module,
     teacher: Any,
-    train: ArrayDataset,
-    val: ArrayDataset,
+    train: Any,
+    val: Any,
     cfg: TrainConfig,
     kd: KDConfig,
     log: Log | None = None,
@@ -113,7 +119,9 @@ def distill(
         student: network mapping [N, *frame] -> [N, K]; trained in place.
         teacher: an ``nn.Module`` (frozen, eval mode) or a black-box callable returning
             logits [N, K] (with ``supports_features = False``: logit losses only).
-        train, val: datasets with the same frame shape and classes.
+        train, val: datasets with the same frame shape and classes: map-style
+            (:mod:`edgekd.data.mapstyle`; lazy ones are read by ``cfg.num_workers``
+            DataLoader workers) or in-memory ``ArrayDataset`` s.
         cfg: optimisation settings. kd: the loss terms.
         out_dir: folder for metrics, best/last weights and the resume state (optional).
         resume: continue from ``out_dir/train_state.pt`` when it exists.
@@ -130,6 +138,7 @@ def distill(
     run with an error that names the teacher and the step.
     """
     objective, device = _prepare_networks(student, teacher, train, val, cfg, kd)
+    train = with_image_views(train, cfg.augment)
     opts = FitOptions(Path(out_dir) if out_dir is not None else None, resume, log, on_step, progress)
     teacher_taps = (
         FeatureTaps(teacher, objective.teacher_paths, "teacher", detach=True)
@@ -143,18 +152,8 @@ def distill(
         with cpu_threads(cfg.num_threads):
             cache = None
             if kd.cache_teacher and teacher_taps is None and objective.needs_teacher:
-                cache = teacher_logits_cache(
-                    teacher,
-                    train.x,
-                    train.num_classes,
-                    cfg.augment,
-                    kd,
-                    cache_dir=_cache_dir(kd, cache_dir, out_dir),
-                    batch_size=inference_batch_size(cfg.batch_size, train.x.shape[1:]),
-                    log=log,
-                    is_main=ctx.is_main,
-                    barrier=ddp.barrier,
-                    teacher_name=name,
+                cache = _teacher_cache(
+                    teacher, train, cfg, kd, _cache_dir(kd, cache_dir, out_dir), log, ctx, name
                 )
             if log is not None and ctx.is_main:
                 if kd.cache_teacher and teacher_taps is not None:
@@ -168,8 +167,33 @@ def distill(
             teacher_taps.remove()
 
 
+def _teacher_cache(teacher, train, cfg: TrainConfig, kd: KDConfig, folder: Path | None, log, ctx, name: str):
+    """The teacher's logits of every training frame and view: one file for data held in memory
+    (``teacher_cache``), memory-mapped shards written while streaming for lazy data
+    (``dataset_cache``)."""
+    batch_size = inference_batch_size(cfg.batch_size, network_input_shape(train))
+    common = {"log": log, "is_main": ctx.is_main, "barrier": ddp.barrier, "teacher_name": name}
+    if in_memory(train):
+        x = memory_arrays(train)[0] if isinstance(train, MemoryDataset) else train.x
+        return teacher_logits_cache(
+            teacher, x, train.num_classes, cfg.augment, kd, cache_dir=folder, batch_size=batch_size, **common
+        )
+    from edgekd.distill.dataset_cache import dataset_logits_cache
+
+    return dataset_logits_cache(
+        teacher,
+        train,
+        cfg.augment,
+        kd,
+        cache_dir=folder,
+        batch_size=batch_size,
+        workers=cfg.num_workers,
+        **common,
+    )
+
+
 def _prepare_networks(
-    student: nn.Module, teacher: Any, train: ArrayDataset, val: ArrayDataset, cfg: TrainConfig, kd: KDConfig
+    student: nn.Module, teacher: Any, train: Any, val: Any, cfg: TrainConfig, kd: KDConfig
 ) -> tuple[DistillObjective, torch.device]:
     """Check the settings, the data and both networks; move them to the device, freeze the teacher.
 
@@ -192,8 +216,8 @@ def _prepare_networks(
         for p in teacher.parameters():
             p.requires_grad_(False)
     check_datasets(student, train, val, "student")
-    check_fits(teacher, train.input_shape, train.num_classes, "teacher")
-    check_augmentable(train.input_shape, cfg.augment)
+    check_fits(teacher, network_input_shape(train), train.num_classes, "teacher")
+    check_augmentable(network_input_shape(train), cfg.augment)
     return objective, device
 
 

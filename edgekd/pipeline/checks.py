@@ -12,19 +12,20 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from edgekd.data.dataset import ArrayDataset
 from edgekd.errors import ConfigError, ShapeError
 
 Log = Callable[[str], None]
 # A check run on freshly loaded data before it is used or written: (dataset, how to name it).
-DataCheck = Callable[[ArrayDataset, str], None]
+# The dataset is an ArrayDataset or a map-style dataset (edgekd.data.mapstyle): its frames are
+# compared as the network takes them (network_input_shape: raw uint8 pixels [1, S, S] -> [3, S, S]).
+DataCheck = Callable[[Any, str], None]
 
 
 def _quiet(_: str) -> None:
     pass
 
 
-def data_label(dataset: ArrayDataset, fallback: str | Path = "the data") -> str:
+def data_label(dataset: Any, fallback: str | Path = "the data") -> str:
     """How messages name ``dataset``: its source (e.g. ``dataset /runs/x/data.npz``), else ``fallback``."""
     return dataset.source or str(fallback)
 
@@ -61,10 +62,12 @@ class ModelInput:
             return False
         return all(w is None or w == int(g) for w, g in zip(want, frame, strict=True))
 
-    def check(self, dataset: ArrayDataset, data: str) -> None:
-        """ShapeError / ConfigError naming the model file and ``data`` unless the frames and
-        classes of ``dataset`` are those the model was made for."""
-        got = [int(d) for d in dataset.input_shape]
+    def check(self, dataset: Any, data: str) -> None:
+        """ShapeError / ConfigError naming the model file and ``data`` unless the frames (as the
+        network takes them) and classes of ``dataset`` are those the model was made for."""
+        from edgekd.data.batches import network_input_shape
+
+        got = [int(d) for d in network_input_shape(dataset)]
         if not self.takes(got):
             raise ShapeError(
                 f"{self.label} takes frames of shape {self.shown_shape} but {data} holds frames "
@@ -125,8 +128,10 @@ def read_teacher_input(path: Path) -> ModelInput:
 def target_check(target: Any, target_file: str | Path) -> DataCheck:
     """A :data:`DataCheck`: the target profile's ``input_shape`` (batch first) meets the frames."""
 
-    def check(dataset: ArrayDataset, data: str) -> None:
-        frame = list(dataset.input_shape)
+    def check(dataset: Any, data: str) -> None:
+        from edgekd.data.batches import network_input_shape
+
+        frame = [int(d) for d in network_input_shape(dataset)]
         if target.input_shape is not None and list(target.input_shape[1:]) != frame:
             raise ShapeError(
                 f"target {target_file} has input_shape {list(target.input_shape)} but {data} holds "
@@ -137,6 +142,6 @@ def target_check(target: Any, target_file: str | Path) -> DataCheck:
     return check
 
 
-def run_checks(checks: Sequence[DataCheck], dataset: ArrayDataset, data: str) -> None:
+def run_checks(checks: Sequence[DataCheck], dataset: Any, data: str) -> None:
     for check in checks:
         check(dataset, data)

@@ -14,7 +14,6 @@ import numpy as np
 from edgekd import resources
 from edgekd.artifacts import commits_on_success, require_file, write_manifest
 from edgekd.config import to_dict
-from edgekd.data.dataset import ArrayDataset, load_npz
 from edgekd.errors import ShapeError
 from edgekd.pipeline.checks import Log, _quiet, checkpoint_input, data_label
 from edgekd.pipeline.measure import accuracy_of
@@ -23,9 +22,22 @@ PARITY_SAMPLES = 256  # real test frames compared between PyTorch and each expor
 QUANT_EVAL_SAMPLES = 512  # validation frames on which INT8 must agree with FP32
 
 
-def _parity_samples(dataset: ArrayDataset) -> np.ndarray:
+def _parity_samples(dataset: Any) -> np.ndarray:
+    """The first :data:`PARITY_SAMPLES` test frames (all frames without split labels) as the
+    network takes them, float32 [n, ...]: only those are read from a lazy dataset."""
+    from edgekd.data.batches import network_arrays
+
     test = dataset.subset("test") if dataset.split is not None else dataset
-    return test.x[:PARITY_SAMPLES]
+    return network_arrays(test, np.arange(min(PARITY_SAMPLES, len(test)))).x
+
+
+def _val_split(dataset: Any) -> tuple[Any, np.ndarray]:
+    """The validation split (all frames without split labels), and its first
+    :data:`QUANT_EVAL_SAMPLES` frames as network inputs float32 [n, ...] (only those are read)."""
+    from edgekd.data.batches import network_arrays
+
+    val = dataset.subset("val") if dataset.split is not None else dataset
+    return val, network_arrays(val, np.arange(min(QUANT_EVAL_SAMPLES, len(val)))).x
 
 
 @commits_on_success
@@ -55,11 +67,12 @@ def stage_export(
 
         check_tensorrt()  # before any work: an explicit request fails whole
 
+    from edgekd.data.artifact import open_data
     from edgekd.export.onnx_export import export_onnx
     from edgekd.models.checkpoint import load_checkpoint
 
     model, meta = load_checkpoint(student_path)
-    dataset = load_npz(data_path)
+    dataset = open_data(data_path)
     # Shape and class count: parity does not read labels, so the class names may differ.
     fits = dataclasses.replace(checkpoint_input(student_path, meta, "model"), class_names=None)
     fits.check(dataset, data_label(dataset, data_path))
@@ -132,18 +145,18 @@ def stage_quantize(
     stage fails with both accuracies. ``accuracy_aware`` keeps the most damaging
     layers in float until the drop is within that budget.
     """
+    from edgekd.data.artifact import open_data
     from edgekd.data.calibration import load_calibration_recipe, select_calibration
 
     require_file(onnx_path, "ONNX model", hint="run `edgekd export` first")
-    dataset = load_npz(data_path)
+    dataset = open_data(data_path)
     recipe_path = resources.resolve("calibration", quant_cfg.calibration)
     selection = select_calibration(dataset, load_calibration_recipe(recipe_path))
     calibration = selection.samples(dataset)
-    val = dataset.subset("val") if dataset.split is not None else dataset
-    eval_samples = val.x[:QUANT_EVAL_SAMPLES]
+    val, eval_samples = _val_split(dataset)
     metrics: dict[str, Any] = {"calibration": selection.to_dict()}
     if quant_cfg.runtime == "openvino":
-        from edgekd.quantize.nncf_openvino import quantize_openvino
+        from edgekd.quantize.nncf_openvino import LabelledFrames, quantize_openvino
 
         controlled = quant_cfg.accuracy_aware
         ov_report = quantize_openvino(
@@ -152,8 +165,7 @@ def stage_quantize(
             calibration,
             quant_cfg,
             eval_samples=eval_samples,
-            val_samples=val.x if controlled else None,
-            val_labels=val.y if controlled else None,
+            validation=LabelledFrames(val) if controlled else None,
         )
         metrics["quantization"] = ov_report.to_dict()
         backend, kind, summary = "openvino", "openvino-int8", "NNCF INT8 (OpenVINO IR)"
@@ -197,9 +209,10 @@ def _openvino_reference(onnx_path: Path) -> Path:
 
 
 def _int8_accuracy_check(
-    backend: str, fp32: Path, int8: Path, val: ArrayDataset, max_drop: float | None
+    backend: str, fp32: Path, int8: Path, val: Any, max_drop: float | None
 ) -> dict[str, float]:
-    """Labelled accuracy of both models on ``val`` through the bench evaluator; removes a failing INT8."""
+    """Labelled accuracy of both models on ``val`` (streamed when lazy) through the bench
+    evaluator; removes a failing INT8."""
     from edgekd.errors import ParityError
 
     fp32_acc = accuracy_of(backend, fp32, val)

@@ -9,13 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from edgekd.artifacts import commits_on_success, read_manifest
-from edgekd.data.dataset import ArrayDataset, load_npz
 from edgekd.errors import ConfigError
 from edgekd.pipeline.checks import Log, _quiet
 
 
-def accuracy_of(backend: str, path: Path, val: ArrayDataset) -> float:
-    """Labelled accuracy of the model file ``path`` on ``val`` through the bench evaluator."""
+def accuracy_of(backend: str, path: Path, val: Any) -> float:
+    """Labelled accuracy of the model file ``path`` on ``val`` (an ArrayDataset or a map-style
+    dataset, streamed when lazy) through the bench evaluator."""
     from edgekd.backends.base import session_from_artifact
     from edgekd.bench.accuracy import evaluate_accuracy
 
@@ -126,8 +126,13 @@ def stage_bench(
     if target is not None and target.input_shape and bench_cfg.input_shape is None:
         # Every model and the frames must fit the target, as in `edgekd bench --target`.
         bench_cfg = dataclasses.replace(bench_cfg, input_shape=list(target.input_shape))
-    dataset = load_npz(data_path)
-    test = dataset.subset("test") if dataset.split is not None else dataset
+    from edgekd.data.artifact import open_data
+    from edgekd.data.batches import whole_network_arrays
+
+    dataset = open_data(data_path)
+    test = bench_split(dataset)
+    if host != "local":
+        test = whole_network_arrays(test, "a remote bench")  # the device is sent every frame
     candidates = bench_candidates(chosen, student_path, bench_cfg.threads, target)
     common = dict(
         name=name,
@@ -155,7 +160,7 @@ def stage_bench(
     return doc
 
 
-def teacher_record(teacher_path: Path, test: ArrayDataset) -> dict[str, Any]:
+def teacher_record(teacher_path: Path, test: Any) -> dict[str, Any]:
     """The teacher's accuracy on the bench's frames, through the same evaluator as the students."""
     from edgekd.artifacts import sha256_file
     from edgekd.models.onnx_teacher import is_onnx_path
@@ -166,6 +171,18 @@ def teacher_record(teacher_path: Path, test: ArrayDataset) -> dict[str, Any]:
         "sha256": sha256_file(teacher_path),
         "accuracy": accuracy_of(backend, teacher_path, test),
     }
+
+
+def bench_split(dataset: Any) -> Any:
+    """The frames a bench scores: the test split of ``dataset`` (all of it without split labels).
+
+    In-memory data gives an ArrayDataset of the split (one copy, as fast as ever); lazy data
+    gives the split as a map-style dataset, which the bench streams (never one array).
+    """
+    from edgekd.data.batches import in_memory, whole_network_arrays
+
+    test = dataset.subset("test") if dataset.split is not None else dataset
+    return whole_network_arrays(test, "the bench") if in_memory(test) else test
 
 
 def stage_gate(bench_doc: dict[str, Any], target_name: str):

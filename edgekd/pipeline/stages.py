@@ -16,7 +16,10 @@ from typing import Any
 
 from edgekd.artifacts import commits_on_success, require_file
 from edgekd.config import to_dict
-from edgekd.data.dataset import ArrayDataset, load_npz
+from edgekd.data.artifact import open_data
+from edgekd.data.batches import network_input_shape
+from edgekd.data.dataset import ArrayDataset
+from edgekd.errors import InputFileError
 from edgekd.pipeline.checks import (
     DataCheck,
     Log,
@@ -64,40 +67,111 @@ def stage_data(
     log: Log = _quiet,
     *,
     checks: Sequence[DataCheck] = (),
+    workers: int | str = "auto",
 ) -> Path:
-    """Load or generate the frames into ``out_dir/data.npz`` (an npz source is used in place).
+    """Prepare the data every later stage reads; returns the data artifact (``open_data`` opens it).
 
-    ``checks`` run on the loaded frames before anything is written (e.g. that they fit the
-    teacher checkpoint: :meth:`edgekd.pipeline.checks.ModelInput.check`); each names the
-    source file. Under torchrun only rank 0 generates and writes; the other ranks wait, then
-    read its file.
+    * data held in memory (``data.storage``, :func:`stores_lazily`): the frames go to
+      ``out_dir/data.npz`` (an npz source is used in place, memory-mapped when it is large);
+    * lazy data: ``out_dir/data.json``, a data index naming the source; an image folder is
+      first decoded once, by ``workers`` DataLoader workers, into the uint8 pixel cache
+      ``out_dir/data-images.npy`` (reused while the images and settings are unchanged).
+
+    ``checks`` run on the data before anything is written (e.g. that it fits the teacher
+    checkpoint: :meth:`edgekd.pipeline.checks.ModelInput.check`); each names the source.
+    Under torchrun only rank 0 writes; the other ranks wait, then read its files.
     """
-    from edgekd.data.sources import describe_source, load_dataset
+    from edgekd.data.sources import _SPLIT_HINTS, describe_source
+    from edgekd.data.validate import check_input_shape, check_splits
     from edgekd.distill.distributed import barrier, is_main_process
 
+    source = resolve(section.path) if section.path else Path()
     if section.source == "npz":
-        path = require_file(resolve(section.path or ""), "dataset", hint="set data.path to an existing .npz")
-        dataset = load_dataset(section, lambda _path: path)  # arrays, data.input_shape and splits checked
-        run_checks(checks, dataset, describe_source(section, path))
+        path = require_file(source, "dataset", hint="set data.path to an existing .npz")
+        dataset = open_data(path, storage=section.storage)
+        where = describe_source(section, path)
+        # A training set: every split holds frames, train every class, and data.input_shape.
+        check_input_shape(dataset, section.input_shape, where)
+        check_splits(dataset, where, _SPLIT_HINTS["npz"])
+        run_checks(checks, dataset, where)
         log(f"data: {len(dataset)} frames of {list(dataset.input_shape)} from {path}")
-        return path
+        if section.storage == "auto":
+            return path  # used in place: later stages apply the same rule by size
+        # An index keeps the override for every later stage (and --data) that opens the data.
+        index = out_dir / "data.json"
+        if is_main_process():
+            from edgekd.data.artifact import write_index
 
-    path = out_dir / "data.npz"
+            write_index(index, section, path, dataset, None)
+        barrier()
+        return index
+    lazy = stores_lazily(section, source)  # the same answer on every rank
+    path = out_dir / "data.json" if lazy else out_dir / "data.npz"
     if not is_main_process():
-        barrier()  # rank 0 writes data.npz
+        barrier()  # rank 0 writes the data artifact
         return path
+    if lazy:
+        _write_lazy_data(section, source, path, log, checks=checks, workers=workers)
+    else:
+        _write_data_npz(section, source, path, resolve, log, checks=checks)
+    barrier()
+    return path
+
+
+def stores_lazily(section: DataSection, source: Path) -> bool:
+    """Whether the data stage reads ``section``'s data lazily (``data.storage``; "auto": an image
+    folder always, as a uint8 pixel cache a twelfth of float32's size; RadioML 2018 when its
+    frames would take more than a quarter of RAM; the other sources never)."""
+    from edgekd.data.artifact import LAZY_SOURCES, open_lazy_source
+    from edgekd.data.storage import choose_storage
+
+    if section.storage != "auto":
+        return section.storage == "lazy"
+    if section.source == "imagefolder":
+        return True
+    if section.source not in LAZY_SOURCES:
+        return False
+    if not source.exists():
+        return False  # the in-memory loader names the missing path
+    return choose_storage(open_lazy_source(section, source).nbytes) == "lazy"
+
+
+def _write_data_npz(section, source: Path, path: Path, resolve, log: Log, *, checks) -> None:
+    from edgekd.data.sources import describe_source, load_dataset
+
     dataset = load_dataset(section, resolve)
-    run_checks(checks, dataset, describe_source(section, resolve(section.path) if section.path else Path()))
+    run_checks(checks, dataset, describe_source(section, source))
     # A file source is a parent artifact; a folder of images is not hashed as one.
-    parents = [resolve(section.path)] if section.source in ("rml2016", "rml2018") and section.path else None
+    parents = [source] if section.source in ("rml2016", "rml2018") and section.path else None
     dataset.save_npz(path, config=to_dict(section), parents=parents)
     counts = {name: int((dataset.split == i).sum()) for i, name in enumerate(("train", "val", "test"))}
     log(
         f"data: {len(dataset)} frames of {list(dataset.input_shape)} ({section.source}), "
         f"{dataset.num_classes} classes, splits {counts} -> {path}"
     )
-    barrier()
-    return path
+
+
+def _write_lazy_data(section, source: Path, path: Path, log: Log, *, checks, workers) -> None:
+    from edgekd.data.artifact import IMAGE_CACHE_NAME, open_lazy_source, prepare_images, write_index
+    from edgekd.data.batches import resolve_workers
+    from edgekd.data.sources import describe_source
+
+    if not source.exists():
+        raise InputFileError(f"data.path {source} does not exist", hint="check data.path")
+    dataset = open_lazy_source(section, source)
+    run_checks(checks, dataset, describe_source(section, source))
+    cache = None
+    if section.source == "imagefolder":
+        count = resolve_workers(workers, dataset)
+        log(f"data: decoding {len(dataset)} images of {source} into {IMAGE_CACHE_NAME} ({count} workers)")
+        dataset = prepare_images(dataset, path.parent, count, say=log)
+        cache = IMAGE_CACHE_NAME
+    write_index(path, section, source, dataset, cache)
+    counts = {name: int((dataset.split == i).sum()) for i, name in enumerate(("train", "val", "test"))}
+    log(
+        f"data: {len(dataset)} frames of {list(dataset.input_shape)} ({section.source}, read lazily), "
+        f"{dataset.num_classes} classes, splits {counts} -> {path}"
+    )
 
 
 @commits_on_success
@@ -120,7 +194,7 @@ def stage_teacher(
     from edgekd.distill.distributed import barrier, is_main_process
     from edgekd.models.factory import create_model
 
-    dataset = load_npz(data_path)
+    dataset = open_data(data_path)
     if section.checkpoint:
         path = require_file(resolve(section.checkpoint), "teacher checkpoint")
         load_teacher(path, dataset)
@@ -133,7 +207,9 @@ def stage_teacher(
 
     # Seeded initial weights: the same on every rank and run, whatever drew random numbers before.
     torch.manual_seed(section.train.seed)
-    model = create_model(section.model, dataset.num_classes, dataset.input_shape[0], **section.kwargs)
+    model = create_model(
+        section.model, dataset.num_classes, network_input_shape(dataset)[0], **section.kwargs
+    )
     log(f"teacher: training {section.model} ({count_params(model):,} parameters)")
     result = train_supervised(
         model,
@@ -173,8 +249,8 @@ def _save_trained(
         model_name=model_name,
         model_kwargs=model_kwargs,
         num_classes=dataset.num_classes,
-        in_channels=dataset.input_shape[0],
-        input_shape=dataset.input_shape,
+        in_channels=network_input_shape(dataset)[0],
+        input_shape=network_input_shape(dataset),
         class_names=dataset.class_names,
         **record,
     )
@@ -221,10 +297,12 @@ def stage_distill(
     from edgekd.models.complexity import count_params
     from edgekd.models.factory import create_model
 
-    dataset = load_npz(data_path)
+    dataset = open_data(data_path)
     teacher, teacher_name = load_teacher(teacher_path, dataset)
     torch.manual_seed(section.train.seed)  # seeded initial weights, as for the teacher
-    model = create_model(student.model, dataset.num_classes, dataset.input_shape[0], **student.kwargs)
+    model = create_model(
+        student.model, dataset.num_classes, network_input_shape(dataset)[0], **student.kwargs
+    )
     t_params = getattr(teacher, "num_parameters", None) or count_params(teacher)
     s_params = count_params(model)
     val = dataset.subset("val")

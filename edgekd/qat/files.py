@@ -59,9 +59,12 @@ def qat_from_files(
     cfg: QatConfig,
     log: Log | None = None,
 ) -> QatResult:
-    """Load an edgekd student checkpoint, a teacher (checkpoint or ONNX) and a dataset npz, then
-    run :func:`edgekd.qat.qat_distill` into ``out_dir`` (parents recorded in the manifest)."""
-    from edgekd.data.dataset import load_npz
+    """Load an edgekd student checkpoint, a teacher (checkpoint or ONNX) and a dataset (an npz,
+    or a data stage's data.json: QAT trains on its frames in memory, and a lazy dataset too
+    large for memory is refused), then run :func:`edgekd.qat.qat_distill` into ``out_dir``
+    (parents recorded in the manifest)."""
+    from edgekd.data.artifact import open_data
+    from edgekd.data.batches import whole_network_arrays
     from edgekd.models.checkpoint import load_checkpoint
     from edgekd.pipeline.checks import checkpoint_input, data_label
     from edgekd.pipeline.stages import load_teacher
@@ -69,7 +72,7 @@ def qat_from_files(
     student_path, teacher_path, data_path = Path(student_path), Path(teacher_path), Path(data_path)
     cfg.validate()
     student, meta = load_checkpoint(student_path)
-    data = load_npz(data_path)
+    data = whole_network_arrays(open_data(data_path), "quantization-aware training")
     checkpoint_input(student_path, meta, "student").check(data, data_label(data, data_path))
     teacher, _name = load_teacher(teacher_path, data)
     result = qat_distill(

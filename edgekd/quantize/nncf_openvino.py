@@ -21,6 +21,7 @@ import math
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,7 @@ def quantize_openvino(
     eval_samples: np.ndarray | None = None,
     val_samples: np.ndarray | None = None,
     val_labels: np.ndarray | None = None,
+    validation: LabelledFrames | None = None,
 ) -> OpenVINOQuantizeReport:
     """INT8-quantize an FP32 OpenVINO IR (``.xml``) or ONNX model with NNCF into ``out_xml``.
 
@@ -86,6 +88,9 @@ def quantize_openvino(
         eval_samples: float32 ``[M, ...]`` frames on which INT8 top-1 must agree with FP32.
         val_samples, val_labels: labelled validation frames ``[V, ...]``/``[V]``; when given,
             ``nncf.quantize_with_accuracy_control`` runs with ``max_drop=cfg.max_accuracy_drop``.
+        validation: the labelled validation frames as a dataset streamed frame by frame
+            (:class:`LabelledFrames`, for a split larger than memory), instead of
+            ``val_samples``/``val_labels``.
 
     Raises:
         RuntimeUnavailable: nncf or openvino missing. QuantizeError: NNCF failed.
@@ -98,12 +103,16 @@ def quantize_openvino(
 
     model_path = require_file(model_path, "FP32 model", hint="run `edgekd export` first")
     calib = as_samples(calibration_samples, "calibration samples")
-    control = val_samples is not None
-    if control and (val_labels is None or len(val_labels) != len(val_samples)):
-        raise ShapeError(
-            "accuracy-controlled quantization needs one label per validation frame",
-            hint="pass val_labels of the same length as val_samples",
-        )
+    if val_samples is not None:
+        if validation is not None:
+            raise ShapeError("pass validation frames once: val_samples or validation, not both")
+        if val_labels is None or len(val_labels) != len(val_samples):
+            raise ShapeError(
+                "accuracy-controlled quantization needs one label per validation frame",
+                hint="pass val_labels of the same length as val_samples",
+            )
+        validation = _labelled_items(val_samples, val_labels)
+    control = validation is not None
     out_xml = Path(out_xml)
     if out_xml.suffix != ".xml":
         raise ShapeError(f"OpenVINO IR path {out_xml} must end in .xml", hint="name it e.g. student.int8.xml")
@@ -120,7 +129,7 @@ def quantize_openvino(
         report = OpenVINOQuantizeReport(str(nncf.__version__), len(calib), control, precision="")
         try:
             with _quiet_nncf(nncf):
-                int8 = _run_nncf(nncf, fp32, calib, cfg, val_samples, val_labels)
+                int8 = _run_nncf(nncf, fp32, calib, cfg, validation)
         except Exception as exc:  # NNCF raises its own errors and assorted runtime ones
             raise QuantizeError(
                 f"NNCF quantization of {model_path.name} failed: {short_reason(exc)}",
@@ -133,8 +142,7 @@ def quantize_openvino(
         report.precision = openvino_execution_precision(compiled)
         fp32_compiled = compile_cpu(fp32_xml, precision="f32")
         if control:
-            items = _labelled_items(val_samples, val_labels)
-            report.accuracy = {"fp32": _top1(fp32_compiled, items), "int8": _top1(compiled, items)}
+            report.accuracy = {"fp32": _top1(fp32_compiled, validation), "int8": _top1(compiled, validation)}
         if eval_samples is not None:
             evals = as_samples(eval_samples, "eval samples")
             rule = ParityConfig(atol=math.inf, rtol=0.0, min_top1_agreement=cfg.min_top1_agreement)
@@ -170,14 +178,15 @@ def _run_nncf(
     fp32: Any,
     calib: np.ndarray,
     cfg: QuantizeConfig,
-    val_samples: np.ndarray | None,
-    val_labels: np.ndarray | None,
+    items: Any,
 ) -> Any:
+    """``items``: None (post-training quantization), or the labelled validation frames
+    ``(frame [1, ...], label)``, a list or a :class:`LabelledFrames` (accuracy control)."""
     calibration = nncf.Dataset([calib[i : i + 1] for i in range(len(calib))])
     advanced = nncf_range_parameters(cfg.calibration_method)
-    if val_samples is None:
+    if items is None:
         return nncf.quantize(fp32, calibration, subset_size=len(calib), advanced_parameters=advanced)
-    validation = nncf.Dataset(_labelled_items(val_samples, val_labels), lambda item: item[0])
+    validation = nncf.Dataset(items, lambda item: item[0])
     budget = cfg.max_accuracy_drop if cfg.max_accuracy_drop is not None else 0.01
     return nncf.quantize_with_accuracy_control(
         fp32,
@@ -223,6 +232,30 @@ def weight_precision_layers(model: Any) -> tuple[list[str], list[str]]:
         is_float = weight.get_type_name() == "Constant" and weight.get_element_type().is_real()
         (float_ if is_float else int8).append(op.get_friendly_name())
     return int8, float_
+
+
+class LabelledFrames:
+    """The frames of a dataset (an ArrayDataset or a map-style dataset) as NNCF validation
+    items ``(frame float32 [1, ...], label)``, read batch by batch on every pass (NNCF makes
+    several), so a validation split larger than memory is never held whole. Sized and
+    re-iterable; raw image pixels are normalised as the network takes them. Read in this
+    process (``workers`` 0) by default: workers forked beside OpenVINO's thread pool are not
+    safe (see :func:`edgekd.bench.accuracy.evaluate_accuracy`)."""
+
+    def __init__(self, dataset: Any, batch_size: int = 256, workers: int | str | None = 0) -> None:
+        self.dataset = dataset
+        self.batch_size = batch_size
+        self.workers = workers
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, int]]:
+        from edgekd.data.batches import network_batches
+
+        for x, y, _ in network_batches(self.dataset, self.batch_size, workers=self.workers):
+            for i in range(len(x)):
+                yield x[i : i + 1], int(y[i])
 
 
 def _labelled_items(frames: np.ndarray, labels: np.ndarray) -> list[tuple[np.ndarray, int]]:

@@ -74,6 +74,34 @@ def test_outlier_breaks_plain_int8_and_accuracy_control_restores_it(tmp_path, mo
     assert _files(tmp_path) == ["ac.bin", "ac.xml"]
 
 
+def test_accuracy_control_streams_a_lazy_validation_split_with_the_same_result(tmp_path, models, monkeypatch):
+    from edgekd.data import batches
+    from edgekd.data.dataset import ArrayDataset
+    from edgekd.data.lazy_arrays import ArrayFileDataset
+    from edgekd.quantize.nncf_openvino import LabelledFrames, quantize_openvino
+
+    monkeypatch.setattr(batches, "MAX_AUTO_WORKERS", 0)  # read in this process: no workers under pytest
+    _, broken, calib, val_x, val_y = models
+    path = tmp_path / "val.npz"
+    ArrayDataset(x=val_x, y=val_y, class_names=[f"c{i}" for i in range(int(val_y.max()) + 1)]).save_npz(path)
+    lazy = ArrayFileDataset(path)  # memory-mapped: frames read batch by batch on every pass
+    cfg = QuantizeConfig(max_accuracy_drop=0.02)
+    streamed = quantize_openvino(broken, tmp_path / "s.xml", calib, cfg, validation=LabelledFrames(lazy, 32))
+    arrays = quantize_openvino(broken, tmp_path / "a.xml", calib, cfg, val_samples=val_x, val_labels=val_y)
+    assert streamed.accuracy_control and streamed.accuracy == arrays.accuracy
+    assert streamed.float_layers == arrays.float_layers
+    with pytest.raises(ShapeError, match="not both"):
+        quantize_openvino(
+            broken,
+            tmp_path / "b.xml",
+            calib,
+            cfg,
+            val_samples=val_x,
+            val_labels=val_y,
+            validation=LabelledFrames(lazy),
+        )
+
+
 def test_bad_inputs_are_one_line_errors(tmp_path, models):
     from edgekd.quantize.nncf_openvino import quantize_openvino
 
