@@ -32,6 +32,7 @@ import contextlib
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -233,7 +234,7 @@ def demo_table(work: Path, baseline: str, runs: int) -> list[str]:
                 times[label].append(run_measured(args, env)["seconds"])
     finally:
         subprocess.run(["git", "-C", str(root), "worktree", "remove", "--force", str(tree)], check=False)
-    med = {k: sorted(v)[len(v) // 2] for k, v in times.items()}
+    med = {k: statistics.median(v) for k, v in times.items()}
     return [
         f"\n(f) `edgekd demo` wall time, {runs} runs each, alternated; baseline {baseline}:\n",
         "| code | runs s | median s |",
