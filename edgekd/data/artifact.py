@@ -86,6 +86,16 @@ def prepare_images(folder: MapDataset, out_dir: Path, workers: int, say: Any = N
     return CachedImageDataset(folder, cached.path, raw=True)
 
 
+def source_stat(source: Path) -> dict[str, int] | None:
+    """Size and modification time (ns) of a source file, for an index to notice a file rewritten
+    in place with the same labels (new frame values); None for a folder (an image folder's
+    pixel cache is keyed by every image's size and time instead)."""
+    if not source.is_file():
+        return None
+    stat = source.stat()
+    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
 def write_index(
     path: Path, spec: DataSpec, source: Path, dataset: MapDataset, image_cache: str | None
 ) -> None:
@@ -99,6 +109,7 @@ def write_index(
         "input_shape": list(dataset.input_shape),
         "class_names": dataset.class_names,
         "labels_sha256": labels_digest(dataset),
+        "source_stat": source_stat(source),
     }
     atomic_write_json(path, index)
     parents = [source] if source.is_file() else None
@@ -153,7 +164,9 @@ def open_index(path: Path) -> MapDataset:
         cache = path.parent / index["image_cache"]
         _check_image_cache(cache, cache_key(dataset, "auto"), path)
         dataset = CachedImageDataset(dataset, cache, raw=True)
-    if len(dataset) != index["frames"] or labels_digest(dataset) != index["labels_sha256"]:
+    recorded = index.get("source_stat")  # absent from indexes written before it was recorded
+    changed = recorded is not None and recorded != source_stat(source)
+    if changed or len(dataset) != index["frames"] or labels_digest(dataset) != index["labels_sha256"]:
         raise InputFileError(
             f"data index {path}: the data at {source} changed since the data stage read it", hint=RERUN_HINT
         )

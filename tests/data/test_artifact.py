@@ -217,16 +217,31 @@ def test_a_stale_image_index_is_refused_naming_it(tmp_path, tampering):
     assert info.value.hint  # says how to fix it (run the data stage again)
 
 
-def test_an_npz_index_refuses_changed_labels(tmp_path):
+@pytest.mark.parametrize(
+    "rewrite",
+    [
+        pytest.param(lambda x, y: (x, (y + 1) % 4), id="other labels, same frames"),
+        pytest.param(lambda x, y: (x * 2, y), id="new frames, same labels"),
+    ],
+)
+def test_an_npz_index_refuses_a_source_rewritten_in_place(tmp_path, rewrite):
     npz = write_tones_npz(tmp_path / "d.npz")
     index = write_npz_index(npz, tmp_path)
-    x, y = all_samples(open_data(npz))
+    x, y = rewrite(*all_samples(open_data(npz)))
     lazy = open_data(npz, storage="lazy")
-    y = (y + 1) % 4  # same frames, same count, other labels
     ArrayDataset(x, y, lazy.class_names, snr=lazy.snr, split=lazy.split).save_npz(npz)
     with pytest.raises(InputFileError, match="changed since the data stage") as info:
         open_data(index)
     assert str(index) in info.value.message
+
+
+def test_an_index_written_before_sizes_were_recorded_still_opens(tmp_path):
+    npz = write_tones_npz(tmp_path / "d.npz")
+    index = write_npz_index(npz, tmp_path)
+    record = json.loads(index.read_text())
+    assert record.pop("source_stat")["size"] == npz.stat().st_size
+    index.write_text(json.dumps(record))
+    assert len(open_data(index)) == len(open_data(npz))
 
 
 def test_an_index_whose_source_is_gone_names_both(tmp_path):
