@@ -85,8 +85,7 @@ def evaluate_accuracy(
     check_outputs(session, dataset)  # one call, before a long run over the whole set
     if not isinstance(dataset, ArrayDataset) and not in_memory(dataset):
         return score(_streamed_predictions(session, dataset, batch_size, workers), dataset)
-    x = dataset.x if isinstance(dataset, ArrayDataset) else memory_arrays(dataset)[0]
-    return score(predict(session, x, batch_size), dataset)
+    return score(predict(session, memory_arrays(dataset)[0], batch_size), dataset)
 
 
 def _streamed_predictions(

@@ -62,12 +62,14 @@ def open_lazy_source(spec: DataSpec, path: Path) -> MapDataset:
 
         opts = spec.imagefolder
         folder = LazyImageFolder(opts.open_folder(path), max_per_class=opts.max_per_class, raw=True)
-        return _checked(folder, spec, path)
+        return check_training_set(folder, spec, path)
     # An npz kept in memory on purpose (data.storage: memory) stays so when reopened.
     return open_map_dataset(spec, lambda _p: path, "memory" if spec.storage == "memory" else "lazy")
 
 
-def _checked(dataset: MapDataset, spec: DataSpec, path: Path) -> MapDataset:
+def check_training_set(dataset: MapDataset, spec: DataSpec, path: Path) -> MapDataset:
+    """``dataset`` (read from ``path`` as ``spec`` says) once its frames have ``data.input_shape``
+    and its splits hold frames, train every class; ShapeError/InputFileError naming it otherwise."""
     from edgekd.data.sources import _SPLIT_HINTS, describe_source
     from edgekd.data.validate import check_input_shape, check_splits
 

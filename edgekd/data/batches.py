@@ -74,9 +74,12 @@ def in_memory(dataset: Any) -> bool:
     return isinstance(dataset, MemoryDataset) or not isinstance(dataset, MapDataset)
 
 
-def memory_arrays(dataset: MemoryDataset) -> tuple[np.ndarray, np.ndarray]:
-    """(x, y) of an in-memory dataset narrowed by ``take``/``subset``: views when it spans the
-    whole array in order, else one gathered copy."""
+def memory_arrays(dataset: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(x, y) of data held in memory: an ArrayDataset's arrays, or those of a
+    :class:`~edgekd.data.mapstyle.MemoryDataset` narrowed by ``take``/``subset`` (views when it
+    spans the whole array in order, else one gathered copy)."""
+    if not isinstance(dataset, MemoryDataset):
+        return dataset.x, dataset.y
     rows, data = dataset.rows, dataset.data
     if len(rows) == len(data) and np.array_equal(rows, np.arange(len(data))):
         return data.x, dataset.y

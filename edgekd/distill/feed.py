@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from edgekd.data.batches import in_memory, loader_options, memory_arrays, resolve_workers
-from edgekd.data.mapstyle import IndexedDataset, MemoryDataset
+from edgekd.data.mapstyle import IndexedDataset
 from edgekd.data.worker_errors import CarryErrors, carried_errors
 from edgekd.distill.run_state import ShuffledBatches
 
@@ -43,7 +43,7 @@ class MemoryFeed:
     workers = 0
 
     def __init__(self, train: Any) -> None:
-        x, y = memory_arrays(train) if isinstance(train, MemoryDataset) else (train.x, train.y)
+        x, y = memory_arrays(train)
         self.x, self.y = torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(np.asarray(y))
 
     def epoch(self, sampler: ShuffledBatches, view: int | None) -> Iterator[Batch]:

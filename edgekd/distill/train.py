@@ -23,7 +23,6 @@ import torch
 from torch import nn
 
 from edgekd.data.batches import in_memory, memory_arrays, network_input_shape
-from edgekd.data.mapstyle import MemoryDataset
 from edgekd.distill import distributed as ddp
 from edgekd.distill.augment import check_augmentable, with_image_views
 from edgekd.distill.checks import (
@@ -174,9 +173,15 @@ def _teacher_cache(teacher, train, cfg: TrainConfig, kd: KDConfig, folder: Path 
     batch_size = inference_batch_size(cfg.batch_size, network_input_shape(train))
     common = {"log": log, "is_main": ctx.is_main, "barrier": ddp.barrier, "teacher_name": name}
     if in_memory(train):
-        x = memory_arrays(train)[0] if isinstance(train, MemoryDataset) else train.x
         return teacher_logits_cache(
-            teacher, x, train.num_classes, cfg.augment, kd, cache_dir=folder, batch_size=batch_size, **common
+            teacher,
+            memory_arrays(train)[0],
+            train.num_classes,
+            cfg.augment,
+            kd,
+            cache_dir=folder,
+            batch_size=batch_size,
+            **common,
         )
     from edgekd.distill.dataset_cache import dataset_logits_cache
 

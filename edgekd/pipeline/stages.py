@@ -81,19 +81,15 @@ def stage_data(
     checkpoint: :meth:`edgekd.pipeline.checks.ModelInput.check`); each names the source.
     Under torchrun only rank 0 writes; the other ranks wait, then read its files.
     """
-    from edgekd.data.sources import _SPLIT_HINTS, describe_source
-    from edgekd.data.validate import check_input_shape, check_splits
+    from edgekd.data.artifact import check_training_set
+    from edgekd.data.sources import describe_source
     from edgekd.distill.distributed import barrier, is_main_process
 
     source = resolve(section.path) if section.path else Path()
     if section.source == "npz":
         path = require_file(source, "dataset", hint="set data.path to an existing .npz")
-        dataset = open_data(path, storage=section.storage)
-        where = describe_source(section, path)
-        # A training set: every split holds frames, train every class, and data.input_shape.
-        check_input_shape(dataset, section.input_shape, where)
-        check_splits(dataset, where, _SPLIT_HINTS["npz"])
-        run_checks(checks, dataset, where)
+        dataset = check_training_set(open_data(path, storage=section.storage), section, path)
+        run_checks(checks, dataset, describe_source(section, path))
         log(f"data: {len(dataset)} frames of {list(dataset.input_shape)} from {path}")
         if section.storage == "auto":
             return path  # used in place: later stages apply the same rule by size
@@ -105,35 +101,35 @@ def stage_data(
             write_index(index, section, path, dataset, None)
         barrier()
         return index
-    lazy = stores_lazily(section, source)  # the same answer on every rank
+    lazy, opened = stores_lazily(section, source)  # the same answer on every rank
     path = out_dir / "data.json" if lazy else out_dir / "data.npz"
     if not is_main_process():
         barrier()  # rank 0 writes the data artifact
         return path
     if lazy:
-        _write_lazy_data(section, source, path, log, checks=checks, workers=workers)
+        _write_lazy_data(section, source, path, log, checks=checks, workers=workers, opened=opened)
     else:
         _write_data_npz(section, source, path, resolve, log, checks=checks)
     barrier()
     return path
 
 
-def stores_lazily(section: DataSection, source: Path) -> bool:
+def stores_lazily(section: DataSection, source: Path) -> tuple[bool, Any]:
     """Whether the data stage reads ``section``'s data lazily (``data.storage``; "auto": an image
     folder always, as a uint8 pixel cache a twelfth of float32's size; RadioML 2018 when its
-    frames would take more than a quarter of RAM; the other sources never)."""
+    frames would take more than a quarter of RAM; the other sources never), and the lazy
+    dataset when deciding opened it (else None), so that it is not read twice."""
     from edgekd.data.artifact import LAZY_SOURCES, open_lazy_source
     from edgekd.data.storage import choose_storage
 
     if section.storage != "auto":
-        return section.storage == "lazy"
+        return section.storage == "lazy", None
     if section.source == "imagefolder":
-        return True
-    if section.source not in LAZY_SOURCES:
-        return False
-    if not source.exists():
-        return False  # the in-memory loader names the missing path
-    return choose_storage(open_lazy_source(section, source).nbytes) == "lazy"
+        return True, None
+    if section.source not in LAZY_SOURCES or not source.exists():
+        return False, None  # a missing path: the in-memory loader names it
+    dataset = open_lazy_source(section, source)
+    return choose_storage(dataset.nbytes) == "lazy", dataset
 
 
 def _write_data_npz(section, source: Path, path: Path, resolve, log: Log, *, checks) -> None:
@@ -151,14 +147,14 @@ def _write_data_npz(section, source: Path, path: Path, resolve, log: Log, *, che
     )
 
 
-def _write_lazy_data(section, source: Path, path: Path, log: Log, *, checks, workers) -> None:
+def _write_lazy_data(section, source: Path, path: Path, log: Log, *, checks, workers, opened=None) -> None:
     from edgekd.data.artifact import IMAGE_CACHE_NAME, open_lazy_source, prepare_images, write_index
     from edgekd.data.batches import resolve_workers
     from edgekd.data.sources import describe_source
 
     if not source.exists():
         raise InputFileError(f"data.path {source} does not exist", hint="check data.path")
-    dataset = open_lazy_source(section, source)
+    dataset = opened if opened is not None else open_lazy_source(section, source)
     run_checks(checks, dataset, describe_source(section, source))
     cache = None
     if section.source == "imagefolder":
