@@ -51,9 +51,9 @@ from edgekd.quantize.assess import model_bytes
 from edgekd.quantize.config import QuantizeConfig
 from edgekd.quantize.nncf_openvino import quantize_openvino
 from edgekd.quantize.op_profile import time_by_kind
-from edgekd.quantize.ort_build import cpu_count
 from edgekd.quantize.ort_static import quantize_onnx_static
-from edgekd.quantize.timing import paired_ms, time_batch1, time_openvino_batch1
+from edgekd.quantize.timing import openvino_call, ort_call, paired_ms, time_batch1, time_openvino_batch1
+from edgekd.runtime.machine import usable_cores
 
 IMAGE_CLASSES = (
     "flat layers",
@@ -344,20 +344,35 @@ def cross_runtime_ms(
     onnx_models: dict[str, Path], ir_models: dict[str, Path], frame: np.ndarray, threads: int
 ) -> dict[str, float]:
     """Batch-1 ms of ONNX Runtime and OpenVINO models in one paired run (``paired_ms``, the
-    first ONNX model the reference), as ``edgekd.quantize.timing`` does within a runtime: a
-    ratio across runtimes needs both sides measured together on this shared CPU (apart, ORT
-    FP32 read 28.9 ms in one run and OpenVINO FP32 13.5 ms, mostly from the load of that moment)."""
-    from edgekd.export.onnx_export import ort_session
-
-    calls = {}
-    for name, path in onnx_models.items():
-        session = ort_session(path, threads=threads)
-        feed = {session.get_inputs()[0].name: frame}
-        calls[name] = lambda session=session, feed=feed: session.run(None, feed)
-    for name, path in ir_models.items():
-        request = compile_cpu(path, precision="f32", threads=threads).create_infer_request()
-        calls[name] = lambda request=request: request.infer([frame])
+    first ONNX model the reference), each opened and fed exactly as the quantizers time them
+    (``edgekd.quantize.timing.ort_call``/``openvino_call``): a ratio across runtimes needs both
+    sides measured together on this shared CPU (apart, ORT FP32 read 28.9 ms in one run and
+    OpenVINO FP32 13.5 ms, mostly from the load of that moment)."""
+    calls = {name: ort_call(path, frame, threads) for name, path in onnx_models.items()}
+    calls.update({name: openvino_call(path, frame, threads) for name, path in ir_models.items()})
     return paired_ms(calls)
+
+
+def harness_agreement(models: dict[str, tuple[str, Path, np.ndarray]], threads: int) -> list[tuple]:
+    """The quantizers' timing against the bench's, on the same files in the same run.
+
+    For each model (name -> (backend, path, frame [1, ...])): the p50 of ``paired_ms`` over
+    the quantizers' call (what a quantize verdict rests on) and the p50 of ``edgekd bench``'s path (a backend
+    session timed by ``measure_latency``), one right after the other. Both go through
+    ``edgekd.runtime.timing``; this checks that the two front ends open, feed and time a model
+    the same way (issue #17: they once differed by 5x on one OpenVINO file).
+    """
+    from edgekd.backends import SessionOptions, session_from_artifact
+    from edgekd.bench.latency import LatencyConfig, measure_latency
+
+    rows = []
+    for name, (backend, path, frame) in models.items():
+        make = ort_call if backend == "onnxruntime" else openvino_call
+        quantize_ms = paired_ms({name: make(path, frame, threads)})[name]
+        session = session_from_artifact(backend, path, SessionOptions(threads=threads, precision="fp32"))
+        bench_ms = measure_latency(session, np.ascontiguousarray(frame), LatencyConfig()).p50
+        rows.append((name, backend, quantize_ms, bench_ms))
+    return rows
 
 
 def _sqnr(reference: np.ndarray, candidate: np.ndarray) -> float:
@@ -429,7 +444,9 @@ def main() -> None:
     # All cores by default. On the 2-vCPU development VM two threads made FP32 swing between
     # 1.5 and 4.2 ms from run to run (the other sessions' spinning thread pools, the host's
     # scheduling of the second vCPU) while one thread held within a few percent.
-    parser.add_argument("--threads", type=int, default=cpu_count(), help="intra-op threads of every timing")
+    parser.add_argument(
+        "--threads", type=int, default=usable_cores(), help="intra-op threads of every timing"
+    )
     args = parser.parse_args()
     # One torch thread: on this shared 2-core machine two threads trained MobileNetV2 ~8x
     # slower (133 vs 16 ms per 48x48 image, channels_last) because the workers spin and wait.
@@ -474,6 +491,19 @@ def main() -> None:
             big[:1],
             args.threads,
         )
+        agreement = harness_agreement(
+            {
+                "modulation cnn1d_small, ORT FP32": ("onnxruntime", fp32, test.x[:1]),
+                "modulation cnn1d_small, OpenVINO FP32": (
+                    "openvino",
+                    work / "modulation.ov.static.xml",
+                    test.x[:1],
+                ),
+                "image MobileNetV2 0.5x, ORT FP32": ("onnxruntime", image, big[:1]),
+                "image MobileNetV2 0.5x, OpenVINO FP32": ("openvino", work / "image.ov.static.xml", big[:1]),
+            },
+            args.threads,
+        )
         profiles = {
             threads: profile_table(
                 {"FP32": image, "INT8 default": work / "image.auto.onnx"}, big[:1], threads
@@ -482,7 +512,7 @@ def main() -> None:
         }
     machine = platform.processor() or platform.machine()
     print(
-        f"machine: {machine}, {cpu_count()} cores, timed with {args.threads} thread(s), "
+        f"machine: {machine}, {usable_cores()} usable cores, timed with {args.threads} thread(s), "
         f"Python {platform.python_version()}"
     )
     print(
@@ -501,6 +531,15 @@ def main() -> None:
     print("| model | p50 ms | speed-up vs ORT FP32 |\n| --- | ---: | ---: |")
     for model_name, ms in cross.items():
         print(f"| {model_name} | {ms:.3f} | {cross['ORT FP32'] / ms:.2f}x |")
+    print(
+        "\nThe same FP32 files timed by the quantizers' paired rounds and by edgekd bench's "
+        f"measure_latency, one after the other, {args.threads} thread(s):\n"
+    )
+    print("| model | runtime | quantize timing p50 ms | bench p50 ms | bench / quantize |")
+    print("| --- | --- | ---: | ---: | ---: |")
+    for model_name, backend, quantize_ms, bench_ms in agreement:
+        ratio = bench_ms / quantize_ms
+        print(f"| {model_name} | {backend} | {quantize_ms:.4f} | {bench_ms:.4f} | {ratio:.2f}x |")
     for threads, profile in profiles.items():
         print(
             f"\nImage student, ONNX Runtime per-node time by kind at {TIME_SIZE}x{TIME_SIZE}, "

@@ -168,10 +168,11 @@ def measure(task: dict) -> dict:
         }
     if kind == "rml":
         from edgekd.data.lazy_rml2018 import RML2018Dataset
+        from edgekd.data.rml2018 import RML2018Selection
         from edgekd.data.samplers import SeededSampler, chunk_batches
 
         started = time.perf_counter()
-        dataset = RML2018Dataset(task["path"], val_fraction=0.0, test_fraction=0.0)
+        dataset = RML2018Dataset(task["path"], RML2018Selection(val_fraction=0.0, test_fraction=0.0))
         open_s = time.perf_counter() - started
         if task["order"] == "chunks":
             loader = DataLoader(

@@ -174,7 +174,7 @@ def oct_table(work: Path, counts: list[int], first_step_counts: list[int]) -> No
 
 def data_stage(root: Path, out: Path) -> None:
     from edgekd.data.sources import DataSpec, ImageFolderOptions
-    from edgekd.pipeline.stages import stage_data
+    from edgekd.pipeline.data_stage import stage_data
 
     spec = DataSpec(
         source="imagefolder", path=str(root), imagefolder=ImageFolderOptions(image_size=384, resize=384)

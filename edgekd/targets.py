@@ -2,6 +2,11 @@
 
 A profile is YAML data (``targets/*.yaml``), loaded strictly: an unknown key or
 a wrong type fails with the key's path and the reason.
+
+The runtimes a profile may name, the devices each takes and the runtime sections it may
+carry all come from the backend registry (:data:`edgekd.backends.base.BACKENDS`): a backend
+registered with a ``profile_section`` dataclass gives profiles a key named after it
+(``onnxruntime: {graph_optimization_level: all}``), with no edit here.
 """
 
 from __future__ import annotations
@@ -12,28 +17,20 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
+import edgekd.backends  # noqa: F401  (registers the built-in backends a profile may name)
 from edgekd import resources
-from edgekd.backends.profile_options import OpenVinoProfile, OrtProfile, TorchProfile
-from edgekd.config import from_dict, load_yaml
+from edgekd.backends.base import BACKENDS, Backend
+from edgekd.config import from_dict, load_yaml, to_dict
 from edgekd.errors import ConfigError, ShapeError
-from edgekd.remote.device_runner import input_mismatch
+from edgekd.registry import suggestion
 from edgekd.remote.ssh import parse_ssh_url
-
-Runtime = Literal["torch", "onnxruntime", "openvino", "tensorrt"]
-
+from edgekd.runtime.inputs import input_mismatch
 
 # Budgets that bound a size or a time: zero would refuse every model, so they are > 0.
 _POSITIVE_BUDGETS = ("max_size_bytes", "max_params", "max_macs", "max_p50_ms", "max_p90_ms")
 # Budgets that are fractions of an accuracy, in [0, 1].
 _FRACTION_BUDGETS = ("min_accuracy", "max_accuracy_drop", "max_accuracy_drop_relative")
-_ENTRY_ID = re.compile(r"^[a-z][a-z0-9_]*/[a-z0-9_-]+$")
-# Device names each runtime accepts (case-insensitive); OpenVINO also takes GPU.1, AUTO:GPU,CPU...
-_DEVICES = {
-    "onnxruntime": re.compile(r"^(CPU|CUDA|GPU|TENSORRT|TRT)$"),
-    "torch": re.compile(r"^(CPU|CUDA|GPU)$"),
-    "tensorrt": re.compile(r"^(GPU|CUDA)(:[0-9]{1,2})?$"),
-    "openvino": re.compile(r"^((CPU|GPU|NPU)(\.[0-9]{1,2})?|(AUTO|HETERO|MULTI|BATCH)(:[A-Z0-9.,]+)?)$"),
-}
+_ENTRY_ID = re.compile(r"^[a-z][a-z0-9_-]*/[a-z0-9_-]+$")
 MAX_THREADS = 1024
 MAX_INPUT_ELEMENTS = 1 << 31  # one input batch of 2^31 floats (8 GiB) is beyond any edge device
 
@@ -109,53 +106,101 @@ class Budgets:
 class TargetProfile:
     """Where a model runs and how: the runtime, its device and settings, and the budgets.
 
-    ``onnxruntime``, ``openvino`` and ``torch`` are the runtime's own settings (execution
-    mode, graph optimization level; performance hint, streams; torch.compile mode); each
-    applies to the bench entries of that runtime. ``threads`` applies to every runtime.
+    ``runtime`` names a registered backend (``BACKENDS``: torch, onnxruntime, openvino,
+    tensorrt, or one registered by your own module). ``sections`` holds each runtime's own
+    settings, keyed by backend name: in YAML a top-level key named after any backend that has
+    a ``profile_section`` (``onnxruntime:`` execution mode and graph optimization level,
+    ``openvino:`` performance hint and streams, ``torch:`` torch.compile mode); each applies
+    to the bench entries of that runtime. ``threads`` applies to every runtime.
     ``input_shape`` is the model input the device serves, batch first (``[1, 2, 128]``):
     where a target meets a model (bench, static gate, deploy) the model's input and the
     data's frames must fit it.
+
+    >>> from edgekd.backends.profile_options import OpenVinoProfile
+    >>> TargetProfile(name="t", runtime="openvino", sections={"openvino": OpenVinoProfile(num_streams=2)})
     """
 
     name: str
-    runtime: Runtime
+    runtime: str
     description: str = ""
     precision: Literal["fp32", "fp16", "bf16", "int8"] = "fp32"
     device: str = "CPU"
     threads: int | None = None
     host: str = "local"
     input_shape: list[int] | None = None
-    onnxruntime: OrtProfile | None = None
-    openvino: OpenVinoProfile | None = None
-    torch: TorchProfile | None = None
     budgets: Budgets = dataclasses.field(default_factory=Budgets)
+    #: backend name -> an instance of that backend's ``profile_section`` dataclass
+    sections: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def entry_id(self) -> str:
         """The bench entry this target judges: ``<runtime>/<precision>``."""
         return f"{self.runtime}/{self.precision}"
 
+    def section(self, backend: str) -> Any | None:
+        """The profile's settings for ``backend`` (its ``profile_section``), None when not given."""
+        return self.sections.get(backend)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> TargetProfile:
+        """A validated profile from plain data (a YAML mapping), strictly: an unknown key, a
+        wrong type or a bad value fails with the key's path; a key named after a registered
+        backend with a ``profile_section`` is loaded as that dataclass."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"a target profile must be a mapping, got {type(data).__name__}")
+        kinds = profile_sections()
+        fields = [f.name for f in dataclasses.fields(cls) if f.name != "sections"]
+        plain: dict[str, Any] = {}
+        sections: dict[str, Any] = {}
+        for key, value in data.items():
+            if key in kinds:
+                if value is not None:  # `onnxruntime:` left empty is no section, as null
+                    sections[key] = from_dict(kinds[key], value, str(key))
+            elif key in fields:
+                plain[key] = value
+            else:
+                raise ConfigError(
+                    f"unknown config key {str(key)!r}",
+                    hint=suggestion(str(key), sorted([*fields, *kinds]), "keys of the top level"),
+                )
+        return from_dict(cls, {**plain, "sections": sections})
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data in the YAML shape: each runtime's section is a top-level key (null when
+        the profile gives none), so the output loads back with :meth:`from_dict`."""
+        out = {
+            f.name: to_dict(getattr(self, f.name))
+            for f in dataclasses.fields(self)
+            if f.name not in ("budgets", "sections")
+        }
+        for name in [*profile_sections(), *sorted(self.sections)]:
+            out.setdefault(name, to_dict(self.sections.get(name)))
+        out["budgets"] = to_dict(self.budgets)
+        return out
+
     def validate(self) -> None:
         if not self.name.strip() or not self.name.isprintable() or len(self.name) > 200:
             raise ConfigError(f"name {self.name!r} must be one printable line of at most 200 characters")
         if self.threads is not None and not 1 <= self.threads <= MAX_THREADS:
             raise ConfigError(f"threads must be in 1..{MAX_THREADS}, got {self.threads}")
-        if not _DEVICES[self.runtime].match(self.device.upper()):
+        backend = runtime_backend(self.runtime)
+        if not re.fullmatch(backend.device_pattern, self.device.upper()):
             raise ConfigError(
                 f"device {self.device!r} is not a {self.runtime} device",
-                hint="onnxruntime: CPU, CUDA, TENSORRT; openvino: CPU, GPU, NPU, AUTO; "
-                "torch: CPU, CUDA; tensorrt: GPU",
+                hint=f"give a {self.runtime} device, e.g. {', '.join(backend.devices)}",
             )
-        if self.runtime == "torch" and self.precision == "int8":
-            raise ConfigError("runtime torch does not run int8", hint="use onnxruntime or openvino for int8")
+        if self.precision not in backend.precisions:
+            runs_it = [n for n in BACKENDS if self.precision in BACKENDS.get(n).precisions]
+            raise ConfigError(
+                f"runtime {self.runtime} does not run {self.precision}",
+                hint=f"use {' or '.join(runs_it)} for {self.precision}",
+            )
         if self.host != "local":
             if not self.host.startswith("ssh://"):
                 raise ConfigError(f"host {self.host!r} is neither 'local' nor ssh://user@host[:port]")
             parse_ssh_url(self.host)  # port range, a host name ssh accepts
         _check_input_shape(self.input_shape)
-        for section in (self.onnxruntime, self.openvino):
-            if section is not None:
-                section.extra()  # raises ConfigError on a bad value (threads < 1, streams < 1)
+        _check_sections(self.sections)
 
     def input_problem(self, model_shape: Any) -> str | None:
         """Why a model input ``model_shape`` (batch first, None dynamic) does not fit
@@ -174,6 +219,38 @@ class TargetProfile:
             )
 
 
+def profile_sections() -> dict[str, type]:
+    """Backend name -> its ``profile_section`` dataclass, for every registered backend that has one."""
+    found = {name: BACKENDS.get(name).profile_section for name in BACKENDS}
+    return {name: section for name, section in found.items() if section is not None}
+
+
+def runtime_backend(name: str) -> Backend:
+    """The registered backend a profile's ``runtime`` names; ConfigError (with "did you mean")
+    for a name no backend is registered under."""
+    if name not in BACKENDS:
+        names = BACKENDS.names()
+        raise ConfigError(
+            f"runtime must be one of {', '.join(map(repr, names))}, got {name!r}",
+            hint=suggestion(name, names, "runtimes"),
+        )
+    return BACKENDS.get(name)
+
+
+def _check_sections(sections: dict[str, Any]) -> None:
+    kinds = profile_sections()
+    for name, section in sections.items():
+        if name not in kinds:
+            raise ConfigError(
+                f"no runtime has a profile section {name!r}", hint=suggestion(name, list(kinds), "sections")
+            )
+        if not isinstance(section, kinds[name]):
+            raise ConfigError(
+                f"section {name} must be a {kinds[name].__name__}, got {type(section).__name__}"
+            )
+        section.extra()  # raises ConfigError on a bad value (threads < 1, streams < 1)
+
+
 def _check_input_shape(shape: list[int] | None) -> None:
     if shape is None:
         return
@@ -190,6 +267,6 @@ def load_target(name_or_path: str | Path) -> TargetProfile:
     path = resources.resolve("targets", name_or_path)
     data = load_yaml(path)
     try:
-        return from_dict(TargetProfile, data)
+        return TargetProfile.from_dict(data)
     except ConfigError as exc:
         raise ConfigError(f"target profile {path}: {exc.message}", hint=exc.hint) from None

@@ -164,10 +164,12 @@ def test_stages_run_alone_from_the_artifacts_before(demo_run, tmp_path):
 def test_quantize_takes_the_agreement_bar_from_the_command_line(demo_run, tmp_path, monkeypatch):
     """--min-top1-agreement is the config's min_top1_agreement (the check itself is tested in
     tests/quantize); out of [0, 1] it is a usage error in one line."""
-    from edgekd.pipeline import stages
+    from edgekd.pipeline import quantize_stage
 
     seen = []
-    monkeypatch.setattr(stages, "stage_quantize", lambda model, data, cfg, out, log: seen.append(cfg))
+    monkeypatch.setattr(
+        quantize_stage, "stage_quantize", lambda model, data, cfg, out, log, threads: seen.append(cfg)
+    )
     runner = CliRunner()
     out = tmp_path / "x.int8.onnx"
     args = [
@@ -220,3 +222,48 @@ def test_openvino_int8_and_onnx_teacher_through_the_cli(demo_run, tmp_path):
     assert result.exit_code == 0, result.output
     manifest = json.loads((out / "student.pt.json").read_text())
     assert manifest["parents"][1]["file"] == "teacher.onnx"
+
+
+OPENVINO_TARGET = """
+name: loose-openvino
+runtime: openvino
+precision: int8
+threads: 1
+budgets:
+  max_size_bytes: 10000000
+  min_accuracy: 0.0
+"""
+
+
+@pytest.mark.slow
+def test_a_recipe_quantizing_with_openvino_runs_through_edgekd_run(tmp_path):
+    """quantize.runtime: openvino writes the quantizer's own file (student.int8.xml + .bin), and
+    the bench and the gate find it under openvino/int8: no path is fixed to ONNX Runtime's.
+    INT8 is timed against FP32 with the target's thread count, as the bench times it."""
+    target = tmp_path / "loose-openvino.yaml"
+    target.write_text(OPENVINO_TARGET)
+    out = tmp_path / "run"
+    overrides = [
+        *TINY,
+        "quantize.runtime=openvino",
+        "quantize.max_accuracy_drop=1.0",
+        "bench.backends=[torch/fp32,onnxruntime/fp32,openvino/fp32,openvino/int8]",
+        f"gate.target={target}",
+    ]
+    result = CliRunner().invoke(
+        cli, ["run", "modrec", "--out", str(out), "--quiet", "--json", *_sets(overrides)]
+    )
+    assert result.exit_code == 0, result.output
+    assert (out / "student.int8.xml").is_file() and (out / "student.int8.bin").is_file()
+    assert not (out / "student.int8.onnx").exists()
+    manifest = json.loads((out / "student.int8.xml.json").read_text())
+    assert manifest["kind"] == "openvino-int8"
+    assert manifest["metrics"]["quantization"]["precision"] and manifest["metrics"]["accuracy"]["frames"] > 0
+    assert manifest["metrics"]["quantization"]["assessment"]["threads"] == 1
+    bench = json.loads((out / "bench.json").read_text())
+    entries = {entry["id"]: entry for entry in bench["entries"]}
+    assert set(entries) == {"torch/fp32", "onnxruntime/fp32", "openvino/fp32", "openvino/int8"}
+    assert entries["openvino/int8"]["status"] == "ok", entries["openvino/int8"].get("reason")
+    assert entries["openvino/int8"]["artifact"]["path"].endswith("student.int8.xml")
+    gate = json.loads(result.stdout)["gate"]
+    assert gate["entry"] == "openvino/int8" and gate["passed"] is True

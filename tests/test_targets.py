@@ -4,7 +4,7 @@ import pytest
 
 from edgekd import resources
 from edgekd.errors import ConfigError
-from edgekd.targets import load_target
+from edgekd.targets import TargetProfile, load_target
 
 
 @pytest.mark.parametrize("name", resources.builtin_names("targets"))
@@ -12,6 +12,14 @@ def test_every_shipped_target_loads(name):
     target = load_target(name)
     assert target.name == name
     assert target.entry_id.startswith(target.runtime + "/")
+    # Printed (edgekd targets) in the YAML shape, each runtime's section a top-level key, and
+    # loaded back to the same profile.
+    data = target.to_dict()
+    assert list(data) == [
+        *("name", "runtime", "description", "precision", "device", "threads", "host", "input_shape"),
+        *("onnxruntime", "openvino", "torch", "budgets"),
+    ]
+    assert TargetProfile.from_dict(data) == target
 
 
 def test_shipped_folders_are_found():
@@ -56,6 +64,10 @@ BAD_PROFILES = [
     ("device_unknown", BASE + "device: TPU\n", "not a onnxruntime device"),
     ("device_ov_for_torch", "name: t\nruntime: torch\ndevice: NPU\n", "not a torch device"),
     ("torch_int8", "name: t\nruntime: torch\nprecision: int8\n", "does not run int8"),
+    ("tensorrt_bf16", "name: t\nruntime: tensorrt\nprecision: bf16\ndevice: GPU\n", "does not run bf16"),
+    ("runtime_typo", "name: t\nruntime: onnxruntim\n", "did you mean 'onnxruntime'"),
+    ("sections_key", BASE + "sections: {onnxruntime: {}}\n", "unknown config key 'sections'"),
+    ("section_typo", BASE + "onnxruntme: {execution_mode: parallel}\n", "did you mean 'onnxruntime'"),
     ("name_empty", "name: ''\nruntime: onnxruntime\n", "name"),
     ("name_newline", 'name: "a\\nb"\nruntime: onnxruntime\n', "name"),
     ("input_shape_rank1", BASE + "input_shape: [128]\n", "input_shape"),

@@ -6,12 +6,21 @@ its methods, and :meth:`Backend.unavailable_reason` says why one cannot run here
 """
 
 from edgekd.backends import onnxruntime_backend, openvino_backend, tensorrt_backend, torch_backend
-from edgekd.backends.base import BACKENDS, PRECISIONS, Backend, Session, SessionOptions, session_from_artifact
+from edgekd.backends.base import (
+    BACKENDS,
+    PRECISIONS,
+    Backend,
+    DeployOption,
+    Session,
+    SessionOptions,
+    session_from_artifact,
+)
 
 __all__ = [
     "BACKENDS",
     "PRECISIONS",
     "Backend",
+    "DeployOption",
     "Session",
     "SessionOptions",
     "onnxruntime_backend",

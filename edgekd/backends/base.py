@@ -13,10 +13,12 @@ imported inside the backend's methods, so a missing one is a clear state.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import os
 import time
 from abc import ABC, abstractmethod
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -25,6 +27,25 @@ from edgekd.registry import Registry
 
 #: Precision labels a caller may request; each backend accepts a subset.
 PRECISIONS = ("fp32", "fp16", "bf16", "int8", "auto")
+
+
+@dataclasses.dataclass(frozen=True)
+class DeployOption:
+    """One runtime/precision pair a backend offers ``edgekd deploy``.
+
+    ``precision``: the label shown and recorded (``int8-u8``: INT8 with unsigned activations);
+    ``build``: the artifact recipe of :mod:`edgekd.deploy.build` ("student", "onnx",
+    "openvino-ir", "ort-int8", "openvino-int8", "tensorrt-engine"); ``session_precision``:
+    the :class:`SessionOptions` precision it is opened with; ``complexity``: orders options
+    from simplest (0: an eager model) up; ``activation_type``: the INT8 activation type of an
+    ONNX Runtime QDQ build ("uint8" or "int8").
+    """
+
+    precision: str
+    build: str
+    session_precision: str
+    complexity: int
+    activation_type: str | None = None
 
 
 @dataclasses.dataclass
@@ -46,8 +67,9 @@ class SessionOptions:
     extra: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def validate(self) -> None:
-        if self.threads is not None and self.threads < 1:
-            raise ConfigError(f"threads must be >= 1 or null, got {self.threads}")
+        from edgekd.backends.profile_options import resolve_threads  # it imports this module
+
+        resolve_threads(self.threads, source="threads")
         if self.precision not in PRECISIONS:
             raise ConfigError(
                 f"unknown precision {self.precision!r}", hint=f"use one of {', '.join(PRECISIONS)}"
@@ -155,13 +177,31 @@ class Session(ABC):
 
 
 class Backend(ABC):
-    """A runtime that opens model artifacts. Subclasses set ``name`` and ``suffixes``."""
+    """A runtime that opens model artifacts. Subclasses set ``name`` and ``suffixes``.
+
+    The class attributes below are how everything that lists runtimes learns about a
+    backend (the bench, ``edgekd deploy``, target profiles, the remote executor): a backend
+    registered in :data:`BACKENDS` from any module takes part with no edit to edgekd.
+    """
 
     name: str = "?"
     #: artifact file suffixes this backend reads, e.g. (".onnx",)
     suffixes: tuple[str, ...] = ()
     #: precisions this backend accepts in SessionOptions
     precisions: tuple[str, ...] = PRECISIONS
+    #: a dataclass with ``extra() -> dict[str, str]``: a target profile may carry a key named
+    #: after the backend holding one (its runtime settings there); None = no section.
+    profile_section: type | None = None
+    #: device families it runs on (CPU, GPU, CUDA, NPU): which deploy plans list it.
+    devices: tuple[str, ...] = ("CPU",)
+    #: regular expression of the device names a target profile may give it (upper case).
+    device_pattern: str = r"^CPU$"
+    #: whether the standalone device runner (:mod:`edgekd.runtime.device_runner`) opens it.
+    remote: bool = False
+    #: what ``edgekd deploy`` may build and measure with it, simplest first.
+    deploy: tuple[DeployOption, ...] = ()
+    #: the module (and pip distribution) the default :meth:`_probe` imports; None = nothing.
+    runtime_module: str | None = None
 
     def __init__(self) -> None:
         self._reason: str | None = None
@@ -174,9 +214,15 @@ class Backend(ABC):
             self._probed = True
         return self._reason
 
-    @abstractmethod
     def _probe(self) -> str | None:
         """Try to import the runtime; return None or the reason it is unavailable."""
+        if self.runtime_module is None:
+            return None
+        try:
+            importlib.import_module(self.runtime_module)
+        except ImportError as exc:
+            return f"{self.runtime_module} is not installed ({exc}): pip install {self.runtime_module}"
+        return None
 
     def load(self, artifact: str | os.PathLike[str], options: SessionOptions | None = None) -> Session:
         """Open ``artifact`` with ``options``; the returned session records its load time.
@@ -214,8 +260,37 @@ class Backend(ABC):
     def _load(self, path: Path, options: SessionOptions) -> Session:
         """Open an existing file with validated options."""
 
+    def remote_settings(self, options: SessionOptions) -> dict[str, Any]:
+        """The JSON-ready runtime settings the device runner opens this backend with.
+
+        Raises:
+            ConfigError: the backend does not run on a remote device, or a bad option.
+        """
+        raise ConfigError(f"{self.name} does not run on a remote device")
+
+    def artifact_entry(self, path: Path) -> str | None:
+        """The bench entry id (``backend/precision``) a file gets by default when this backend
+        opens it, or None when it does not (its suffix is not one of :attr:`suffixes`)."""
+        if path.suffix.lower() not in self.suffixes:
+            return None
+        return f"{self.name}/{self.artifact_precision(path)}"
+
+    def artifact_precision(self, path: Path) -> str:
+        """The precision label of a file this backend opens (default "fp32")."""
+        return "fp32"
+
 
 BACKENDS: Registry[Backend] = Registry("backend")
+
+
+def entry_for_artifact(path: str | os.PathLike[str]) -> str | None:
+    """The bench entry the first registered backend claiming ``path`` gives it, or None."""
+    path = Path(path)
+    for name in BACKENDS:
+        entry = BACKENDS.get(name).artifact_entry(path)
+        if entry is not None:
+            return entry
+    return None
 
 
 def session_from_artifact(

@@ -4,7 +4,7 @@ Sessions run sequentially with full graph optimisation unless ``options.extra`` 
 otherwise (see :func:`resolve_ort_options`), so latency reflects one
 request on ``threads`` intra-op threads. The executed precision comes from the graph
 AND the session settings (a Q/DQ graph runs INT8 kernels only when ORT fuses it, see
-:func:`edgekd.backends.precision.onnx_executed_precision`), never from the request.
+:func:`edgekd.runtime.precision.onnx_executed_precision`), never from the request.
 """
 
 from __future__ import annotations
@@ -14,10 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from edgekd.backends.base import BACKENDS, Backend, Session, SessionOptions
-from edgekd.backends.precision import onnx_executed_precision
+from edgekd.backends.base import BACKENDS, Backend, DeployOption, Session, SessionOptions
+from edgekd.backends.profile_options import OrtProfile
 from edgekd.errors import ConfigError, InputFileError, RuntimeUnavailable
-from edgekd.remote.device_runner import ort_session_options
+from edgekd.runtime.onnxruntime_open import OrtSettings, open_ort, ort_input
+from edgekd.runtime.precision import onnx_executed_precision, onnx_model_is_int8
 
 _OPT_LEVELS = {
     "disable": "ORT_DISABLE_ALL",
@@ -40,26 +41,18 @@ class OrtSession(Session):
     backend = "onnxruntime"
 
     def __init__(self, session: Any, *, artifact: Path, options: SessionOptions, executed: str) -> None:
-        inputs = session.get_inputs()
-        if len(inputs) != 1:
-            names = ", ".join(i.name for i in inputs)
-            raise InputFileError(
-                f"{artifact.name} has {len(inputs)} inputs ({names}); edgekd feeds exactly one"
-            )
-        spec = inputs[0]
-        if spec.type not in ("tensor(float)", "tensor(float16)"):
-            raise InputFileError(
-                f"{artifact.name} input {spec.name!r} is {spec.type}; edgekd feeds float32 frames"
-            )
+        try:
+            spec = ort_input(session, artifact.name)
+        except ValueError as exc:
+            raise InputFileError(str(exc), hint="export a single float32 input model") from None
         self._session = session
         self._input_name = spec.name
-        self._output_names = [session.get_outputs()[0].name]
+        self._output_names = [spec.output]
         # An fp16-I/O model gets its input cast here, inside the timed call, as a deployment would.
-        self._cast = np.float16 if spec.type == "tensor(float16)" else None
-        shape = tuple(d if isinstance(d, int) and d > 0 else None for d in spec.shape)
+        self._cast = spec.cast
         super().__init__(
             artifact=artifact,
-            input_shape=shape,
+            input_shape=spec.shape,
             requested_precision=options.precision,
             executed_precision=executed,
         )
@@ -72,41 +65,48 @@ class OrtSession(Session):
 
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
+    runtime_module = "onnxruntime"
     suffixes = (".onnx",)
-
-    def _probe(self) -> str | None:
-        try:
-            import onnxruntime  # noqa: F401
-        except ImportError as exc:
-            return f"onnxruntime is not installed ({exc}): pip install onnxruntime"
-        return None
+    profile_section = OrtProfile
+    devices = ("CPU", "GPU", "CUDA")
+    device_pattern = r"^(CPU|CUDA|GPU|TENSORRT|TRT)$"
+    remote = True
+    deploy = (
+        DeployOption("fp32", "onnx", "fp32", 1),
+        DeployOption("int8-u8", "ort-int8", "int8", 4, activation_type="uint8"),
+        DeployOption("int8-s8", "ort-int8", "int8", 4, activation_type="int8"),
+    )
 
     def _load(self, path: Path, options: SessionOptions) -> Session:
-        import onnxruntime as ort
-
-        resolved = resolve_ort_options(options)
-        providers = resolved["providers"]
-        if providers[0] not in ort.get_available_providers():
-            raise RuntimeUnavailable(
-                f"onnxruntime has no {providers[0]} for device {options.device!r} here; "
-                f"available: {', '.join(ort.get_available_providers())}"
-            )
-        so = ort_session_options(ort, resolved)
+        settings = resolve_ort_options(options)
         try:
-            session = ort.InferenceSession(str(path), sess_options=so, providers=providers)
-            # What the session options make ORT compute in, not just what ops the graph holds.
-            executed = onnx_executed_precision(path, resolved)
+            session = open_ort(path, settings)
+        except LookupError as exc:
+            raise RuntimeUnavailable(f"{exc} (device {options.device!r})") from None
         except Exception as exc:  # ORT raises its own classes (InvalidProtobuf, Fail, ...)
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             first = first if len(first) <= 300 else first[:297] + "..."
             raise InputFileError(
                 f"{path} is not a loadable ONNX model: {first}", hint="re-export the model"
             ) from None
-        return OrtSession(session, artifact=path, options=options, executed=executed)
+        # What the session options make ORT compute in, not just what ops the graph holds.
+        return OrtSession(
+            session, artifact=path, options=options, executed=onnx_executed_precision(path, settings)
+        )
+
+    def remote_settings(self, options: SessionOptions) -> dict[str, Any]:
+        return resolve_ort_options(options).to_json()
+
+    def artifact_precision(self, path: Path) -> str:
+        """The file's label: int8 when its activations are quantized (Q/DQ or integer ops; a
+        weight-only graph is not), else fp32."""
+        from edgekd.export.onnx_graph import load_onnx_checked
+
+        return "int8" if onnx_model_is_int8(load_onnx_checked(path)) else "fp32"
 
 
-def resolve_ort_options(options: SessionOptions) -> dict[str, Any]:
-    """Plain-data session settings (JSON-ready, also shipped to a remote device runner).
+def resolve_ort_options(options: SessionOptions) -> OrtSettings:
+    """The typed session settings ``options`` make (``to_json()`` ships them to a device runner).
 
     Defaults: sequential execution, ORT_ENABLE_ALL, ``options.threads`` intra-op threads
     (inter-op: 1 when sequential, ``threads`` when parallel). Known ``options.extra`` keys:
@@ -124,11 +124,11 @@ def resolve_ort_options(options: SessionOptions) -> dict[str, Any]:
             f"onnxruntime has no device {options.device!r}", hint=f"use one of {', '.join(_PROVIDERS)}"
         )
     resolved: dict[str, Any] = {
-        "providers": list(providers),
+        "providers": tuple(providers),
         "execution_mode": "sequential",
         "graph_optimization_level": "ORT_ENABLE_ALL",
-        "intra_op_num_threads": options.threads or 0,
-        "inter_op_num_threads": 0,
+        "intra_op_threads": options.threads or 0,
+        "inter_op_threads": 0,
         "config_entries": {},
     }
     for key, value in options.extra.items():
@@ -152,21 +152,14 @@ def resolve_ort_options(options: SessionOptions) -> dict[str, Any]:
                 raise ConfigError(
                     f"onnxruntime inter_op_num_threads must be a positive integer, got {value!r}"
                 )
-            resolved[key] = int(text)
+            resolved["inter_op_threads"] = int(text)
         else:
             resolved["config_entries"][str(key)] = str(value)
-    if options.threads is not None and not resolved["inter_op_num_threads"]:
+    if options.threads is not None and not resolved["inter_op_threads"]:
         # Sequential: one inter-op thread is all it uses. Parallel: ORT runs a one-thread
         # inter-op pool sequentially, so give it as many threads as the intra-op pool.
-        resolved["inter_op_num_threads"] = (
-            1 if resolved["execution_mode"] == "sequential" else options.threads
-        )
-    return resolved
-
-
-def _session_options(ort: Any, options: SessionOptions) -> Any:
-    """``onnxruntime.SessionOptions`` for ``options`` (see :func:`resolve_ort_options`)."""
-    return ort_session_options(ort, resolve_ort_options(options))
+        resolved["inter_op_threads"] = 1 if resolved["execution_mode"] == "sequential" else options.threads
+    return OrtSettings(**resolved)
 
 
 BACKENDS.register("onnxruntime", OnnxRuntimeBackend())

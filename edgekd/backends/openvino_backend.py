@@ -4,7 +4,7 @@ Compiled for latency by default (PERFORMANCE_HINT=LATENCY, NUM_STREAMS=1) with t
 requested INFERENCE_PRECISION_HINT. The plugin may ignore a hint the CPU cannot
 honour (bf16 without AVX512_BF16/AMX), so the executed precision is read back from
 the compiled model rather than trusted (see
-:func:`edgekd.remote.device_runner.ov_executed_precision`, the same code on a device).
+:func:`edgekd.runtime.openvino_open.ov_executed_precision`, the same code on a device).
 """
 
 from __future__ import annotations
@@ -15,9 +15,19 @@ from typing import Any
 
 import numpy as np
 
-from edgekd.backends.base import BACKENDS, Backend, Session, SessionOptions
+from edgekd.backends.base import BACKENDS, Backend, DeployOption, Session, SessionOptions
+from edgekd.backends.profile_options import OpenVinoProfile
 from edgekd.errors import ConfigError, InputFileError, RuntimeUnavailable, ShapeError
-from edgekd.remote.device_runner import check_input_spec, ov_executed_precision, ov_request_runner
+from edgekd.runtime.inputs import first_line
+from edgekd.runtime.openvino_open import (
+    OvSettings,
+    check_ov_inputs,
+    compile_ov,
+    new_core,
+    ov_executed_precision,
+    ov_request_runner,
+)
+from edgekd.runtime.precision import openvino_ir_is_int8
 
 # Requested precision -> INFERENCE_PRECISION_HINT. "int8" pins the layers a quantized IR leaves
 # in float to f32 (as onnxruntime does), so int8 and fp32 entries differ only by quantization.
@@ -26,8 +36,8 @@ _VIRTUAL_DEVICES = ("AUTO", "HETERO", "MULTI", "BATCH")
 
 
 def _first_line(exc: BaseException) -> str:
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip() and not ln.startswith("Exception from")]
-    return lines[-1] if lines else type(exc).__name__
+    """The runtime's message without its exception type (OpenVINO's are all RuntimeError)."""
+    return first_line(exc).partition(": ")[2] or type(exc).__name__
 
 
 class OpenVinoSession(Session):
@@ -75,7 +85,7 @@ class OpenVinoSession(Session):
 
     def _compile(self, model: Any) -> Any:
         try:
-            return self._core.compile_model(model, self._device, self._config)
+            return compile_ov(model, OvSettings(self._device, self._config), self._core)
         except RuntimeError as exc:
             raise ConfigError(
                 f"openvino could not compile {self.artifact or 'the model'} for {self._device} "
@@ -101,25 +111,40 @@ class OpenVinoSession(Session):
 
 class OpenVinoBackend(Backend):
     name = "openvino"
+    runtime_module = "openvino"
     suffixes = (".xml", ".onnx")
+    profile_section = OpenVinoProfile
+    devices = ("CPU", "NPU")
+    device_pattern = r"^((CPU|GPU|NPU)(\.[0-9]{1,2})?|(AUTO|HETERO|MULTI|BATCH)(:[A-Z0-9.,]+)?)$"
+    remote = True
+    deploy = (
+        DeployOption("fp32", "openvino-ir", "fp32", 2),
+        DeployOption("fp16", "openvino-ir", "fp16", 3),
+        DeployOption("bf16", "openvino-ir", "bf16", 3),
+        DeployOption("int8", "openvino-int8", "int8", 5),
+    )
 
     def __init__(self) -> None:
         super().__init__()
         self._core: Any = None
 
-    def _probe(self) -> str | None:
-        try:
-            import openvino  # noqa: F401
-        except ImportError as exc:
-            return f"openvino is not installed ({exc}): pip install openvino"
-        return None
-
     def core(self) -> Any:
         if self._core is None:
-            import openvino as ov
-
-            self._core = ov.Core()
+            self._core = new_core()
         return self._core
+
+    def remote_settings(self, options: SessionOptions) -> dict[str, Any]:
+        device = options.device.upper()
+        return OvSettings(device, compile_config(device, options)).to_json()
+
+    def artifact_entry(self, path: Path) -> str | None:
+        """Only an IR is OpenVINO's by default; an .onnx file is ONNX Runtime's unless named."""
+        if path.suffix.lower() != ".xml":
+            return None
+        try:
+            return "openvino/int8" if openvino_ir_is_int8(path) else "openvino/fp32"
+        except ValueError as exc:
+            raise InputFileError(str(exc), hint="re-export the model") from None
 
     def _load(self, path: Path, options: SessionOptions) -> Session:
         core = self.core()
@@ -138,8 +163,7 @@ class OpenVinoBackend(Backend):
                 f"{path} is not a readable OpenVINO model: {_first_line(exc)}", hint="re-export the model"
             ) from None
         try:
-            types = [i.get_element_type().get_type_name() for i in model.inputs]
-            check_input_spec(types, ("f32", "f16"), str(path))
+            check_ov_inputs(model, str(path))
         except ValueError as exc:
             raise InputFileError(str(exc), hint="export a single float32 input model") from None
         return OpenVinoSession(

@@ -10,8 +10,11 @@ is tuned there (the ``onnxruntime:``, ``openvino:`` and ``torch:`` keys of ``tar
     openvino: {performance_hint: LATENCY, num_streams: 1}
     torch: {compile: default}   # torch.compile mode for the PyTorch entries; none = eager
 
+Each dataclass here is a built-in backend's ``profile_section``; a target profile's sections
+follow the backend registry, so a backend registered elsewhere brings its own.
 :func:`options_from_target` turns a profile into the :class:`SessionOptions` the backends
-take. A provider or device absent here makes the bench entry "skipped" with the reason.
+take, and :func:`resolve_threads` is the one rule for the thread count. A provider or device
+absent here makes the bench entry "skipped" with the reason.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Literal
 
-from edgekd.backends.base import SessionOptions
+from edgekd.backends.base import BACKENDS, SessionOptions
 from edgekd.errors import ConfigError
 
 
@@ -81,24 +84,54 @@ class TorchProfile:
         return {} if self.compile == "none" else {"compile": self.compile}
 
 
-_SECTIONS = {"onnxruntime": OrtProfile, "openvino": OpenVinoProfile, "torch": TorchProfile}
+def resolve_threads(cli: int | None, target: Any = None, *, source: str = "--threads") -> int | None:
+    """The one thread-count rule: ``cli`` (``--threads``, a recipe's ``bench.threads``) over
+    the target profile's ``threads`` over None (the runtime's default); validated here, once.
+
+    ``source`` names ``cli`` in the error ("--threads", "bench.threads").
+
+    >>> resolve_threads(None, load_target("x86-cpu-onnxruntime-int8"))  # the profile's threads
+    2
+
+    Raises:
+        ConfigError: a count outside 1..MAX_THREADS, naming where it came from.
+    """
+    from edgekd.targets import MAX_THREADS
+
+    if cli is not None:
+        threads, where = cli, source
+    else:
+        threads, where = getattr(target, "threads", None), "threads"
+    if threads is not None and (isinstance(threads, bool) or not 1 <= threads <= MAX_THREADS):
+        raise ConfigError(f"{where} must be in 1..{MAX_THREADS}, got {threads}")
+    return threads
 
 
-def options_from_target(target: Any) -> SessionOptions:
-    """SessionOptions for ``target`` (an :class:`edgekd.targets.TargetProfile`).
+def _section(target: Any, backend: str) -> Any | None:
+    """The target's settings for ``backend``: its own section, else the section's defaults
+    (None when the backend has no ``profile_section``)."""
+    section_type = BACKENDS.get(backend).profile_section if backend in BACKENDS else None
+    if section_type is None:
+        return None
+    return target.section(backend) or section_type()
 
-    Reads ``runtime``, ``device``, ``threads``, ``precision`` and, when the profile has
-    them, its ``onnxruntime`` (:class:`OrtProfile`), ``openvino`` (:class:`OpenVinoProfile`)
-    or ``torch`` (:class:`TorchProfile`) section for the matching runtime.
+
+def options_from_target(target: Any, threads: int | None = None) -> SessionOptions:
+    """SessionOptions for ``target`` (an :class:`edgekd.targets.TargetProfile`) on its own runtime.
+
+    Reads ``runtime``, ``device``, ``threads`` (``threads`` given here wins, see
+    :func:`resolve_threads`), ``precision`` and the profile's section for its runtime (the
+    backend's ``profile_section``, e.g. :class:`OrtProfile`), its defaults when absent.
 
     >>> options_from_target(load_target("x86-cpu-openvino-fp32")).extra
     {'PERFORMANCE_HINT': 'LATENCY', 'NUM_STREAMS': '1'}
     """
-    extra: dict[str, str] = {}
-    if target.runtime in _SECTIONS:
-        extra = (getattr(target, target.runtime, None) or _SECTIONS[target.runtime]()).extra()
+    section = _section(target, target.runtime)
     options = SessionOptions(
-        threads=target.threads, device=target.device, precision=target.precision, extra=extra
+        threads=resolve_threads(threads, target),
+        device=target.device,
+        precision=target.precision,
+        extra=section.extra() if section is not None else {},
     )
     options.validate()
     return options
@@ -109,22 +142,22 @@ def options_for_entry(
 ) -> SessionOptions:
     """SessionOptions for one bench entry ``backend/precision`` run for ``target``.
 
-    The target's section for ``backend`` (``onnxruntime:`` or ``openvino:``) applies to that
-    backend's entries whatever the target's own runtime, so a bench comparing runtimes tunes
-    each the way the profile says; the target's ``device`` only applies to its own runtime
-    (an OpenVINO ``GPU`` means nothing to ONNX Runtime). ``threads`` overrides the target's.
-    Without a target: the runtime defaults, as before.
+    The target's section for ``backend`` applies to that backend's entries whatever the
+    target's own runtime, so a bench comparing runtimes tunes each the way the profile says;
+    the target's ``device`` only applies to its own runtime (an OpenVINO ``GPU`` means nothing
+    to ONNX Runtime). Threads follow :func:`resolve_threads` (``threads`` over the target's).
+    Without a target: the runtime defaults.
     """
     if target is None:
-        options = SessionOptions(threads=threads, precision=precision)
+        options = SessionOptions(threads=resolve_threads(threads), precision=precision)
     elif backend == target.runtime:
-        options = dataclasses.replace(options_from_target(target), precision=precision)
+        options = dataclasses.replace(options_from_target(target, threads), precision=precision)
     else:
-        section = getattr(target, backend, None) if backend in _SECTIONS else None
+        section = target.section(backend) if backend in BACKENDS else None
         options = SessionOptions(
-            threads=target.threads, precision=precision, extra=section.extra() if section else {}
+            threads=resolve_threads(threads, target),
+            precision=precision,
+            extra=section.extra() if section is not None else {},
         )
-    if threads is not None:
-        options = dataclasses.replace(options, threads=threads)
     options.validate()
     return options

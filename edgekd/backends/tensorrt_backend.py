@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekd.backends.base import BACKENDS, Backend, Session, SessionOptions
+from edgekd.backends.base import BACKENDS, Backend, DeployOption, Session, SessionOptions
 from edgekd.errors import InputFileError
 
 
@@ -116,14 +116,24 @@ class TensorRTBackend(Backend):
     name = "tensorrt"
     suffixes = (".engine", ".plan", ".trt")
     precisions = ("fp32", "fp16", "int8", "auto")
+    devices = ("GPU", "CUDA")
+    device_pattern = r"^(GPU|CUDA)(:[0-9]{1,2})?$"
+    deploy = (
+        DeployOption("fp16", "tensorrt-engine", "fp16", 3),
+        DeployOption("int8", "tensorrt-engine", "int8", 5),
+    )
 
     def _probe(self) -> str | None:
         from edgekd.export.tensorrt.builder import tensorrt_unavailable_reason
 
         return tensorrt_unavailable_reason()
 
+    def artifact_precision(self, path: Path) -> str:
+        """The precision the engine was built for, from its export manifest (fp16 if unknown)."""
+        built = _manifest_precision(path)
+        return built if built in ("fp32", "fp16", "int8") else "fp16"
+
     def _load(self, path: Path, options: SessionOptions) -> Session:
-        from edgekd.artifacts import read_manifest
         from edgekd.export.tensorrt.engine_cache import verify_engine_bytes
 
         # Read once, check those very bytes against the manifest's sha256, deserialize them.
@@ -148,10 +158,18 @@ class TensorRTBackend(Backend):
             inspector.get_engine_information(trt.LayerInformationFormat.JSON)
         )
         if precision is None:  # built without detailed layer information: the build manifest's label
-            metrics = read_manifest(path, required=False).get("metrics")
-            recorded = metrics.get("precision") if isinstance(metrics, dict) else None
+            recorded = _manifest_precision(path)
             precision = recorded if recorded in ("fp32", "fp16", "bf16", "fp8", "int8") else "fp32"
         return TensorRTSession(path, engine, trt, torch, precision)
+
+
+def _manifest_precision(path: Path) -> Any:
+    """The ``metrics.precision`` an engine's build manifest records, None without one."""
+    from edgekd.artifacts import read_manifest
+
+    manifest = read_manifest(path, required=False)
+    metrics = manifest.get("metrics") if isinstance(manifest, dict) else None
+    return metrics.get("precision") if isinstance(metrics, dict) else None
 
 
 BACKENDS.register("tensorrt", TensorRTBackend())

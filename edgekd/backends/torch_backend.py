@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgekd.backends.base import BACKENDS, Backend, Session, SessionOptions
+from edgekd.backends.base import BACKENDS, Backend, DeployOption, Session, SessionOptions
+from edgekd.backends.profile_options import TorchProfile
 
 if TYPE_CHECKING:
     import torch
@@ -159,15 +160,12 @@ def session_from_module(
 
 class TorchBackend(Backend):
     name = "torch"
+    runtime_module = "torch"
     suffixes = (".pt", ".pth")
     precisions = ("fp32", "bf16", "fp16", "auto")
-
-    def _probe(self) -> str | None:
-        try:
-            import torch  # noqa: F401
-        except ImportError as exc:
-            return f"torch is not installed ({exc}): pip install torch"
-        return None
+    profile_section = TorchProfile
+    device_pattern = r"^(CPU|CUDA|GPU)$"
+    deploy = (DeployOption("fp32", "student", "fp32", 0),)
 
     def _load(self, path: Path, options: SessionOptions) -> Session:
         from edgekd.models.checkpoint import load_checkpoint

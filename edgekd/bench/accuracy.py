@@ -9,7 +9,7 @@ import numpy as np
 
 from edgekd.data.dataset import ArrayDataset
 from edgekd.errors import InputFileError, ShapeError
-from edgekd.remote.device_runner import predict_classes
+from edgekd.runtime.inputs import predict_classes
 
 #: Frames read per batch when a lazy dataset is streamed (rounded to a whole number of calls).
 STREAM_BATCH = 256

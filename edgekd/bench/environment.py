@@ -1,16 +1,15 @@
 """Fingerprint of the machine a bench ran on, so numbers are never compared blind.
 
-The CPU part is :func:`edgekd.remote.device_runner.cpu_fingerprint`, the same code a
-remote device reports with.
+The fingerprint is :func:`edgekd.runtime.machine.machine_fingerprint`, the same code a
+remote device reports with; here the libraries are edgekd's full list.
 """
 
 from __future__ import annotations
 
-import platform
 from typing import Any
 
 from edgekd.artifacts import library_versions
-from edgekd.remote.device_runner import ISA_FLAGS, cpu_fingerprint
+from edgekd.runtime.machine import ISA_FLAGS, cpu_fingerprint, machine_fingerprint
 
 __all__ = ["ISA_FLAGS", "cpu_fingerprint", "fingerprint"]
 
@@ -21,10 +20,4 @@ def fingerprint() -> dict[str, Any]:
     >>> fingerprint()["cpu"]["isa"]["avx2"]
     True
     """
-    return {
-        "cpu": cpu_fingerprint(),
-        "machine": platform.machine(),
-        "os": platform.platform(),
-        "python": platform.python_version(),
-        "libraries": library_versions(),
-    }
+    return machine_fingerprint(library_versions())

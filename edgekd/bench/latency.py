@@ -1,6 +1,6 @@
 """The one latency loop every backend is timed with, and its statistics.
 
-The loop and the statistics are implemented once, in :mod:`edgekd.remote.device_runner`
+The loop and the statistics are implemented once, in :mod:`edgekd.runtime.timing`
 (numpy only, so the same file runs on a remote device); this module adds the typed config
 and result. Each ``Session.run`` call is timed on its own with ``time.perf_counter_ns`` (so the
 numbers include the session's input check and output copy, as an application would
@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from edgekd.errors import ConfigError, ShapeError
-from edgekd.remote.device_runner import NOISY_CV, NOISY_TAIL, latency_summary, time_calls
+from edgekd.runtime.timing import NOISY_CV, NOISY_TAIL, latency_summary, time_calls
 
 __all__ = ["NOISY_CV", "NOISY_TAIL", "LatencyConfig", "LatencyStats", "latency_stats", "measure_latency"]
 
@@ -101,7 +101,7 @@ def latency_stats(
 ) -> LatencyStats:
     """Statistics of per-call times given in nanoseconds (a pure function: easy to test).
 
-    Computed by :func:`edgekd.remote.device_runner.latency_summary`, the same code a
+    Computed by :func:`edgekd.runtime.timing.latency_summary`, the same code a
     remote device runs, so local and remote statistics cannot drift apart.
     """
     return LatencyStats(

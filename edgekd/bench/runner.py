@@ -12,25 +12,34 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-import hashlib
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edgekd.artifacts import sha256_file
-from edgekd.backends.base import BACKENDS, PRECISIONS, SessionOptions, session_from_artifact
-from edgekd.bench.accuracy import agreement, evaluate_accuracy, frame_shape, latency_frames
-from edgekd.bench.environment import fingerprint
-from edgekd.bench.latency import LatencyConfig, measure_latency
+from edgekd.backends.base import BACKENDS, PRECISIONS
+from edgekd.backends.profile_options import resolve_threads
+from edgekd.bench.accuracy import agreement, frame_shape
+from edgekd.bench.entries import BenchCandidate, artifact_record
+from edgekd.bench.executor import Executor, LocalExecutor
+from edgekd.bench.latency import LatencyConfig
 from edgekd.bench.schema import BENCH_SCHEMA
 from edgekd.config import to_dict
 from edgekd.data.dataset import ArrayDataset
-from edgekd.errors import ConfigError, EdgeKDError, RuntimeUnavailable, ShapeError
+from edgekd.errors import ConfigError, EdgeKDError, ShapeError
 from edgekd.registry import suggestion
-from edgekd.remote.device_runner import PeakMemory, PinnedCpus, gemm_peak, input_mismatch, roofline_fields
+
+__all__ = [  # the bench's public face; entries and executors live in their own modules
+    "BenchCandidate",
+    "BenchConfig",
+    "BenchFailed",
+    "artifact_record",
+    "bench_document",
+    "check_frames_fit",
+    "require_measured",
+    "run_bench",
+]
 
 
 @dataclasses.dataclass
@@ -60,8 +69,7 @@ class BenchConfig:
 
     def validate(self) -> None:
         self.latency.validate()
-        if self.threads is not None and self.threads < 1:
-            raise ConfigError(f"bench.threads must be >= 1 or null, got {self.threads}")
+        resolve_threads(self.threads, source="bench.threads")
         if self.accuracy_batch_size < 1:
             raise ConfigError(f"bench.accuracy_batch_size must be >= 1, got {self.accuracy_batch_size}")
         if not self.backends:
@@ -95,183 +103,6 @@ class BenchConfig:
 
 class BenchFailed(EdgeKDError):
     """Requested entries failed (or nothing ran): no bench document is returned (exit 2)."""
-
-
-@dataclasses.dataclass
-class BenchCandidate:
-    """One entry to bench: a backend, the precision label, the artifact it opens.
-
-    ``params``/``macs`` (counts, from the model stage) are copied into the entry.
-    ``options`` overrides the session options; by default ``SessionOptions(threads=
-    cfg.threads, precision=precision)``.
-    """
-
-    backend: str
-    precision: str
-    artifact: Path
-    params: int | None = None
-    macs: int | None = None
-    options: SessionOptions | None = None
-
-    @property
-    def id(self) -> str:
-        return f"{self.backend}/{self.precision}"
-
-
-def artifact_files(path: Path) -> list[Path]:
-    """Files that make up an artifact: an OpenVINO IR is its .xml and its .bin."""
-    if path.suffix.lower() == ".xml" and path.with_suffix(".bin").is_file():
-        return [path, path.with_suffix(".bin")]
-    return [path]
-
-
-def artifact_record(path: Path, out_dir: Path) -> dict[str, Any]:
-    """``{"path", "sha256", "size_bytes"}``; path relative to ``out_dir`` when inside it.
-    For a multi-file artifact (IR) the hash covers the files' hashes in order and the size
-    their sum, so the size is what a device must store."""
-    path = Path(path)
-    try:
-        shown = os.path.relpath(path.resolve(), Path(out_dir).resolve())
-        if shown.startswith(".."):
-            shown = str(path.resolve())
-    except ValueError:  # another drive on Windows
-        shown = str(path.resolve())
-    files = [f for f in artifact_files(path) if f.is_file()]
-    if not files:
-        return {"path": shown, "sha256": None, "size_bytes": None}
-    if len(files) == 1:
-        digest = sha256_file(files[0])
-    else:
-        digest = hashlib.sha256("".join(sha256_file(f) for f in files).encode()).hexdigest()
-    return {"path": shown, "sha256": digest, "size_bytes": sum(f.stat().st_size for f in files)}
-
-
-def _one_line(exc: BaseException) -> str:
-    if isinstance(exc, EdgeKDError):
-        return exc.one_line()
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
-
-
-def latency_batch(x: np.ndarray, batch_size: int) -> np.ndarray:
-    """The first ``batch_size`` real frames of ``x`` (cycled when there are fewer)."""
-    return np.ascontiguousarray(x[np.arange(batch_size) % len(x)])
-
-
-def session_options(cand: BenchCandidate, cfg: BenchConfig | None) -> SessionOptions:
-    """The options a candidate's session opens with: its own, ``bench.threads`` filling a gap."""
-    options = cand.options or SessionOptions(precision=cand.precision)
-    if cfg is not None and options.threads is None and cfg.threads is not None:
-        options = dataclasses.replace(options, threads=cfg.threads)
-    return options
-
-
-def empty_entry(cand: BenchCandidate, out_dir: Path, cfg: BenchConfig | None = None) -> dict[str, Any]:
-    """A "failed" entry with every measured field null (the caller fills status and reason)."""
-    options = session_options(cand, cfg)
-    return {
-        "id": cand.id,
-        "backend": cand.backend,
-        "precision": cand.precision,
-        "executed_precision": None,
-        "status": "failed",
-        "reason": None,
-        "artifact": artifact_record(cand.artifact, out_dir),
-        "params": cand.params,
-        "macs": cand.macs,
-        "load_ms": None,
-        "latency_ms": None,
-        "noisy": None,
-        "accuracy": None,
-        "agreement_with_reference": None,
-        "peak_memory_mib": None,
-        "achieved_gflops": None,
-        "fraction_of_peak": None,
-        # What the session was asked for (from the target profile, --threads or defaults),
-        # so a figure can be reproduced with the same runtime settings.
-        "session_options": {"threads": options.threads, "device": options.device, "extra": options.extra},
-    }
-
-
-def complete_entry(
-    entry: dict[str, Any],
-    *,
-    latency: dict[str, Any],
-    load_ms: float,
-    executed_precision: str,
-    accuracy: dict[str, Any],
-    peak_memory_mib: float | None,
-    batch_size: int,
-    peak_gflops: float | None,
-    input_shape: Any = None,
-) -> None:
-    """Fill an entry that ran: ``latency`` is :func:`latency_summary`'s dict (its ``noisy``
-    moves to the entry), ``accuracy`` an :meth:`AccuracyReport.to_dict`, ``input_shape`` the
-    model's input (batch first, None for a dynamic axis) when known."""
-    latency = dict(latency)
-    noisy = latency.pop("noisy")
-    entry.update(
-        status="ok",
-        reason=None,
-        executed_precision=executed_precision,
-        load_ms=load_ms,
-        latency_ms=latency,
-        noisy=noisy,
-        accuracy=accuracy,
-        peak_memory_mib=peak_memory_mib,
-        **roofline_fields(entry.get("macs"), batch_size, latency["p50"], peak_gflops),
-    )
-    if input_shape is not None:
-        entry["input_shape"] = [None if d is None else int(d) for d in input_shape]
-
-
-def _open_checked(cand: BenchCandidate, options: SessionOptions, sample: np.ndarray, cfg: BenchConfig):
-    """The candidate's session, refused before any timing when its input cannot take ``sample``
-    (float32 [B, *frame]) or the target's ``cfg.input_shape``; both errors name the model file."""
-    session = session_from_artifact(cand.backend, cand.artifact, options)
-    session.check_input(sample)
-    if cfg.input_shape is not None:
-        why = input_mismatch(session.input_shape, cfg.input_shape, "the target's input_shape")
-        if why is not None:
-            raise ShapeError(f"{cand.artifact}: {why}", hint="bench the model built for this target")
-    return session
-
-
-def _bench_one(
-    cand: BenchCandidate, dataset: ArrayDataset, cfg: BenchConfig, out_dir: Path, peak_gflops: float | None
-) -> tuple[dict[str, Any], np.ndarray | None]:
-    entry = empty_entry(cand, out_dir, cfg)
-    options = session_options(cand, cfg)
-    try:
-        # Asked first: a runtime that is not installed usually also left no artifact behind,
-        # and "not installed" is the cause worth reporting.
-        reason = BACKENDS.get(cand.backend).unavailable_reason()
-        if reason is not None:
-            raise RuntimeUnavailable(reason)
-        sample = latency_frames(dataset, cfg.latency.batch_size)
-        # Session creation, warm-up and timing: the memory a deployment needs to serve requests.
-        with PeakMemory() as memory:
-            session = _open_checked(cand, options, sample, cfg)
-            stats = measure_latency(session, sample, cfg.latency)
-        report = evaluate_accuracy(session, dataset, cfg.accuracy_batch_size)
-    except RuntimeUnavailable as exc:
-        entry.update(status="skipped", reason=exc.one_line())
-        return entry, None
-    except Exception as exc:  # one broken candidate must not sink the whole bench
-        entry.update(status="failed", reason=_one_line(exc))
-        return entry, None
-    complete_entry(
-        entry,
-        latency=stats.to_dict(),
-        load_ms=session.load_seconds * 1e3,
-        executed_precision=session.executed_precision,
-        accuracy=report.to_dict(),
-        peak_memory_mib=memory.delta_mib,
-        batch_size=cfg.latency.batch_size,
-        peak_gflops=peak_gflops,
-        input_shape=session.input_shape,
-    )
-    return entry, report.predictions
 
 
 def require_measured(entries: list[dict[str, Any]], cfg: BenchConfig, dataset_name: str) -> None:
@@ -328,6 +159,7 @@ def run_bench(
     log: Callable[[str], None] | None = None,
     dataset_name: str = "dataset",
     split: str = "test",
+    executor: Executor | None = None,
 ) -> dict[str, Any]:
     """Bench every candidate on ``dataset`` and return the bench document (not yet written).
 
@@ -342,6 +174,8 @@ def run_bench(
             agreement is null when that entry is absent or did not run.
         log: receives one progress line per step (e.g. ``console.print``).
         dataset_name, split: recorded in the document's ``dataset`` section.
+        executor: where the candidates run (default: here, :class:`LocalExecutor`; a device
+            over SSH: :func:`edgekd.remote.executor_for`).
     """
     cfg.validate()
     say = log or (lambda _line: None)
@@ -349,51 +183,19 @@ def run_bench(
     if len(set(ids)) != len(ids):
         raise ConfigError(f"bench candidates repeat an id: {', '.join(ids)}")
     check_frames_fit(dataset, cfg, dataset_name)
-    entries: list[dict[str, Any]] = []
-    predictions: dict[str, np.ndarray] = {}
-    try:
-        pinned = PinnedCpus(cfg.latency.pin_cpus)
-        pinned.__enter__()
-    except ValueError as exc:
-        raise ConfigError(str(exc), hint="list CPU ids this process may use (see nproc)") from None
-    try:
-        roofline = gemm_peak() if cfg.roofline else None
-        if roofline:
-            say(f"machine peak: {roofline['peak_gflops']:.1f} GFLOP/s (float32 GEMM, numpy)")
-        peak = roofline["peak_gflops"] if roofline else None
-        for i, cand in enumerate(candidates, 1):
-            say(f"[{i}/{len(candidates)}] {cand.id}: {cand.artifact}")
-            entry, preds = _bench_one(cand, dataset, cfg, Path(out_dir), peak)
-            if preds is not None:
-                predictions[cand.id] = preds
-            log_entry(say, entry)
-            entries.append(entry)
-    finally:
-        pinned.__exit__()
-    require_measured(entries, cfg, dataset_name)
+    measured = (executor or LocalExecutor()).measure(candidates, dataset, cfg, Path(out_dir), say)
+    require_measured(measured.entries, cfg, dataset_name)
     return bench_document(
-        entries,
-        predictions,
+        measured.entries,
+        measured.predictions,
         dataset,
         cfg,
         name=name,
         reference_id=reference_id,
-        environment=fingerprint(),
-        roofline=roofline,
+        environment=measured.environment,
+        roofline=measured.roofline,
         dataset_name=dataset_name,
         split=split,
-    )
-
-
-def log_entry(say: Callable[[str], None], entry: dict[str, Any]) -> None:
-    """One progress line for a finished entry."""
-    if entry["status"] != "ok":
-        say(f"    {entry['status']}: {entry['reason']}")
-        return
-    lat, acc = entry["latency_ms"], entry["accuracy"]
-    say(
-        f"    p50 {lat['p50']:.3f} ms, accuracy {100 * acc['overall']:.2f}%, "
-        f"executes {entry['executed_precision']}" + (" (noisy)" if entry["noisy"] else "")
     )
 
 

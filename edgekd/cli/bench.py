@@ -3,34 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
-from edgekd.cli.common import (
-    emit_json,
-    json_option,
-    make_console,
-    make_log,
-    out_option,
-    quiet_option,
-    ssh_options,
-)
+from edgekd.cli import common
 
 
 @click.command()
 @click.argument("models", metavar="MODEL...", nargs=-1, required=True)
-@click.option(
-    "--data",
-    "data_path",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="Dataset (.npz, or the data stage's data.json); its test split is evaluated.",
-)
-@out_option(default="bench-out", help_text="Folder for bench.json and report.html.")
+@common.data_option("Dataset (.npz, or the data stage's data.json); its test split is evaluated.")
+@common.out_option(default="bench-out", help_text="Folder for bench.json and report.html.")
 @click.option("--name", default="bench", show_default=True, help="Name recorded in bench.json.")
-@click.option("--threads", type=int, help="Threads per runtime (default: the runtime's own).")
-@click.option("--min-runs", type=int, default=200, show_default=True, help="Timed runs at least.")
-@click.option("--min-seconds", type=float, default=1.0, show_default=True, help="Timed seconds at least.")
+@common.threads_option()
+@common.timing_options()
 @click.option(
     "--reference",
     default="torch/fp32",
@@ -43,12 +29,8 @@ from edgekd.cli.common import (
     type=click.Path(dir_okay=False, path_type=Path),
     help="Also record the teacher's accuracy on the same frames (.pt or .onnx).",
 )
-@click.option(
-    "--target",
-    "target_name",
-    metavar="TARGET",
-    envvar="EDGEKD_TARGET",
-    help="Target profile (name or YAML): each runtime's settings, threads and host come from it.",
+@common.target_option(
+    "Target profile (name or YAML): each runtime's settings, threads and host come from it."
 )
 @click.option("--host", help="local, or ssh://user@device[:port] (default: the target's host, else local).")
 @click.option(
@@ -57,28 +39,9 @@ from edgekd.cli.common import (
     help="Record models that fail to load or run as failed entries and exit 0 "
     "(default: any failed model is exit 2 and nothing is written).",
 )
-@ssh_options
-@json_option
-@quiet_option
-def bench(
-    models: tuple[str, ...],
-    data_path: Path,
-    out_dir: Path,
-    name: str,
-    threads: int | None,
-    min_runs: int,
-    min_seconds: float,
-    reference: str,
-    teacher_path: Path | None,
-    target_name: str | None,
-    host: str | None,
-    keep_going: bool,
-    known_hosts: Path | None,
-    identity: Path | None,
-    remote_python: str,
-    as_json: bool,
-    quiet: bool,
-) -> None:
+@common.ssh_options
+@common.output_options
+def bench(output: common.Output, **params: Any) -> None:
     """Benchmark each MODEL: latency at batch 1, accuracy overall, per class and per SNR.
 
     A MODEL is a file (.pt runs in PyTorch, .onnx in ONNX Runtime, .xml in OpenVINO)
@@ -105,71 +68,6 @@ def bench(
       edgekd bench runs/modrec/student.xml --data runs/modrec/data.npz \\
           --target x86-cpu-openvino-fp32
     """
-    from edgekd import resources
-    from edgekd.artifacts import require_file
-    from edgekd.bench.runner import BenchConfig
-    from edgekd.bench.table import print_bench
-    from edgekd.config import from_dict
-    from edgekd.errors import ConfigError, EdgeKDError
-    from edgekd.pipeline import stages
-    from edgekd.targets import load_target
+    from edgekd.pipeline.bench_command import bench_command
 
-    target = load_target(target_name) if target_name else None
-    host = host or (target.host if target else "local")
-    artifacts: dict[str, Path] = {}
-    for spec in models:
-        entry_id, sep, file_name = spec.partition("=")
-        path = require_file(file_name if sep else spec, "model")
-        entry_id = entry_id if sep else stages.entry_for_artifact(path)
-        if entry_id in artifacts:
-            raise ConfigError(
-                f"two models would both be {entry_id!r}", hint="name one: BACKEND/PRECISION=FILE"
-            )
-        artifacts[entry_id] = path
-    student = next((p for k, p in artifacts.items() if k.startswith("torch/")), None)
-    cfg = from_dict(
-        BenchConfig,
-        {
-            "threads": threads,
-            "backends": list(artifacts),
-            "latency": {"min_runs": min_runs, "min_seconds": min_seconds},
-            "keep_going": keep_going,
-            # A target's input_shape: every model and the data's frames must fit it.
-            "input_shape": target.input_shape if target else None,
-        },
-    )
-    ssh = None
-    if host != "local":
-        from edgekd.remote.ssh import SshOptions
-
-        ssh = SshOptions(known_hosts=known_hosts, identity=identity)
-        if reference == "torch/fp32":  # PyTorch does not run on the device
-            reference = "onnxruntime/fp32"
-    # No mkdir here: bench.json and report.html are written atomically (folders made then),
-    # so a bench that fails leaves nothing at --out.
-    try:
-        doc = stages.stage_bench(
-            artifacts,
-            student,
-            data_path,
-            cfg,
-            out_dir,
-            name=name,
-            reference=reference,
-            host=host,
-            ssh=ssh,
-            remote_python=remote_python,
-            teacher_path=require_file(teacher_path, "teacher") if teacher_path else None,
-            target=target,
-            log=make_log(quiet),
-        )
-    except EdgeKDError as exc:
-        if target is not None:  # the runner knows the shape, not where it came from
-            where = f"target {target.name}'s input_shape ({resources.resolve('targets', target_name)})"
-            exc.message = exc.message.replace("the target's input_shape", where)
-        raise
-    print_bench(doc, console=make_console(stderr=as_json))
-    if as_json:
-        emit_json(doc)
-    else:
-        click.echo(f"{out_dir / 'bench.json'}\n{out_dir / 'report.html'}")
+    bench_command(output=output, **params)

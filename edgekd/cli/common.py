@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +69,80 @@ def out_option(default: str | None = None, help_text: str = "Output folder."):
         show_default=default is not None,
         help=help_text,
     )
+
+
+def data_option(help_text: str):
+    """``--data DATA`` (required; the ``data_path`` argument): a dataset file."""
+    return click.option("--data", "data_path", required=True, type=click.Path(path_type=Path), help=help_text)
+
+
+def target_option(help_text: str = "Target profile: name or YAML.", *, required: bool = False):
+    """``--target TARGET`` (the ``target_name`` argument, also from EDGEKD_TARGET)."""
+    return click.option(
+        "--target",
+        "target_name",
+        required=required,
+        metavar="TARGET",
+        envvar="EDGEKD_TARGET",
+        help=help_text,
+    )
+
+
+def threads_option(help_text: str = "Threads per runtime (default: the target's, else the runtime's)."):
+    """``--threads N`` (None when not given: see ``edgekd.backends.profile_options.resolve_threads``)."""
+    return click.option("--threads", type=int, help=help_text)
+
+
+def timing_options(runs_help: str = "Timed runs at least."):
+    """``--min-runs`` and ``--min-seconds``: how long the latency loop times each model."""
+
+    def add(func):
+        func = click.option(
+            "--min-seconds", type=float, default=1.0, show_default=True, help="Timed seconds at least."
+        )(func)
+        return click.option("--min-runs", type=int, default=200, show_default=True, help=runs_help)(func)
+
+    return add
+
+
+@dataclasses.dataclass
+class Output:
+    """Where a command's words go: progress (``log``) to stderr, tables to stdout (stderr with
+    ``--json``, so stdout carries only the JSON document), and the result (:meth:`result`)."""
+
+    as_json: bool
+    quiet: bool
+    log: Callable[[str], None] = dataclasses.field(init=False)
+
+    def __post_init__(self) -> None:
+        self.log = make_log(self.quiet)  # also refuses --quiet with --verbose
+
+    def console(self):
+        """The console a table goes to."""
+        return make_console(stderr=self.as_json)
+
+    @property
+    def tables(self) -> bool:
+        """Whether to print a table beside the result: not with both --json and --quiet."""
+        return not (self.as_json and self.quiet)
+
+    def result(self, doc: Any, lines: list[Any]) -> None:
+        """``doc`` as one JSON document with --json, else ``lines`` (e.g. the files written)."""
+        if self.as_json:
+            emit_json(doc)
+        else:
+            click.echo("\n".join(str(line) for line in lines))
+
+
+def output_options(func):
+    """``--json``, ``-q/--quiet`` and ``-v/--verbose``, given to the command as one ``output``
+    argument (an :class:`Output`) instead of ``as_json`` and ``quiet``."""
+
+    @functools.wraps(func)
+    def command(*args: Any, as_json: bool, quiet: bool, **kwargs: Any) -> Any:
+        return func(*args, output=Output(as_json=as_json, quiet=quiet), **kwargs)
+
+    return json_option(quiet_option(command))
 
 
 def make_log(quiet: bool):

@@ -3,33 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
-from edgekd.cli.common import (
-    emit_json,
-    json_option,
-    make_console,
-    make_log,
-    out_option,
-    quiet_option,
-    ssh_options,
-)
+from edgekd.cli import common
 
 
 @click.command()
 @click.argument("student", metavar="STUDENT", type=click.Path(path_type=Path))
-@click.option(
-    "--target", "target_name", required=True, metavar="TARGET", help="Target profile: name or YAML."
-)
-@click.option(
-    "--data",
-    "data_path",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="Dataset .npz: calibration from its train split, figures on its test split.",
-)
-@out_option(default="deploy-out", help_text="Folder for deploy.json, deployed.<ext> and the cache.")
+@common.target_option(required=True)
+@common.data_option("Dataset .npz: calibration from its train split, figures on its test split.")
+@common.out_option(default="deploy-out", help_text="Folder for deploy.json, deployed.<ext> and the cache.")
 @click.option("--host", help="local, or ssh://user@device[:port] (default: the target's host).")
 @click.option(
     "--runtimes",
@@ -45,40 +30,17 @@ from edgekd.cli.common import (
     type=float,
     help="Accuracy a candidate may lose against FP32 (0.01 = one point; default: the target's budget).",
 )
-@click.option("--threads", type=int, help="Threads per runtime (default: the target's, else the runtime's).")
-@click.option(
-    "--min-runs", type=int, default=200, show_default=True, help="Timed runs per candidate at least."
-)
-@click.option("--min-seconds", type=float, default=1.0, show_default=True, help="Timed seconds at least.")
+@common.threads_option()
+@common.timing_options("Timed runs per candidate at least.")
 @click.option(
     "--cache-dir",
     type=click.Path(file_okay=False, path_type=Path),
     help="Build and measurement cache (default: OUT/cache).",
 )
 @click.option("--no-cache", is_flag=True, help="Build and measure everything again (the cache is refreshed).")
-@ssh_options
-@json_option
-@quiet_option
-def deploy(
-    student: Path,
-    target_name: str,
-    data_path: Path,
-    out_dir: Path,
-    host: str | None,
-    runtimes: str | None,
-    calibration: str | None,
-    max_accuracy_drop: float | None,
-    threads: int | None,
-    min_runs: int,
-    min_seconds: float,
-    cache_dir: Path | None,
-    no_cache: bool,
-    known_hosts: Path | None,
-    identity: Path | None,
-    remote_python: str,
-    as_json: bool,
-    quiet: bool,
-) -> None:
+@common.ssh_options
+@common.output_options
+def deploy(output: common.Output, **params: Any) -> None:
     """Build every candidate artifact the target allows, measure each, keep the fastest in budget.
 
     Candidates: PyTorch eager FP32 (the baseline), ONNX Runtime FP32 and INT8 (unsigned and
@@ -97,43 +59,6 @@ def deploy(
       edgekd deploy student.onnx --target raspberry-pi5-onnxruntime-int8 --data data.npz \\
           --known-hosts ~/.ssh/known_hosts --json
     """
-    from edgekd.bench.latency import LatencyConfig
-    from edgekd.deploy.report import print_deploy
-    from edgekd.deploy.run import DeployOptions, deploy_student
-    from edgekd.errors import EdgeKDError
-    from edgekd.targets import load_target
+    from edgekd.deploy.command import deploy_command
 
-    target = load_target(target_name)
-    ssh = None
-    if (host or target.host) != "local":
-        from edgekd.remote.ssh import SshOptions
-
-        ssh = SshOptions(known_hosts=known_hosts, identity=identity)
-    opts = DeployOptions(
-        out_dir=out_dir,
-        cache_dir=cache_dir,
-        host=host,
-        ssh=ssh,
-        remote_python=remote_python,
-        runtimes=[r.strip() for r in runtimes.split(",") if r.strip()] if runtimes else None,
-        calibration=calibration,
-        latency=LatencyConfig(min_runs=min_runs, min_seconds=min_seconds),
-        threads=threads,
-        max_accuracy_drop=max_accuracy_drop,
-        use_cache=not no_cache,
-    )
-    opts.latency.validate()
-    try:
-        doc = deploy_student(student, target, data_path, opts, log=make_log(quiet))
-    except EdgeKDError as exc:
-        document = getattr(exc, "document", None)
-        if document is not None:  # the table says why every candidate lost
-            print_deploy(document, console=make_console(stderr=as_json))
-        raise
-    if as_json:  # the document on stdout; the table to stderr for a person watching
-        if not quiet:
-            print_deploy(doc, console=make_console(stderr=True))
-        emit_json(doc)
-        return
-    print_deploy(doc, console=make_console())
-    click.echo(f"{out_dir / 'deploy.json'}\n{out_dir / doc['deployed']['file']}")
+    deploy_command(output=output, **params)

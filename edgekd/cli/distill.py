@@ -80,7 +80,7 @@ def distill(
     from edgekd.artifacts import ensure_dir, require_file
     from edgekd.distill.checks import resolve_device
     from edgekd.distill.distributed import command_process_group
-    from edgekd.pipeline import stages
+    from edgekd.pipeline import data_stage, distill_stage, teacher_stage
     from edgekd.pipeline.preflight import preflight_training
     from edgekd.pipeline.recipe import load_recipe
 
@@ -108,12 +108,12 @@ def distill(
         data = (
             given
             if given is not None
-            else stages.stage_data(cfg.data, out_dir, cfg.path, log, checks=checked.data_checks)
+            else data_stage.stage_data(cfg.data, out_dir, cfg.path, log, checks=checked.data_checks)
         )
-        teacher = stages.stage_teacher(
+        teacher = teacher_stage.stage_teacher(
             cfg.teacher, data, out_dir, cfg.path, log, resume=resume, progress=progress
         )
-        student = stages.stage_distill(
+        student = distill_stage.stage_distill(
             cfg.student, cfg.distill, data, teacher, out_dir, log, resume=resume, progress=progress
         )
         if ctx.is_main:

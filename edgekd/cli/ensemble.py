@@ -27,7 +27,7 @@ def ensemble(members: tuple[Path, ...], out_path: Path, quiet: bool) -> None:
       edgekd distill --config modrec --teacher teachers.pt --out runs/kd-ensemble
     """
     from edgekd.artifacts import read_manifest
-    from edgekd.models.ensemble import combine_checkpoints
+    from edgekd.models.checkpoint import combine_checkpoints
 
     log = make_log(quiet)
     path = combine_checkpoints(members, out_path)

@@ -6,18 +6,12 @@ from pathlib import Path
 
 import click
 
-from edgekd.cli.common import artifact_summary, emit_json, json_option, make_log, out_option, quiet_option
+from edgekd.cli.common import Output, artifact_summary, data_option, out_option, output_options, target_option
 
 
 @click.command()
 @click.argument("checkpoint", metavar="STUDENT.pt", type=click.Path(path_type=Path))
-@click.option(
-    "--data",
-    "data_path",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="Dataset (.npz, or the data stage's data.json) whose test frames check parity.",
-)
+@data_option("Dataset (.npz, or the data stage's data.json) whose test frames check parity.")
 @out_option(help_text="Output folder (default: the checkpoint's folder).")
 @click.option("--opset", type=int, default=17, show_default=True, help="ONNX opset.")
 @click.option("--openvino/--no-openvino", default=True, show_default=True, help="Also write OpenVINO IR.")
@@ -36,15 +30,8 @@ from edgekd.cli.common import artifact_summary, emit_json, json_option, make_log
     metavar="RECIPE",
     help="Calibration recipe for --tensorrt int8.",
 )
-@click.option(
-    "--target",
-    "target_name",
-    metavar="TARGET",
-    envvar="EDGEKD_TARGET",
-    help="Target profile whose input_shape sets the TensorRT optimization profile's batch.",
-)
-@json_option
-@quiet_option
+@target_option("Target profile whose input_shape sets the TensorRT optimization profile's batch.")
+@output_options
 def export(
     checkpoint: Path,
     data_path: Path,
@@ -56,8 +43,7 @@ def export(
     tensorrt_precision: str | None,
     calibration: str,
     target_name: str | None,
-    as_json: bool,
-    quiet: bool,
+    output: Output,
 ) -> None:
     """Export STUDENT.pt to ONNX and OpenVINO IR; each must match PyTorch on real frames.
 
@@ -70,7 +56,7 @@ def export(
     from edgekd.artifacts import ensure_dir, require_file
     from edgekd.config import from_dict
     from edgekd.export.onnx_export import ExportConfig
-    from edgekd.pipeline import stages
+    from edgekd.pipeline.export_stage import stage_export
 
     require_file(checkpoint, "checkpoint")
     cfg = from_dict(
@@ -91,18 +77,14 @@ def export(
         target_shape = load_target(target_file).input_shape
     out_dir = out_dir or checkpoint.parent
     ensure_dir(out_dir)  # removed again if the export fails
-    outputs = stages.stage_export(
+    outputs = stage_export(
         checkpoint,
         data_path,
         cfg,
         out_dir,
-        make_log(quiet),
+        output.log,
         require_tensorrt=tensorrt_precision is not None,
         target_shape=target_shape,
         target_file=target_file,
     )
-    if as_json:
-        emit_json({name: artifact_summary(path) for name, path in outputs.items()})
-        return
-    for path in outputs.values():
-        click.echo(str(path))
+    output.result({name: artifact_summary(path) for name, path in outputs.items()}, list(outputs.values()))

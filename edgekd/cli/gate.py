@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from edgekd.cli.common import emit_json, make_console
+from edgekd.cli import common
 
 _FILE = click.Path(dir_okay=False, path_type=Path)
 
@@ -58,47 +58,17 @@ def gate(
       edgekd gate runs/modrec/bench.json --target t.yaml --baseline main-bench.json --junit gate.xml
       edgekd gate runs/modrec/student.int8.onnx --target x86-cpu-onnxruntime-int8   # static
     """
-    from edgekd.artifacts import atomic_write_json, require_file
-    from edgekd.bench.schema import load_bench
-    from edgekd.errors import ConfigError, EdgeKDError
-    from edgekd.gate import evaluate_gate, gate_table, write_outputs
-    from edgekd.gate.evaluate import check_result_fits
-    from edgekd.gate.static import static_result
-    from edgekd.targets import load_target
+    from edgekd.gate.command import gate_command
 
-    profile = load_target(target)
-    require_file(result, "result")
-    is_bench = result.suffix.lower() == ".json"
-    doc = load_bench(result) if is_bench else static_result(result, profile)
-    check_result_fits(doc, profile, str(result))
-    if update_baseline and baseline is None:
-        raise ConfigError(
-            "--update-baseline needs --baseline PATH", hint="name the file the baseline lives in"
-        )
-    base_doc = None
-    if baseline is not None:
-        if baseline.exists():
-            base_doc = load_bench(baseline)
-            check_result_fits(base_doc, profile, str(baseline))
-        elif not update_baseline:  # a first --update-baseline run creates it
-            require_file(baseline, "baseline")
-    try:
-        verdict = evaluate_gate(
-            doc, profile, baseline=base_doc, baseline_name=str(baseline) if base_doc else None
-        )
-    except EdgeKDError as exc:  # a missing entry or anchor: say which files were judged
-        files = [str(result)] + ([str(baseline)] if base_doc is not None else [])
-        if not any(f in exc.message for f in files):
-            exc.message = f"{' with baseline '.join(files)}: {exc.message}"
-        raise
-    to_stdout = json_out is not None and str(json_out) == "-"
-    make_console(stderr=to_stdout).print(gate_table(verdict))
-    write_outputs(verdict, junit=junit, markdown=markdown, json_path=None if to_stdout else json_out)
-    if to_stdout:
-        emit_json(verdict.to_dict())
-    if update_baseline:
-        if doc.get("static"):
-            raise ConfigError("a static result cannot become a baseline", hint="gate a bench.json instead")
-        atomic_write_json(baseline, doc)
-        click.echo(f"baseline updated: {baseline}", err=True)
-    ctx.exit(verdict.exit_code)
+    to_stdout = json_out is not None and str(json_out) == "-"  # --json alone: the verdict on stdout
+    code = gate_command(
+        result,
+        target,
+        output=common.Output(as_json=to_stdout, quiet=False),
+        baseline=baseline,
+        update_baseline=update_baseline,
+        junit=junit,
+        markdown=markdown,
+        json_path=None if to_stdout else json_out,
+    )
+    ctx.exit(code)

@@ -9,22 +9,19 @@ import click
 from edgekd.cli.common import make_log, out_option, quiet_option, set_option
 
 
+def _file_option(flag: str, help_text: str, required: bool = False):
+    """``--flag PATH`` passed as the argument ``<flag>_path``."""
+    dest = f"{flag.lstrip('-')}_path"
+    return click.option(flag, dest, required=required, type=click.Path(path_type=Path), help=help_text)
+
+
 @click.command()
 @click.argument("student", metavar="STUDENT.pt", type=click.Path(path_type=Path))
-@click.option(
-    "--teacher",
-    "teacher_path",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="Teacher checkpoint (.pt) or ONNX file.",
-)
-@click.option("--data", "data_path", required=True, type=click.Path(path_type=Path), help="Dataset .npz.")
+@_file_option("--teacher", "Teacher checkpoint (.pt) or ONNX file.", required=True)
+@_file_option("--data", "Dataset .npz.", required=True)
 @out_option(help_text="Output folder (default: the student's folder).")
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(path_type=Path),
-    help="QAT settings YAML (keys of edgekd.qat.QatConfig: activations, ranges, train, kd, ...).",
+@_file_option(
+    "--config", "QAT settings YAML (keys of edgekd.qat.QatConfig: activations, ranges, train, kd, ...)."
 )
 @click.option("--epochs", type=int, help="QAT fine-tuning epochs (default 3).")
 @click.option("--lr", type=float, help="Peak learning rate (default 3e-4).")

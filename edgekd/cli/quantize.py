@@ -1,4 +1,5 @@
-"""``edgekd quantize``: ONNX FP32 -> INT8 (ONNX Runtime QDQ or OpenVINO/NNCF), calibrated by a recipe."""
+"""``edgekd quantize``: ONNX FP32 -> INT8 by a registered quantizer (ONNX Runtime QDQ,
+OpenVINO/NNCF, ...), calibrated by a recipe."""
 
 from __future__ import annotations
 
@@ -6,44 +7,31 @@ from pathlib import Path
 
 import click
 
-from edgekd.cli.common import artifact_summary, emit_json, json_option, make_log, quiet_option
+from edgekd.cli.common import Output, artifact_summary, data_option, output_options, threads_option
+from edgekd.quantize.quantizers import QUANTIZERS
+
+
+def _choice(flag: str, choices: list[str], default: str, help_text: str):
+    """A ``flag`` taking one of ``choices`` (``default`` shown in --help)."""
+    return click.option(flag, type=click.Choice(choices), default=default, show_default=True, help=help_text)
 
 
 @click.command()
 @click.argument("model", metavar="MODEL.onnx", type=click.Path(path_type=Path))
-@click.option(
-    "--data",
-    "data_path",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="Dataset (.npz, or the data stage's data.json) the calibration frames are drawn from.",
-)
+@data_option("Dataset (.npz, or the data stage's data.json) the calibration frames are drawn from.")
 @click.option(
     "--calibration",
     default="modrec-stratified-snr",
     show_default=True,
     help="Calibration recipe: a YAML file or a name from calibration/.",
 )
-@click.option(
-    "--activation-type",
-    type=click.Choice(["auto", "uint8", "int8"]),
-    default="auto",
-    show_default=True,
-    help="auto measures both and keeps the faster.",
-)
-@click.option(
-    "--method",
-    type=click.Choice(["minmax", "entropy", "percentile"]),
-    default="minmax",
-    show_default=True,
-    help="Calibration method.",
-)
-@click.option(
+@_choice("--activation-type", ["auto", "uint8", "int8"], "auto", "auto measures both and keeps the faster.")
+@_choice("--method", ["minmax", "entropy", "percentile"], "minmax", "Calibration method.")
+@_choice(
     "--runtime",
-    type=click.Choice(["onnxruntime", "openvino"]),
-    default="onnxruntime",
-    show_default=True,
-    help="onnxruntime: QDQ ONNX; openvino: NNCF-quantized IR.",
+    QUANTIZERS.names(),
+    "onnxruntime",
+    "The quantizer: onnxruntime: QDQ ONNX; openvino: NNCF-quantized IR.",
 )
 @click.option(
     "--accuracy-aware", is_flag=True, help="Keep the most damaging layers in float until within budget."
@@ -64,14 +52,14 @@ from edgekd.cli.common import artifact_summary, emit_json, json_option, make_log
     "sit near decision boundaries: the built-in modulation recipes use 0.8.",
 )
 @click.option("--require-speedup", is_flag=True, help="Fail when INT8 is not faster than FP32 here.")
+@threads_option("Threads INT8 and FP32 are timed with (default: every core this process may use).")
 @click.option(
     "--out",
     "out_path",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Output file (default: MODEL.int8.onnx).",
+    help="Output file (default: the quantizer's name beside MODEL, e.g. MODEL.int8.onnx).",
 )
-@json_option
-@quiet_option
+@output_options
 def quantize(
     model: Path,
     data_path: Path,
@@ -83,9 +71,9 @@ def quantize(
     max_accuracy_drop: float,
     min_top1_agreement: float,
     require_speedup: bool,
+    threads: int | None,
     out_path: Path | None,
-    as_json: bool,
-    quiet: bool,
+    output: Output,
 ) -> None:
     """Quantize MODEL.onnx to INT8 (ONNX Runtime QDQ, or OpenVINO through NNCF), checked against FP32.
 
@@ -98,12 +86,14 @@ def quantize(
       edgekd quantize runs/modrec/student.onnx --data runs/modrec/data.npz --runtime openvino
     """
     from edgekd.artifacts import require_file
+    from edgekd.backends.profile_options import resolve_threads
     from edgekd.config import from_dict
     from edgekd.data.artifact import open_data
     from edgekd.data.batches import network_input_shape
     from edgekd.export.onnx_graph import check_onnx_fits_data
-    from edgekd.pipeline import stages
+    from edgekd.pipeline import quantize_stage
     from edgekd.quantize.config import QuantizeConfig
+    from edgekd.quantize.quantizers import quantizer_for
 
     cfg = from_dict(
         QuantizeConfig,
@@ -118,14 +108,11 @@ def quantize(
             "require_speedup": require_speedup,
         },
     )
+    threads = resolve_threads(threads)
     require_file(model, "ONNX model", hint="run `edgekd export` first")
     if model.suffix.lower() == ".onnx":  # at the door: not after a whole quantization
         dataset = open_data(data_path)  # its labels and shape only: no frame is read here
         check_onnx_fits_data(model, network_input_shape(dataset), dataset.num_classes, data_path)
-    suffix = ".int8.xml" if runtime == "openvino" else ".int8.onnx"
-    out_path = out_path or model.with_name(model.stem + suffix)
-    stages.stage_quantize(model, data_path, cfg, out_path, make_log(quiet))
-    if as_json:
-        emit_json(artifact_summary(out_path))
-    else:
-        click.echo(str(out_path))
+    out_path = out_path or quantizer_for(cfg).output_path(model.parent, model)
+    quantize_stage.stage_quantize(model, data_path, cfg, out_path, output.log, threads=threads)
+    output.result(artifact_summary(out_path), [out_path])

@@ -28,14 +28,13 @@ import numpy as np
 from edgekd.artifacts import atomic_write_json, require_file, write_manifest
 from edgekd.config import from_dict, to_dict
 from edgekd.data.mapstyle import MapDataset
-from edgekd.data.sources import DataSpec
+from edgekd.data.sources import LAZY_SOURCES, DataSpec, describe_source, split_hint
 from edgekd.errors import ConfigError, InputFileError
 
 INDEX_FORMAT = "edgekd.data-index/1"
 INDEX_NAME = "data.json"
 IMAGE_CACHE_NAME = "data-images.npy"
 RERUN_HINT = "run the data stage again (edgekd run, or delete the run folder's data.json)"
-LAZY_SOURCES = ("imagefolder", "rml2018", "npz")
 
 
 def labels_digest(dataset: MapDataset) -> str:
@@ -70,12 +69,11 @@ def open_lazy_source(spec: DataSpec, path: Path) -> MapDataset:
 def check_training_set(dataset: MapDataset, spec: DataSpec, path: Path) -> MapDataset:
     """``dataset`` (read from ``path`` as ``spec`` says) once its frames have ``data.input_shape``
     and its splits hold frames, train every class; ShapeError/InputFileError naming it otherwise."""
-    from edgekd.data.sources import _SPLIT_HINTS, describe_source
     from edgekd.data.validate import check_input_shape, check_splits
 
     where = describe_source(spec, path)
     check_input_shape(dataset, spec.input_shape, where)
-    check_splits(dataset, where, _SPLIT_HINTS[spec.source])
+    check_splits(dataset, where, split_hint(spec.source))
     return dataset
 
 

@@ -132,6 +132,37 @@ class CalibrationSelection:
         }
 
 
+@dataclasses.dataclass
+class CalibrationFrames:
+    """Calibration frames as the network takes them, float32 ``[n, ...]``, with the selection
+    that chose them (indices, hash, counts) and the recipe's name or path as given."""
+
+    frames: np.ndarray
+    selection: CalibrationSelection
+    name: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.selection.to_dict()
+
+
+def calibration_frames(dataset: Any, recipe: str | Path | CalibrationRecipe) -> CalibrationFrames:
+    """The frames ``recipe`` chooses from ``dataset``: the one way every quantizer's caller (the
+    pipeline, TensorRT INT8, deploy, QAT) turns a calibration recipe into frames.
+
+    ``recipe``: a recipe name from ``calibration/`` or a YAML path (resolved by
+    :func:`edgekd.resources.resolve`), or a :class:`CalibrationRecipe`. ``dataset``: an
+    ArrayDataset or a map-style dataset; only the chosen frames are read.
+    """
+    if isinstance(recipe, CalibrationRecipe):
+        name, loaded = recipe.name, recipe
+    else:
+        from edgekd import resources
+
+        name, loaded = str(recipe), load_calibration_recipe(resources.resolve("calibration", recipe))
+    selection = select_calibration(dataset, loaded)
+    return CalibrationFrames(selection.samples(dataset), selection, name)
+
+
 def select_calibration(dataset: Any, recipe: CalibrationRecipe) -> CalibrationSelection:
     """Pick calibration frames from ``recipe.source_split`` of ``dataset`` (deterministic by seed).
 

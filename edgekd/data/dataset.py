@@ -38,8 +38,40 @@ _UNREADABLE = (
 )
 
 
+class SplitsMixin:
+    """``split_indices`` and ``subset`` for a dataset with ``split`` (int8 [N] codes or None),
+    ``source`` (a name for messages, or None) and ``take(indices)``: in memory or map-style."""
+
+    split: np.ndarray | None
+    source: str | None
+
+    def take(self, indices: np.ndarray) -> Any:  # pragma: no cover - every dataset defines it
+        raise NotImplementedError
+
+    def split_indices(self, name: str) -> np.ndarray:
+        """Indices int64 of the frames of split ``name`` ('train', 'val' or 'test')."""
+        if name not in SPLITS:
+            raise ConfigError(f"unknown split {name!r}", hint=f"use one of {', '.join(SPLITS)}")
+        if self.split is None:
+            raise InputFileError(
+                f"{self.source or 'dataset'} has no split labels; cannot take the {name!r} split"
+            )
+        return np.flatnonzero(self.split == SPLITS.index(name))
+
+    def subset(self, name: str) -> Any:
+        """The frames of one split, as a dataset of the same kind; an empty split is an
+        InputFileError naming the source."""
+        indices = self.split_indices(name)
+        if len(indices) == 0 and len(self):  # type: ignore[arg-type]
+            raise InputFileError(
+                f"{self.source or 'the dataset'}: the {name!r} split is empty",
+                hint=f"give some frames split code {SPLITS.index(name)} ({name})",
+            )
+        return self.take(indices)
+
+
 @dataclasses.dataclass
-class ArrayDataset:
+class ArrayDataset(SplitsMixin):
     x: np.ndarray  # float32 [N, C, L]
     y: np.ndarray  # int64 [N]
     class_names: list[str]
@@ -94,23 +126,6 @@ class ArrayDataset:
             split=None if self.split is None else self.split[indices],
             source=self.source,
         )
-
-    def split_indices(self, name: str) -> np.ndarray:
-        if name not in SPLITS:
-            raise ConfigError(f"unknown split {name!r}", hint=f"use one of {', '.join(SPLITS)}")
-        if self.split is None:
-            raise InputFileError(f"dataset has no split labels; cannot take the {name!r} split")
-        return np.flatnonzero(self.split == SPLITS.index(name))
-
-    def subset(self, name: str) -> ArrayDataset:
-        """The frames of one split ('train', 'val' or 'test'); an empty split is an InputFileError."""
-        indices = self.split_indices(name)
-        if len(indices) == 0 and len(self):
-            raise InputFileError(
-                f"{self.source or 'the dataset'}: the {name!r} split is empty",
-                hint=f"give some frames split code {SPLITS.index(name)} ({name})",
-            )
-        return self.take(indices)
 
     def save_npz(
         self,

@@ -38,7 +38,8 @@ import numpy as np
 from edgekd.data.dataset import SPLITS, ArrayDataset
 from edgekd.data.splits import assign_splits
 from edgekd.data.validate import check_class_count, check_memory
-from edgekd.errors import ConfigError, InputFileError, RuntimeUnavailable
+from edgekd.errors import ConfigError, InputFileError
+from edgekd.optional import require_module
 from edgekd.registry import suggestion
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
@@ -52,13 +53,7 @@ FOLDER_HINT = "lay it out as ROOT/CLASS/*.png or ROOT/{train,val,test}/CLASS/*.p
 
 
 def _pil_image() -> Any:
-    try:
-        from PIL import Image  # lazy: only image datasets need Pillow
-    except ImportError:
-        raise RuntimeUnavailable(
-            "reading images needs Pillow, which is not installed", hint="pip install pillow"
-        ) from None
-    return Image
+    return require_module("PIL.Image", "reading images", "Pillow")  # only image datasets need Pillow
 
 
 @dataclasses.dataclass

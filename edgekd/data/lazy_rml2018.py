@@ -25,7 +25,7 @@ import os
 import numpy as np
 
 from edgekd.data.mapstyle import Augment, MapDataset
-from edgekd.data.rml2018 import DEFAULT_CHUNK, RML2018Frames, label_subset
+from edgekd.data.rml2018 import RML2018Selection, label_subset
 
 
 class RML2018Dataset(MapDataset):
@@ -33,8 +33,8 @@ class RML2018Dataset(MapDataset):
 
     Args:
         path: the ``.hdf5`` file (X [N, L, 2], Y one-hot [N, K], Z [N, 1]).
-        classes, snrs, max_frames_per_cell, class_names, val_fraction, test_fraction, seed,
-            chunk: as in :func:`edgekd.data.rml2018.materialize_rml2018`.
+        selection: the frames, labels and splits, as :func:`edgekd.data.rml2018.materialize_rml2018`
+            chooses them.
         augment, augment_seed: the training views (see :mod:`edgekd.data.mapstyle`).
 
     Attributes beyond the contract: ``rows`` (the row of X of each frame, ascending),
@@ -44,29 +44,15 @@ class RML2018Dataset(MapDataset):
     def __init__(
         self,
         path: str | os.PathLike[str],
+        selection: RML2018Selection | None = None,
         *,
-        classes: list[str] | None = None,
-        snrs: list[int] | None = None,
-        max_frames_per_cell: int | None = None,
-        class_names: list[str] | None = None,
-        val_fraction: float = 0.1,
-        test_fraction: float = 0.2,
-        seed: int = 0,
-        chunk: int = DEFAULT_CHUNK,
         augment: Augment | None = None,
         augment_seed: int = 0,
     ) -> None:
-        frames = RML2018Frames(path, class_names=class_names, chunk=chunk)
+        selection = selection or RML2018Selection()
+        frames = selection.open(path)
         try:
-            chosen = label_subset(
-                frames,
-                classes=classes,
-                snrs=snrs,
-                max_frames_per_cell=max_frames_per_cell,
-                val_fraction=val_fraction,
-                test_fraction=test_fraction,
-                seed=seed,
-            )
+            chosen = label_subset(frames, selection)
         finally:
             frames.close()  # reopened by whichever process reads; forked workers inherit no handle
         super().__init__(

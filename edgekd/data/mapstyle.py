@@ -37,9 +37,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from edgekd.data.dataset import SPLITS, ArrayDataset
+from edgekd.data.dataset import ArrayDataset, SplitsMixin
 from edgekd.data.images import view_seed
-from edgekd.errors import ConfigError, InputFileError
+from edgekd.errors import InputFileError
 
 # augment(x [C, ...], seed) -> x' of the same shape and dtype: a pure function of its arguments.
 Augment = Callable[[np.ndarray, int], np.ndarray]
@@ -62,7 +62,7 @@ def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
     return np.random.default_rng(sample_seed(seed, epoch, index))
 
 
-class MapDataset(Dataset):
+class MapDataset(SplitsMixin, Dataset):
     """Base of the map-style datasets (see the module doc for the contract).
 
     ``sample_dtype`` (float32, or uint8 for raw image pixels) is the dtype of every ``x``.
@@ -171,24 +171,6 @@ class MapDataset(Dataset):
         out.snr = None if self.snr is None else self.snr[idx]
         out.split = None if self.split is None else self.split[idx]
         return out
-
-    def split_indices(self, name: str) -> np.ndarray:
-        """Indices int64 of the samples of split ``name`` ('train', 'val' or 'test')."""
-        if name not in SPLITS:
-            raise ConfigError(f"unknown split {name!r}", hint=f"use one of {', '.join(SPLITS)}")
-        if self.split is None:
-            raise InputFileError(f"{self.source} has no split labels; cannot take the {name!r} split")
-        return np.flatnonzero(self.split == SPLITS.index(name))
-
-    def subset(self, name: str) -> MapDataset:
-        """The samples of one split; an empty split is an InputFileError naming the source."""
-        indices = self.split_indices(name)
-        if len(indices) == 0 and len(self):
-            raise InputFileError(
-                f"{self.source}: the {name!r} split is empty",
-                hint=f"give some samples split code {SPLITS.index(name)} ({name})",
-            )
-        return self.take(indices)
 
     def to_array_dataset(self, block: int = 1024) -> ArrayDataset:
         """Every sample's evaluation view, read into memory: x float32 [N, *input_shape]."""

@@ -19,15 +19,16 @@ import contextlib
 import dataclasses
 import os
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from edgekd.artifacts import require_file
 from edgekd.data.dataset import ArrayDataset
 from edgekd.data.splits import assign_splits, rank_within_strata
 from edgekd.data.validate import check_finite, check_kind, check_memory, labels_from_onehot, snr_labels
-from edgekd.errors import ConfigError, InputFileError, RuntimeUnavailable
+from edgekd.errors import ConfigError, InputFileError
+from edgekd.optional import require_module
 from edgekd.registry import suggestion
 
 # Label order of the one-hot Y in the published file. The ``classes.txt`` shipped with it is
@@ -68,13 +69,7 @@ _H5_ERRORS = (OSError, ValueError, TypeError, KeyError, RuntimeError)
 
 
 def _h5py() -> Any:
-    try:
-        import h5py  # lazy: only RadioML 2018 needs it
-    except ImportError:
-        raise RuntimeUnavailable(
-            "reading RadioML 2018 HDF5 files needs h5py, which is not installed", hint="pip install h5py"
-        ) from None
-    return h5py
+    return require_module("h5py", "reading RadioML 2018 HDF5 files")  # only RadioML 2018 needs it
 
 
 class RML2018Frames:
@@ -100,9 +95,7 @@ class RML2018Frames:
         class_names: list[str] | tuple[str, ...] | None = None,
         chunk: int = DEFAULT_CHUNK,
     ) -> None:
-        self.path = Path(path)
-        if not self.path.is_file():
-            raise InputFileError(f"RadioML 2018 file {self.path} does not exist", hint="check data.path")
+        self.path = require_file(path, "RadioML 2018 file", hint="check data.path")
         if chunk <= 0:
             raise ConfigError(f"chunk must be positive, got {chunk}")
         self.chunk = int(chunk)
@@ -332,21 +325,42 @@ class LabelledSubset:
     split: np.ndarray
 
 
-def label_subset(
-    frames: RML2018Frames,
-    *,
-    classes: list[str] | None = None,
-    snrs: list[int] | None = None,
-    max_frames_per_cell: int | None = None,
-    val_fraction: float = 0.1,
-    test_fraction: float = 0.2,
-    seed: int = 0,
-) -> LabelledSubset:
-    """The frames of :func:`select_frames`, relabelled in the order of ``classes`` and split
-    stratified by (class, SNR) with ``seed``; reads no frame. One definition for the in-memory
+@dataclasses.dataclass(frozen=True)
+class RML2018Selection:
+    """Which frames of a RadioML 2018 file to use, and how to label and split them.
+
+    ``classes`` names the classes to keep, in the label order wanted (default all); ``snrs``
+    the SNRs in dB (default all); ``max_frames_per_cell`` caps each (class, SNR) cell (drawn at
+    random with ``seed``); ``class_names`` renames the one-hot columns (default the RML2018
+    names); the splits are stratified by (class, SNR) with ``seed``; ``chunk`` is the rows read
+    per h5py call.
+    """
+
+    classes: list[str] | None = None
+    snrs: list[int] | None = None
+    max_frames_per_cell: int | None = None
+    class_names: list[str] | None = None
+    val_fraction: float = 0.1
+    test_fraction: float = 0.2
+    seed: int = 0
+    chunk: int = DEFAULT_CHUNK
+
+    def open(self, path: str | os.PathLike[str]) -> RML2018Frames:
+        """The file's frames, with this selection's class names and chunk; nothing read yet."""
+        return RML2018Frames(path, class_names=self.class_names, chunk=self.chunk)
+
+
+def label_subset(frames: RML2018Frames, selection: RML2018Selection) -> LabelledSubset:
+    """The frames of :func:`select_frames`, relabelled in the order of ``selection.classes`` and
+    split stratified by (class, SNR); reads no frame. One definition for the in-memory
     :func:`materialize_rml2018` and the lazy ``edgekd.data.lazy_rml2018.RML2018Dataset``."""
+    classes, snrs = selection.classes, selection.snrs
     idx = select_frames(
-        frames, classes=classes, snrs=snrs, max_frames_per_cell=max_frames_per_cell, seed=seed
+        frames,
+        classes=classes,
+        snrs=snrs,
+        max_frames_per_cell=selection.max_frames_per_cell,
+        seed=selection.seed,
     )
     if len(idx) == 0:
         raise ConfigError(
@@ -356,39 +370,19 @@ def label_subset(
     names = list(classes) if classes else list(frames.class_names)
     remap = np.array([names.index(c) if c in names else -1 for c in frames.class_names], dtype=np.int64)
     y, snr = remap[frames.y[idx]], frames.snr[idx]
-    split = assign_splits(y, snr, val_fraction, test_fraction, seed)
+    split = assign_splits(y, snr, selection.val_fraction, selection.test_fraction, selection.seed)
     return LabelledSubset(rows=idx, y=y, class_names=names, snr=snr, split=split)
 
 
 def materialize_rml2018(
-    path: str | os.PathLike[str],
-    *,
-    classes: list[str] | None = None,
-    snrs: list[int] | None = None,
-    max_frames_per_cell: int | None = None,
-    class_names: list[str] | None = None,
-    val_fraction: float = 0.1,
-    test_fraction: float = 0.2,
-    seed: int = 0,
-    chunk: int = DEFAULT_CHUNK,
+    path: str | os.PathLike[str], selection: RML2018Selection | None = None
 ) -> ArrayDataset:
-    """Read a subset of a RadioML 2018 file into memory: x float32 [n, 2, L].
-
-    ``classes`` (names, in the label order wanted) and ``snrs`` (dB) filter the frames,
-    default all; ``max_frames_per_cell`` caps each (class, SNR) cell. Splits are stratified
-    by (class, SNR). Only the chosen frames' rows are read from X.
-    """
-    frames = RML2018Frames(path, class_names=class_names, chunk=chunk)
+    """Read the frames ``selection`` chooses from a RadioML 2018 file into memory: x float32
+    [n, 2, L], with labels, SNRs and splits. Only the chosen frames' rows are read from X."""
+    selection = selection or RML2018Selection()
+    frames = selection.open(path)
     try:
-        subset = label_subset(
-            frames,
-            classes=classes,
-            snrs=snrs,
-            max_frames_per_cell=max_frames_per_cell,
-            val_fraction=val_fraction,
-            test_fraction=test_fraction,
-            seed=seed,
-        )
+        subset = label_subset(frames, selection)
         check_memory(
             len(subset.rows) * 2 * frames.frame_length * 4,
             f"the {len(subset.rows)} frames chosen from RadioML 2018 file {path}",

@@ -40,7 +40,18 @@ def _check_shard(rank: int, world_size: int) -> None:
 
 
 class _EpochSampler(Sampler):
-    def __init__(self, *, seed: int, shuffle: bool, rank: int, world_size: int, with_epoch: bool) -> None:
+    """What both samplers share: the epoch, the seed, this rank's share, the keys they yield.
+    Their ``**options`` are these keyword arguments."""
+
+    def __init__(
+        self,
+        *,
+        seed: int = 0,
+        shuffle: bool = True,
+        rank: int = 0,
+        world_size: int = 1,
+        with_epoch: bool = False,
+    ) -> None:
         _check_shard(rank, world_size)
         self.seed, self.shuffle = int(seed), bool(shuffle)
         self.rank, self.world_size = int(rank), int(world_size)
@@ -70,17 +81,10 @@ class SeededSampler(_EpochSampler):
     >>> loader = DataLoader(dataset, batch_size=64, sampler=sampler, num_workers=2)
     """
 
-    def __init__(
-        self,
-        n: int,
-        *,
-        seed: int = 0,
-        shuffle: bool = True,
-        rank: int = 0,
-        world_size: int = 1,
-        with_epoch: bool = False,
-    ) -> None:
-        super().__init__(seed=seed, shuffle=shuffle, rank=rank, world_size=world_size, with_epoch=with_epoch)
+    def __init__(self, n: int, **options: Any) -> None:
+        """``options``: ``seed`` (0), ``shuffle`` (True), ``rank`` (0), ``world_size`` (1),
+        ``with_epoch`` (False), as in the module doc."""
+        super().__init__(**options)
         if n < 0:
             raise ConfigError(f"a sampler needs n >= 0 samples, got {n}")
         self.n = int(n)
@@ -129,24 +133,14 @@ class ChunkBatchSampler(_EpochSampler):
         batch_size: samples per batch; the last batch is shorter unless ``drop_last``.
         block_rows: rows per block; :func:`block_rows_for` picks it from the batch size and
             the source's chunking.
-        seed, shuffle, rank, world_size, with_epoch: as in the module doc; ``shuffle=False``
-            yields the samples in row order.
+        options: ``seed``, ``shuffle``, ``rank``, ``world_size``, ``with_epoch``, as in the module
+            doc; ``shuffle=False`` yields the samples in row order.
     """
 
     def __init__(
-        self,
-        rows: np.ndarray,
-        batch_size: int,
-        *,
-        block_rows: int,
-        seed: int = 0,
-        shuffle: bool = True,
-        drop_last: bool = False,
-        rank: int = 0,
-        world_size: int = 1,
-        with_epoch: bool = False,
+        self, rows: np.ndarray, batch_size: int, *, block_rows: int, drop_last: bool = False, **options: Any
     ) -> None:
-        super().__init__(seed=seed, shuffle=shuffle, rank=rank, world_size=world_size, with_epoch=with_epoch)
+        super().__init__(**options)
         if batch_size <= 0 or block_rows <= 0:
             raise ConfigError(f"need positive batch_size and block_rows, got {batch_size} and {block_rows}")
         rows = np.asarray(rows, dtype=np.int64).reshape(-1)
@@ -181,31 +175,15 @@ class ChunkBatchSampler(_EpochSampler):
 
 
 def chunk_batches(
-    dataset: Any,
-    batch_size: int,
-    *,
-    seed: int = 0,
-    blocks_per_batch: int = 8,
-    shuffle: bool = True,
-    drop_last: bool = False,
-    rank: int = 0,
-    world_size: int = 1,
-    with_epoch: bool = False,
+    dataset: Any, batch_size: int, *, blocks_per_batch: int = 8, **options: Any
 ) -> ChunkBatchSampler:
     """A :class:`ChunkBatchSampler` over ``dataset.rows`` (a map-style dataset of
     :mod:`edgekd.data.mapstyle`) whose blocks are whole storage chunks of its file
     (``dataset.chunk_rows``: HDF5 chunk rows; 1 when contiguous or absent) and about
     ``batch_size / blocks_per_batch`` rows long: each batch mixes ~``blocks_per_batch`` places
-    of the file and is read as that many slices."""
+    of the file and is read as that many slices.
+
+    ``options`` are the sampler's own: ``seed``, ``shuffle``, ``drop_last``, ``rank``,
+    ``world_size``, ``with_epoch`` (see :class:`ChunkBatchSampler`)."""
     block_rows = block_rows_for(batch_size, getattr(dataset, "chunk_rows", 1), blocks_per_batch)
-    return ChunkBatchSampler(
-        dataset.rows,
-        batch_size,
-        block_rows=block_rows,
-        seed=seed,
-        shuffle=shuffle,
-        drop_last=drop_last,
-        rank=rank,
-        world_size=world_size,
-        with_epoch=with_epoch,
-    )
+    return ChunkBatchSampler(dataset.rows, batch_size, block_rows=block_rows, **options)

@@ -2,7 +2,7 @@
 
 A recipe's ``data:`` section is a :class:`DataSpec`. ``source`` picks the loader;
 ``path`` names the file or folder (not used by ``synthetic_modulation``); the section named
-after the source holds its options (the others are ignored). Examples::
+after a built-in source holds its options (the others are ignored). Examples::
 
     data: {source: synthetic_modulation, synthetic: {frames_per_class_snr: 100}}
     data: {source: npz, path: frames.npz}
@@ -10,6 +10,16 @@ after the source holds its options (the others are ignored). Examples::
     data: {source: rml2018, path: GOLD_XYZ_OSC.0001_1024.hdf5,
            rml2018: {classes: [BPSK, QPSK], max_frames_per_cell: 200}}
     data: {source: imagefolder, path: OCT2017, imagefolder: {image_size: 224, max_per_class: 500}}
+
+A source registered from the user's own module (``@DATA_SOURCES.register("my_source")``)
+declares its options as keyword-only parameters with defaults, read from its signature as a
+loss's ``params`` are; the recipe gives them under ``options`` (a misspelt one is refused with
+"did you mean")::
+
+    @DATA_SOURCES.register("my_source")
+    def my_source(spec: DataSpec, path: Path, *, frames: int = 100, seed: int = 0) -> ArrayDataset: ...
+
+    data: {source: my_source, options: {frames: 500}}
 
 :func:`load_dataset` returns an in-memory :class:`ArrayDataset` with splits, which the
 npz-based pipeline stages consume. For a set too large for memory,
@@ -20,21 +30,26 @@ dataset (and keeps small sets in memory).
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from edgekd.data.dataset import ArrayDataset
 from edgekd.data.modulation import SyntheticModulationConfig
+from edgekd.data.rml2018 import RML2018Selection, materialize_rml2018
 from edgekd.data.splits import check_fractions
 from edgekd.data.validate import check_input_shape, check_splits, validate_dataset
 from edgekd.errors import ConfigError, InputFileError
-from edgekd.registry import Registry
+from edgekd.registry import Registry, suggestion
 
 if TYPE_CHECKING:
     from edgekd.data.images import ImageFolder
 
-Source = Literal["synthetic_modulation", "npz", "rml2016", "rml2018", "imagefolder"]
+# The sources edgekd ships; others are registered by users' modules (see the module doc).
+BUILT_IN_SOURCES = ("synthetic_modulation", "npz", "rml2016", "rml2018", "imagefolder")
+# Sources with a lazy form (edgekd.data.storage); every other one is read into memory whole.
+LAZY_SOURCES = ("imagefolder", "rml2018", "npz")
 Resolve = Callable[[str], Path]
 
 
@@ -79,17 +94,17 @@ class RML2018Options(SplitOptions):
         if self.max_frames_per_cell is not None and self.max_frames_per_cell <= 0:
             raise ConfigError(f"max_frames_per_cell must be positive, got {self.max_frames_per_cell}")
 
-    def subset_kwargs(self) -> dict[str, Any]:
+    def selection(self) -> RML2018Selection:
         """The frame selection, as the in-memory and the lazy RadioML 2018 readers take it."""
-        return {
-            "classes": self.classes or None,
-            "snrs": self.snrs or None,
-            "max_frames_per_cell": self.max_frames_per_cell,
-            "class_names": self.class_names or None,
-            "val_fraction": self.val_fraction,
-            "test_fraction": self.test_fraction,
-            "seed": self.seed,
-        }
+        return RML2018Selection(
+            classes=self.classes or None,
+            snrs=self.snrs or None,
+            max_frames_per_cell=self.max_frames_per_cell,
+            class_names=self.class_names or None,
+            val_fraction=self.val_fraction,
+            test_fraction=self.test_fraction,
+            seed=self.seed,
+        )
 
 
 @dataclasses.dataclass
@@ -139,8 +154,10 @@ class DataSpec:
     Data of another shape is refused when it is loaded, before ``data.npz`` is written.
     """
 
-    source: Source = "synthetic_modulation"
+    source: str = "synthetic_modulation"
     path: str | None = None
+    # Options of a source registered by the user: its loader's keyword-only parameters.
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)
     input_shape: list[int] = dataclasses.field(default_factory=list)
     # "auto": images as a prepared uint8 pixel cache read lazily, other sources in memory
     # when they fit (edgekd.data.storage.choose_storage); "memory" or "lazy" to override.
@@ -151,16 +168,13 @@ class DataSpec:
     imagefolder: ImageFolderOptions = dataclasses.field(default_factory=ImageFolderOptions)
 
     def validate(self) -> None:
-        if self.source not in DATA_SOURCES:
-            raise ConfigError(
-                f"unknown data source {self.source!r}", hint=f"use one of {', '.join(DATA_SOURCES)}"
-            )
-        if self.source != "synthetic_modulation" and not self.path:
+        check_source_options(self.source, self.options)
+        if self.source in _WHAT and not self.path:
             raise ConfigError(
                 f"data.source is {self.source!r} but data.path is empty",
                 hint=f"set data.path to the {_WHAT[self.source]}",
             )
-        if self.storage == "lazy" and self.source in ("synthetic_modulation", "rml2016"):
+        if self.storage == "lazy" and self.source not in LAZY_SOURCES:
             raise ConfigError(
                 f"data.storage is 'lazy' but data source {self.source!r} is read into memory whole",
                 hint="use data.storage: auto or memory",
@@ -204,7 +218,16 @@ def describe_source(spec: DataSpec, path: Path) -> str:
     """How messages name the data: the file or folder, or the recipe section that generates it."""
     if spec.source == "synthetic_modulation":
         return "synthetic data (data.synthetic)"
-    return f"{_LABEL[spec.source]} {path}"
+    if spec.source in _LABEL:
+        return f"{_LABEL[spec.source]} {path}"
+    return f"data source {spec.source!r}" + (f" ({path})" if spec.path else "")
+
+
+def split_hint(source: str) -> str:
+    """What to change when a split of ``source``'s data comes out empty or without a class."""
+    return _SPLIT_HINTS.get(
+        source, f"make data source {source!r} give frames of every class in train and some in val and test"
+    )
 
 
 Loader = Callable[[DataSpec, Path], ArrayDataset]
@@ -242,9 +265,7 @@ def _rml2016(spec: DataSpec, path: Path) -> ArrayDataset:
 
 @DATA_SOURCES.register("rml2018")
 def _rml2018(spec: DataSpec, path: Path) -> ArrayDataset:
-    from edgekd.data.rml2018 import materialize_rml2018
-
-    return materialize_rml2018(path, **spec.rml2018.subset_kwargs())
+    return materialize_rml2018(path, spec.rml2018.selection())
 
 
 @DATA_SOURCES.register("imagefolder")
@@ -273,12 +294,49 @@ def load_dataset(spec: DataSpec, resolve: Resolve = Path) -> ArrayDataset:
     spec.validate()
     loader = DATA_SOURCES.get(spec.source)
     path = resolve(spec.path) if spec.path else Path()
-    if spec.source != "synthetic_modulation" and not path.exists():
+    if spec.source in _WHAT and not path.exists():
         raise InputFileError(
             f"data.path {path} does not exist", hint=f"set data.path to the {_WHAT[spec.source]}"
         )
     where = describe_source(spec, path)
-    dataset = validate_dataset(loader(spec, path), where)
+    dataset = validate_dataset(loader(spec, path, **spec.options), where)
     check_input_shape(dataset, spec.input_shape, where)
-    check_splits(dataset, where, _SPLIT_HINTS[spec.source])
+    check_splits(dataset, where, split_hint(spec.source))
     return dataset
+
+
+def source_options(source: str) -> dict[str, Any]:
+    """The options data source ``source`` takes: its loader's keyword-only parameters, each with
+    its default (``inspect.Parameter.empty`` when the recipe must give it).
+
+    Raises:
+        ConfigError: an unknown source, with "did you mean".
+    """
+    loader = DATA_SOURCES.get(source)
+    params = inspect.signature(loader).parameters.values()
+    return {p.name: p.default for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY}
+
+
+def check_source_options(source: str, options: dict[str, Any]) -> None:
+    """ConfigError unless ``options`` (a recipe's ``data.options``) fit source ``source``: every
+    key an option it declares ("did you mean" otherwise), every option without a default given."""
+    known = source_options(source)
+    for key in options:
+        if key in known:
+            continue
+        if known:
+            hint = suggestion(key, sorted(known), f"options of data source {source!r}")
+        elif source in BUILT_IN_SOURCES:
+            section = "synthetic" if source == "synthetic_modulation" else source
+            hint = f"{source!r} takes no data.options; its settings are under data.{section}"
+        else:
+            hint = f"data source {source!r} declares no options; remove data.options"
+        raise ConfigError(f"data source {source!r} has no option {key!r}", hint=hint)
+    missing = [
+        name for name, default in known.items() if default is inspect.Parameter.empty and name not in options
+    ]
+    if missing:
+        raise ConfigError(
+            f"data source {source!r} needs option {missing[0]!r}",
+            hint=f"set data.options.{missing[0]}",
+        )

@@ -33,7 +33,7 @@ from typing import Literal
 
 from edgekd.data.dataset import NPZ_HINT, npy_header
 from edgekd.data.mapstyle import MapDataset, MemoryDataset
-from edgekd.data.sources import _SPLIT_HINTS, DataSpec, Resolve, describe_source, load_dataset
+from edgekd.data.sources import LAZY_SOURCES, DataSpec, Resolve, describe_source, load_dataset, split_hint
 from edgekd.data.validate import check_input_shape, check_splits, physical_memory
 from edgekd.errors import ConfigError, InputFileError
 
@@ -42,7 +42,6 @@ STORAGES = ("auto", "memory", "lazy")
 MEMORY_FRACTION = 0.25
 # The budget where the OS does not say how much RAM there is.
 FALLBACK_BUDGET = 2 << 30
-MEMORY_ONLY = ("synthetic_modulation", "rml2016")
 
 
 def choose_storage(nbytes: int, storage: str = "auto", *, memory_fraction: float = MEMORY_FRACTION) -> str:
@@ -71,7 +70,7 @@ def _open_lazy(spec: DataSpec, path: Path, draft: bool) -> MapDataset:
     if spec.source == "rml2018":
         from edgekd.data.lazy_rml2018 import RML2018Dataset
 
-        return RML2018Dataset(path, **spec.rml2018.subset_kwargs())
+        return RML2018Dataset(path, spec.rml2018.selection())
     from edgekd.data.lazy_arrays import ArrayFileDataset
 
     return ArrayFileDataset(path)
@@ -112,7 +111,7 @@ def open_map_dataset(
     """
     spec.validate()
     choose_storage(0, storage)  # refuses an unknown storage before anything is read
-    if spec.source in MEMORY_ONLY:
+    if spec.source not in LAZY_SOURCES:
         if storage == "lazy":
             raise ConfigError(
                 f"data source {spec.source!r} is read into memory whole; it has no lazy form",
@@ -137,5 +136,5 @@ def open_map_dataset(
         return MemoryDataset(load_dataset(spec, resolve))
     where = describe_source(spec, path)
     check_input_shape(lazy, spec.input_shape, where)
-    check_splits(lazy, where, _SPLIT_HINTS[spec.source])
+    check_splits(lazy, where, split_hint(spec.source))
     return lazy

@@ -283,15 +283,7 @@ def validate_labels(
     return labels, names, snr_codes, split_code
 
 
-def validate_arrays(
-    x: Any,
-    y: Any,
-    *,
-    where: str,
-    class_names: Any = None,
-    snr: Any = None,
-    split: Any = None,
-) -> ArrayDataset:
+def validate_arrays(x: Any, y: Any, *, where: str, **labels: Any) -> ArrayDataset:
     """Check raw arrays read from ``where`` and build the dataset; one line naming the problem otherwise.
 
     Args:
@@ -299,18 +291,17 @@ def validate_arrays(
             empty arrays and zero-size frames are refused).
         y: class ids [N] (whole numbers >= 0) or one-hot rows [N, K].
         where: what the arrays came from, e.g. ``"dataset runs/kd/data.npz"``; starts every message.
-        class_names: [K] strings; default ``"0".."K-1"`` from the labels. Labels must be < K, K >= 2.
-        snr: [N] (or [N, 1]) SNR labels in dB, whole numbers; split: [N] codes 0/1/2.
+        labels: the optional per-frame metadata of :func:`validate_labels`: ``class_names``
+            ([K] strings; default ``"0".."K-1"`` from the labels; labels must be < K, K >= 2),
+            ``snr`` ([N] or [N, 1] SNR labels in dB, whole numbers), ``split`` ([N] codes 0/1/2).
     """
     from edgekd.data.dataset import ArrayDataset
 
     x_arr = np.asarray(x)
     check_frame_layout(x_arr, where)
-    labels, names, snr_codes, split_code = validate_labels(
-        int(x_arr.shape[0]), y, where=where, class_names=class_names, snr=snr, split=split
-    )
+    y_ids, names, snr_codes, split_code = validate_labels(int(x_arr.shape[0]), y, where=where, **labels)
     frames = frame_array(x_arr, where)  # last: the one check that reads every value
-    return ArrayDataset(x=frames, y=labels, class_names=names, snr=snr_codes, split=split_code, source=where)
+    return ArrayDataset(x=frames, y=y_ids, class_names=names, snr=snr_codes, split=split_code, source=where)
 
 
 def validate_dataset(dataset: ArrayDataset, where: str) -> ArrayDataset:

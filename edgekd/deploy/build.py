@@ -1,4 +1,5 @@
-"""The artifact each candidate needs, built through edgekd's own export and quantize code, cached.
+"""The artifact each candidate needs, built through the pipeline's own export and quantize steps
+(:mod:`edgekd.pipeline.conversion`), cached.
 
 Recipes (``CandidateSpec.build``):
 
@@ -6,8 +7,9 @@ Recipes (``CandidateSpec.build``):
 - ``onnx``: the parity-checked ONNX export of the ``.pt`` (or the given ``.onnx``).
 - ``openvino-ir``: the ONNX converted to OpenVINO IR, checked against ONNX Runtime; the fp16
   and bf16 candidates open this same IR with another precision hint.
-- ``ort-int8``: ONNX Runtime static INT8 (QDQ) with the candidate's activation type.
-- ``openvino-int8``: NNCF post-training INT8 of the ONNX model, as an IR.
+- one per quantizer that names a ``build_recipe`` (:data:`edgekd.quantize.quantizers.QUANTIZERS`):
+  ``ort-int8`` (ONNX Runtime static INT8, QDQ, with the candidate's activation type) and
+  ``openvino-int8`` (NNCF post-training INT8 of the ONNX model, as an IR).
 
 Each build is keyed by its input's sha256, the recipe, the calibration frames' hash (INT8
 only) and the library versions (see :mod:`edgekd.deploy.cache`). A build that fails is
@@ -18,9 +20,10 @@ other candidates still run.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -32,14 +35,49 @@ from edgekd.deploy.cache import BuildEntry, DeployCache
 from edgekd.deploy.candidates import CandidateSpec
 from edgekd.errors import EdgeKDError
 
-#: Build recipe -> (the recipe it is built from, file name in the cache entry).
-RECIPES: dict[str, tuple[str | None, str]] = {
+#: Export recipes -> (the recipe each is built from, file name in the cache entry).
+_EXPORTS: dict[str, tuple[str | None, str]] = {
     "student": (None, ""),
     "onnx": ("student", "model.onnx"),
     "openvino-ir": ("onnx", "model.xml"),
-    "ort-int8": ("onnx", "model.int8.onnx"),
-    "openvino-int8": ("onnx", "model.int8.xml"),
 }
+
+
+def _quantizers() -> dict[str, Any]:
+    """Build recipe -> the quantizer (an instance) that builds it, from the registry."""
+    from edgekd.quantize.quantizers import QUANTIZERS, quantizer_for
+
+    found = {}
+    for name in QUANTIZERS.names():
+        quantizer = quantizer_for(name)
+        if quantizer.build_recipe is not None:
+            found[quantizer.build_recipe] = quantizer
+    return found
+
+
+class _BuildRecipes(Mapping[str, tuple[str | None, str]]):
+    """Build recipe -> (the recipe it is built from, file name in the cache entry): the exports,
+    and one INT8 recipe per quantizer with a ``build_recipe``, read from the registry on each
+    look-up so a quantizer registered by a user's module is buildable too."""
+
+    def _table(self) -> dict[str, tuple[str | None, str]]:
+        quantized = {
+            recipe: ("onnx", quantizer.output_path("", "model.onnx").name)
+            for recipe, quantizer in _quantizers().items()
+        }
+        return {**_EXPORTS, **quantized}
+
+    def __getitem__(self, key: str) -> tuple[str | None, str]:
+        return self._table()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._table())
+
+    def __len__(self) -> int:
+        return len(self._table())
+
+
+RECIPES: Mapping[str, tuple[str | None, str]] = _BuildRecipes()
 
 
 class BuildFailed(EdgeKDError):
@@ -52,7 +90,8 @@ class BuildInputs:
 
     ``parity_frames``: float32 ``[N, ...]`` real frames the exports are checked on;
     ``calibration``: float32 ``[M, ...]`` INT8 calibration frames, ``calibration_sha256`` their
-    hash (over the array bytes), ``calibration_name`` the recipe they were chosen by.
+    hash (over the array bytes), ``calibration_name`` the recipe they were chosen by;
+    ``threads``: the thread count quantizers time INT8 against FP32 with (None: every usable core).
     """
 
     student: Path
@@ -61,6 +100,7 @@ class BuildInputs:
     calibration: np.ndarray
     calibration_sha256: str
     calibration_name: str
+    threads: int | None = None
 
     @property
     def student_is_onnx(self) -> bool:
@@ -75,9 +115,9 @@ def frames_sha256(frames: np.ndarray) -> str:
 
 
 def build_recipe(spec: CandidateSpec) -> str:
-    """The recipe key of a candidate's artifact: ORT INT8 builds differ by activation type."""
-    if spec.build == "ort-int8":
-        return f"ort-int8-{spec.activation_type}"
+    """The recipe key of a candidate's artifact: INT8 builds differ by activation type (ORT's)."""
+    if spec.activation_type is not None:
+        return f"{spec.build}-{spec.activation_type}"
     return spec.build
 
 
@@ -117,69 +157,62 @@ class ArtifactBuilder:
         if recipe == "student" or (recipe == "onnx" and inputs.student_is_onnx):
             path = inputs.student
             return BuildEntry("input", path, [path], inputs.student_sha256, {"report": None}, cached=True)
-        base_recipe = "ort-int8" if recipe.startswith("ort-int8") else recipe
+        base_recipe = spec.build if spec is not None else recipe
         parent_recipe, main_name = RECIPES[base_recipe]
         try:
             parent = self._get(parent_recipe or "student")
         except BuildFailed as exc:
             raise BuildFailed(f"{exc.message} (needed for {recipe})") from None
-        int8 = base_recipe in ("ort-int8", "openvino-int8")
+        quantizer = _quantizers().get(base_recipe)
         parts = {
             "input_sha256": parent.sha256,
-            "recipe": self._recipe_parts(recipe, spec),
-            "calibration_sha256": inputs.calibration_sha256 if int8 else None,
+            "recipe": self._recipe_parts(recipe, spec, quantizer),
+            "calibration_sha256": inputs.calibration_sha256 if quantizer is not None else None,
             "versions": library_versions(),
         }
-        maker = getattr(self, "_make_" + base_recipe.replace("-", "_"))
-        entry = self.cache.build(parts, main_name, lambda work: maker(parent.path, work / main_name, spec))
+        if quantizer is not None:
+            make = functools.partial(self._make_int8, quantizer, spec, parent.path)
+        else:
+            make = functools.partial(getattr(self, "_make_" + base_recipe.replace("-", "_")), parent.path)
+        entry = self.cache.build(parts, main_name, lambda work: make(work / main_name))
         self.log(f"build {recipe}: {'cached' if entry.cached else 'built'} ({entry.sha256[:12]})")
         return entry
 
-    def _recipe_parts(self, recipe: str, spec: CandidateSpec | None) -> dict[str, Any]:
+    def _recipe_parts(self, recipe: str, spec: CandidateSpec | None, quantizer: Any) -> dict[str, Any]:
         parts: dict[str, Any] = {"build": recipe}
         if recipe == "onnx":
             parts["export"] = to_dict(_export_config())
-        elif recipe.startswith("ort-int8"):
-            parts["quantize"] = to_dict(_ort_config(spec.activation_type, self.inputs.calibration_name))
-        elif recipe == "openvino-int8":
-            parts["quantize"] = to_dict(_openvino_config(self.inputs.calibration_name))
+        elif quantizer is not None:
+            parts["quantize"] = to_dict(_quantize_config(quantizer, spec, self.inputs.calibration_name))
         return parts
 
-    # One maker per recipe: (parent artifact, output path, spec) -> report (plain data).
+    # One maker per recipe: (parent artifact, output path) -> report (plain data).
 
-    def _make_onnx(self, student: Path, out: Path, _spec: Any) -> dict[str, Any]:
-        from edgekd.export.onnx_export import export_onnx
+    def _make_onnx(self, student: Path, out: Path) -> dict[str, Any]:
         from edgekd.models.checkpoint import load_checkpoint
+        from edgekd.pipeline.conversion import export_onnx_step
 
         model, _meta = load_checkpoint(student)
-        parity = export_onnx(model, self.inputs.parity_frames, out, _export_config())
+        parity = export_onnx_step(model, self.inputs.parity_frames, out, _export_config())
         return {"parity": parity.to_dict()}
 
-    def _make_openvino_ir(self, onnx_path: Path, out: Path, _spec: Any) -> dict[str, Any]:
-        from edgekd.export.onnx_export import run_onnxruntime
-        from edgekd.export.openvino_export import export_openvino
+    def _make_openvino_ir(self, onnx_path: Path, out: Path) -> dict[str, Any]:
+        from edgekd.pipeline.conversion import export_openvino_step
 
-        frames = self.inputs.parity_frames
-        parity = export_openvino(
-            onnx_path, out, frames, run_onnxruntime(onnx_path, frames), _export_config().parity
-        )
+        parity = export_openvino_step(onnx_path, out, self.inputs.parity_frames, _export_config().parity)
         return {"parity": parity.to_dict()}
 
-    def _make_ort_int8(self, onnx_path: Path, out: Path, spec: CandidateSpec) -> dict[str, Any]:
-        from edgekd.quantize.ort_static import quantize_onnx_static
+    def _make_int8(
+        self, quantizer: Any, spec: CandidateSpec | None, onnx_path: Path, out: Path
+    ) -> dict[str, Any]:
+        from edgekd.pipeline.conversion import quantize_step
+        from edgekd.quantize.protocol import QuantizeInputs
 
-        cfg = _ort_config(spec.activation_type, self.inputs.calibration_name)
+        cfg = _quantize_config(quantizer, spec, self.inputs.calibration_name)
         # No agreement check here: the deploy rule judges every candidate by its labelled
         # accuracy against the FP32 reference, on the same frames and through the same evaluator.
-        report = quantize_onnx_static(onnx_path, out, self.inputs.calibration, cfg)
-        return {"quantization": report.to_dict()}
-
-    def _make_openvino_int8(self, onnx_path: Path, out: Path, _spec: Any) -> dict[str, Any]:
-        from edgekd.quantize.nncf_openvino import quantize_openvino
-
-        cfg = _openvino_config(self.inputs.calibration_name)
-        report = quantize_openvino(onnx_path, out, self.inputs.calibration, cfg)
-        return {"quantization": report.to_dict()}
+        inputs = QuantizeInputs(self.inputs.calibration, threads=self.inputs.threads)
+        return quantize_step(onnx_path, out, cfg, inputs).to_dict()
 
 
 def _one_line(exc: BaseException) -> str:
@@ -194,18 +227,10 @@ def _export_config() -> Any:
     return ExportConfig(dynamic_batch=True, openvino=False)
 
 
-def _ort_config(activation_type: str | None, calibration: str) -> Any:
+def _quantize_config(quantizer: Any, spec: CandidateSpec | None, calibration: str) -> Any:
+    """The quantizer's defaults with the candidate's activation type (ONNX Runtime's u8/s8
+    builds), calibrated by ``calibration``; no accuracy budget (the deploy rule judges)."""
     from edgekd.quantize.config import QuantizeConfig
 
-    return QuantizeConfig(
-        runtime="onnxruntime",
-        activation_type=activation_type or "uint8",
-        calibration=calibration,
-        max_accuracy_drop=None,
-    )
-
-
-def _openvino_config(calibration: str) -> Any:
-    from edgekd.quantize.config import QuantizeConfig
-
-    return QuantizeConfig(runtime="openvino", calibration=calibration, max_accuracy_drop=None)
+    chosen = {"activation_type": spec.activation_type} if spec is not None and spec.activation_type else {}
+    return QuantizeConfig(runtime=quantizer.name, calibration=calibration, max_accuracy_drop=None, **chosen)

@@ -1,11 +1,14 @@
 """Which candidates a target can run, on this machine, and the reason for each one that cannot.
 
 A candidate is a runtime, a precision and the artifact recipe it needs (``build``). The
-catalogue below lists every pair edgekd knows, in order of simplicity: an eager PyTorch
+catalogue is the union of the registered backends' ``deploy`` options
+(:class:`edgekd.backends.base.DeployOption`), in order of simplicity: an eager PyTorch
 model needs nothing, an FP32 export one conversion, a reduced-precision float run a
 hardware feature, an INT8 model calibration data and an accuracy risk. The selection rule
 (:mod:`edgekd.deploy.choose`) keeps a more complex candidate only when it is measurably faster
-than a simpler one, so ``complexity`` is part of the rule, not decoration.
+than a simpler one, so ``complexity`` is part of the rule, not decoration. A backend registered
+from your own module with ``deploy`` options, ``devices`` and ``remote`` joins the plan with no
+edit here.
 
 Nothing here is faked: a runtime that is not installed, a precision the CPU does not execute
 (checked through OpenVINO's ``OPTIMIZATION_CAPABILITIES``) or a runtime that cannot run on
@@ -18,18 +21,11 @@ import dataclasses
 import functools
 from collections.abc import Callable, Iterable
 
+import edgekd.backends  # noqa: F401  (registers the built-in backends)
+from edgekd.backends.base import BACKENDS
 from edgekd.errors import ConfigError
+from edgekd.registry import suggestion
 from edgekd.targets import TargetProfile
-
-#: Runtimes that can run on each target device family. A target's own ``runtime`` is always added.
-DEVICE_RUNTIMES: dict[str, tuple[str, ...]] = {
-    "CPU": ("torch", "onnxruntime", "openvino", "tensorrt"),
-    "GPU": ("onnxruntime", "tensorrt"),
-    "CUDA": ("onnxruntime", "tensorrt"),
-    "NPU": ("openvino",),
-}
-#: Runtimes the SSH device runner can open (edgekd/remote/device_runner.py).
-REMOTE_RUNTIMES = ("onnxruntime", "openvino")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,18 +51,24 @@ class CandidateSpec:
         return f"{self.backend}/{self.precision}"
 
 
-CATALOGUE: tuple[CandidateSpec, ...] = (
-    CandidateSpec("torch", "fp32", "student", "fp32", 0),
-    CandidateSpec("onnxruntime", "fp32", "onnx", "fp32", 1),
-    CandidateSpec("openvino", "fp32", "openvino-ir", "fp32", 2),
-    CandidateSpec("openvino", "fp16", "openvino-ir", "fp16", 3),
-    CandidateSpec("openvino", "bf16", "openvino-ir", "bf16", 3),
-    CandidateSpec("tensorrt", "fp16", "tensorrt-engine", "fp16", 3),
-    CandidateSpec("onnxruntime", "int8-u8", "ort-int8", "int8", 4, activation_type="uint8"),
-    CandidateSpec("onnxruntime", "int8-s8", "ort-int8", "int8", 4, activation_type="int8"),
-    CandidateSpec("openvino", "int8", "openvino-int8", "int8", 5),
-    CandidateSpec("tensorrt", "int8", "tensorrt-engine", "int8", 5),
-)
+def catalogue() -> tuple[CandidateSpec, ...]:
+    """Every registered backend's deploy options, simplest first (ties in registry order)."""
+    specs = [
+        CandidateSpec(name, **dataclasses.asdict(opt))
+        for name in BACKENDS
+        for opt in BACKENDS.get(name).deploy
+    ]
+    return tuple(sorted(specs, key=lambda spec: spec.complexity))
+
+
+def device_runtimes(device: str) -> tuple[str, ...]:
+    """Registered runtimes that run on the device family ``device`` (CPU, GPU, CUDA, NPU)."""
+    return tuple(name for name in BACKENDS if device in BACKENDS.get(name).devices)
+
+
+def remote_runtimes() -> tuple[str, ...]:
+    """Registered runtimes the standalone device runner opens over SSH."""
+    return tuple(name for name in BACKENDS if BACKENDS.get(name).remote)
 
 
 @dataclasses.dataclass
@@ -81,28 +83,6 @@ class PlannedCandidate:
         return self.spec.id
 
 
-def tensorrt_reason() -> str | None:
-    """Why TensorRT candidates cannot run here: not installed, no CUDA GPU, or not wired in yet."""
-    import edgekd.backends  # noqa: F401  (registers the built-in backends)
-    from edgekd.backends.base import BACKENDS
-
-    if "tensorrt" in BACKENDS:
-        reason = BACKENDS.get("tensorrt").unavailable_reason()
-    else:
-        try:
-            import tensorrt  # noqa: F401
-
-            reason = None
-        except ImportError as exc:
-            reason = f"tensorrt is not installed ({exc}; pip install 'edgekd[tensorrt]', NVIDIA GPU)"
-    if reason is not None:
-        prefix = "runtime not installed" if "not installed" in reason else "runtime unavailable"
-        return f"{prefix}: {reason}"
-    # TensorRT runs here, but deploy does not build engines yet: a candidate it cannot build
-    # through the shared flow is reported, not approximated.
-    return "TensorRT runs here, but deploy does not build engines yet (use edgekd export and edgekd bench)"
-
-
 @functools.cache
 def openvino_capabilities(device: str) -> tuple[str, ...] | None:
     """OpenVINO's OPTIMIZATION_CAPABILITIES of ``device`` here (e.g. FP32, INT8, BF16), or None
@@ -115,14 +95,13 @@ def openvino_capabilities(device: str) -> tuple[str, ...] | None:
         return None
 
 
-def _runtime_reason(backend: str) -> str | None:
-    if backend == "tensorrt":
-        return tensorrt_reason()
-    import edgekd.backends  # noqa: F401  (registers the built-in backends)
-    from edgekd.backends.base import BACKENDS
-
+def runtime_reason(backend: str) -> str | None:
+    """Why ``backend`` cannot run here (not installed, no device), or None."""
     reason = BACKENDS.get(backend).unavailable_reason()
-    return None if reason is None else f"runtime not installed: {reason}"
+    if reason is None:
+        return None
+    prefix = "runtime not installed" if "not installed" in reason else "runtime unavailable"
+    return f"{prefix}: {reason}"
 
 
 def _float_precision_reason(spec: CandidateSpec, device: str, remote: bool) -> str | None:
@@ -138,53 +117,77 @@ def _float_precision_reason(spec: CandidateSpec, device: str, remote: bool) -> s
     return None
 
 
+@dataclasses.dataclass(frozen=True)
+class _Context:
+    """What decides every candidate of one plan."""
+
+    target: TargetProfile
+    chosen: frozenset[str] | None
+    allowed: frozenset[str]
+    remote: bool
+    student_is_onnx: bool
+    buildable: frozenset[str]
+    runtime_reason: Callable[[str], str | None]
+
+
+def _skip_reason(spec: CandidateSpec, ctx: _Context) -> str | None:
+    """The first reason ``spec`` cannot be built and measured for this plan, or None."""
+    if ctx.chosen is not None and spec.backend not in ctx.chosen:
+        return f"not among the requested runtimes ({', '.join(sorted(ctx.chosen))})"
+    if spec.backend not in ctx.allowed:
+        return f"{spec.backend} does not run on the target's device {ctx.target.device}"
+    if spec.build == "student" and ctx.student_is_onnx:
+        return "no PyTorch model: the student was given as ONNX"
+    if ctx.remote and not BACKENDS.get(spec.backend).remote:
+        return (
+            f"{spec.backend} does not run on a device over SSH "
+            f"(the SSH device runner opens {', '.join(remote_runtimes())})"
+        )
+    reason = ctx.runtime_reason(spec.backend)
+    if reason is None and spec.build not in ctx.buildable:
+        # A candidate deploy cannot build through the shared flow is reported, not approximated.
+        reason = (
+            f"{spec.backend} runs here, but deploy does not build {spec.build} artifacts yet "
+            "(use edgekd export and edgekd bench)"
+        )
+    return reason or _float_precision_reason(spec, ctx.target.device, ctx.remote)
+
+
 def plan_candidates(
     target: TargetProfile,
     *,
     host: str,
     student_is_onnx: bool,
     runtimes: Iterable[str] | None = None,
-    runtime_reason: Callable[[str], str | None] = _runtime_reason,
+    runtime_reason: Callable[[str], str | None] = runtime_reason,
 ) -> list[PlannedCandidate]:
     """Every catalogue entry, each either planned (``skip_reason`` None) or skipped with its reason.
 
     Args:
-        target: the profile; its ``device`` decides the runtimes (see :data:`DEVICE_RUNTIMES`).
-        host: "local" or ``ssh://...`` (only :data:`REMOTE_RUNTIMES` run on a device over SSH).
+        target: the profile; its ``device`` decides the runtimes (see :func:`device_runtimes`).
+        host: "local" or ``ssh://...`` (only :func:`remote_runtimes` run on a device over SSH).
         student_is_onnx: the student was given as ONNX, so there is no PyTorch model to run.
         runtimes: restrict to these runtimes (None: all the device allows).
         runtime_reason: ``backend -> reason it is unavailable or None`` (tests substitute one).
     """
-    chosen = set(runtimes) if runtimes is not None else None
-    known = {spec.backend for spec in CATALOGUE}
+    from edgekd.deploy.build import RECIPES  # build imports this module: the recipes it has
+
+    specs = catalogue()
+    chosen = frozenset(runtimes) if runtimes is not None else None
+    known = {spec.backend for spec in specs}
     unknown = sorted((chosen or set()) - known)
     if unknown:
         raise ConfigError(
-            f"unknown runtime(s) {', '.join(unknown)}", hint=f"choose from {', '.join(sorted(known))}"
+            f"unknown runtime(s) {', '.join(unknown)}", hint=suggestion(unknown[0], sorted(known), "runtimes")
         )
     device = target.device.upper().split(":")[0].split(".")[0]
-    allowed = {*DEVICE_RUNTIMES.get(device, ()), target.runtime}
-    remote = host != "local"
-    planned = []
-    for spec in CATALOGUE:
-        reason = None
-        if chosen is not None and spec.backend not in chosen:
-            reason = f"not among the requested runtimes ({', '.join(sorted(chosen))})"
-        elif spec.backend not in allowed:
-            reason = f"{spec.backend} does not run on the target's device {target.device}"
-        elif spec.backend == "torch" and student_is_onnx:
-            reason = "no PyTorch model: the student was given as ONNX"
-        elif remote and spec.backend not in REMOTE_RUNTIMES and spec.backend != "tensorrt":
-            reason = (
-                f"{spec.backend} does not run on a device over SSH (the runner has onnxruntime, openvino)"
-            )
-        else:
-            reason = runtime_reason(spec.backend)
-            if reason is None and remote and spec.backend == "tensorrt":
-                reason = "the SSH device runner does not open TensorRT engines"
-            if reason is None and spec.backend == "tensorrt" and device == "CPU":
-                reason = "TensorRT needs an NVIDIA GPU; the target's device is CPU"
-            if reason is None:
-                reason = _float_precision_reason(spec, target.device, remote)
-        planned.append(PlannedCandidate(spec, reason))
-    return planned
+    ctx = _Context(
+        target=target,
+        chosen=chosen,
+        allowed=frozenset({*device_runtimes(device), target.runtime}),
+        remote=host != "local",
+        student_is_onnx=student_is_onnx,
+        buildable=frozenset(RECIPES),
+        runtime_reason=runtime_reason,
+    )
+    return [PlannedCandidate(spec, _skip_reason(spec, ctx)) for spec in specs]

@@ -3,8 +3,9 @@
 A pure function of the measured figures, so deploy.json alone reproduces the choice
 (:func:`replay`). In order:
 
-1. The FP32 reference is the first candidate that ran of torch/fp32, onnxruntime/fp32,
-   openvino/fp32 (the student as trained, then its exports). Each candidate's accuracy drop
+1. The FP32 reference is the first FP32 candidate that ran, in catalogue order: torch/fp32,
+   onnxruntime/fp32, openvino/fp32 for the built-in backends (the student as trained, then its
+   exports), then any other backend's ``<name>/fp32``. Each candidate's accuracy drop
    is ``reference accuracy - its accuracy`` on the same frames, through the same evaluator.
 2. A candidate is rejected when the drop exceeds the budget (``max_accuracy_drop``, absolute,
    and/or ``max_accuracy_drop_relative``, a fraction of the reference), when its accuracy is
@@ -28,8 +29,6 @@ from typing import Any
 
 from edgekd.errors import ConfigError, EdgeKDError
 
-#: Candidates that can serve as the FP32 accuracy reference, in order of preference.
-REFERENCE_ORDER = ("torch/fp32", "onnxruntime/fp32", "openvino/fp32")
 _REDUCED_FLOATS = ("fp16", "bf16")
 
 
@@ -125,6 +124,10 @@ def _budget_reason(row: dict[str, Any], ref_acc: float, rule: SelectionRule) -> 
     return None
 
 
+def _is_fp32(candidate_id: str) -> bool:
+    return candidate_id.partition("/")[2] == "fp32"
+
+
 def choose(rows: list[dict[str, Any]], rule: SelectionRule) -> Choice:
     """Apply the rule to candidate rows (deploy.json ``candidates[*].figures`` plus id/status).
 
@@ -137,9 +140,10 @@ def choose(rows: list[dict[str, Any]], rule: SelectionRule) -> Choice:
     """
     rule.validate()
     ok = {r["id"]: r for r in rows if r["status"] == "ok"}
-    reference = next((rid for rid in REFERENCE_ORDER if rid in ok), None)
+    fp32 = [r for r in rows if _is_fp32(r["id"])]  # the reference candidates, in catalogue order
+    reference = next((r["id"] for r in fp32 if r["id"] in ok), None)
     if reference is None:
-        failed = "; ".join(f"{r['id']}: {r['reason']}" for r in rows if r["id"] in REFERENCE_ORDER)
+        failed = "; ".join(f"{r['id']}: {r['reason']}" for r in fp32)
         raise NoCandidate(
             f"no FP32 candidate ran, so the accuracy budget cannot be checked ({failed})",
             hint="install onnxruntime or openvino, or fix the export error above",

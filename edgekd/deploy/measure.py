@@ -1,7 +1,7 @@
 """Measure candidates with the bench harness (local, or on a device over SSH), cached.
 
-Every candidate goes through :func:`edgekd.bench.runner.run_bench` (or
-:func:`edgekd.remote.bench.run_remote_bench` for ``ssh://`` hosts): the same latency loop
+Every candidate goes through :func:`edgekd.bench.runner.run_bench` (measured here, or on a
+device over SSH through :func:`edgekd.remote.executor_for`'s executor): the same latency loop
 and the same accuracy evaluator as ``edgekd bench``, so a deploy figure and a bench figure
 of one artifact are the same measurement. A measurement is cached under a key of the
 artifact's sha256, the runtime options, the bench settings, the evaluation data's hash and
@@ -43,7 +43,7 @@ def machine_fingerprint(host: str) -> dict[str, Any]:
     """
     if host != "local":
         return {"host": host}
-    from edgekd.remote.device_runner import cpu_fingerprint
+    from edgekd.runtime.machine import cpu_fingerprint
 
     return {"cpu": cpu_fingerprint(), "machine": platform.machine(), "libraries": library_versions()}
 
@@ -114,14 +114,11 @@ def measure_candidates(
     )
     # Deploy judges every candidate, failed ones included: they are recorded, not fatal.
     cfg = dataclasses.replace(cfg, keep_going=True)
-    if host == "local":
-        from edgekd.bench.runner import run_bench
+    from edgekd.bench.runner import run_bench
+    from edgekd.remote import executor_for
 
-        doc = run_bench(candidates, dataset, cfg, **common)
-    else:
-        from edgekd.remote.bench import run_remote_bench
-
-        doc = run_remote_bench(host, candidates, dataset, cfg, ssh=ssh, remote_python=remote_python, **common)
+    executor = executor_for(host, ssh=ssh, remote_python=remote_python)
+    doc = run_bench(candidates, dataset, cfg, executor=executor, **common)
     for (req, key, parts), entry in zip(fresh, doc["entries"], strict=True):
         cache.store_measurement(key, parts, entry)
         entries[req.spec.id], cached[req.spec.id] = entry, False

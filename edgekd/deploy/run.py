@@ -20,7 +20,6 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from edgekd import resources
 from edgekd.artifacts import ensure_dir, require_file, sha256_file
 from edgekd.bench.latency import LatencyConfig
 from edgekd.bench.runner import BenchConfig
@@ -97,13 +96,13 @@ def _data_sha256(test: ArrayDataset) -> str:
     return digest.hexdigest()
 
 
-def _calibration(dataset: Any, name: str | None) -> tuple[Any, Any, str]:
-    from edgekd.data.calibration import load_calibration_recipe, select_calibration
+def _calibration(dataset: Any, name: str | None) -> Any:
+    """The INT8 calibration frames: ``name``'s recipe, by default ``modrec-stratified-snr`` for
+    data with SNR labels, else ``random-256``."""
+    from edgekd.data.calibration import calibration_frames
 
-    name = name or ("modrec-stratified-snr" if dataset.snr is not None else "random-256")
-    recipe_path = resources.resolve("calibration", name)
-    selection = select_calibration(dataset, load_calibration_recipe(recipe_path))
-    return selection, selection.samples(dataset), name
+    default = "modrec-stratified-snr" if dataset.snr is not None else "random-256"
+    return calibration_frames(dataset, name or default)
 
 
 def _record(planned: PlannedCandidate) -> dict[str, Any]:
@@ -127,6 +126,23 @@ def _record(planned: PlannedCandidate) -> dict[str, Any]:
     }
 
 
+@dataclasses.dataclass
+class _Run:
+    """One deploy: its checked inputs and where it writes."""
+
+    student: Path
+    target: TargetProfile
+    data_path: Path
+    dataset: Any
+    test: ArrayDataset
+    host: str
+    out_dir: Path
+    cache: DeployCache
+    calibration: Any  # edgekd.data.calibration.CalibrationFrames
+    inputs: BuildInputs
+    rule: SelectionRule
+
+
 def deploy_student(
     student: str | Path,
     target: TargetProfile,
@@ -143,7 +159,45 @@ def deploy_student(
         NoCandidate: no FP32 reference ran (exit 2), or none is within budget (exit 1); deploy.json
             is written first, with every candidate's verdict, and no winner file.
     """
-    from edgekd.backends.profile_options import options_for_entry
+    run = _prepare(student, target, data_path, opts)
+    plan = plan_candidates(
+        target, host=run.host, student_is_onnx=run.inputs.student_is_onnx, runtimes=opts.runtimes
+    )
+    records = {p.id: _record(p) for p in plan}
+    requests = _build(run, plan, records, opts.threads, log)
+    bench_cfg = BenchConfig(latency=opts.latency, threads=opts.threads, roofline=False)
+    entries, cached, environment = measure_candidates(
+        requests,
+        run.test,
+        _data_sha256(run.test),
+        bench_cfg,
+        run.cache,
+        out_dir=run.out_dir,
+        host=run.host,
+        ssh=opts.ssh,
+        remote_python=opts.remote_python,
+        log=log,
+    )
+    for req in requests:
+        rec, entry = records[req.spec.id], entries[req.spec.id]
+        rec["measurement"] = {"cached": cached[req.spec.id], "entry": entry}
+        if entry["status"] != "ok":
+            rec.update(status=entry["status"], reason=entry["reason"])
+            continue
+        rec["figures"] = report.figures_of(entry, req.spec.session_precision)
+    doc = _document(run, bench_cfg)
+    doc.update(
+        environment=environment or _environment(run.host),
+        cache={"dir": str(run.cache.root), "enabled": run.cache.enabled, **run.cache.counters.to_dict()},
+        candidates=list(records.values()),
+    )
+    return _choose_and_write(run, doc, records, log)
+
+
+def _prepare(student: str | Path, target: TargetProfile, data_path: str | Path, opts: DeployOptions) -> _Run:
+    """Every input checked before any candidate is built: the student opens and fits the data,
+    the data fits the target, the budget and the calibration recipe are valid."""
+    from edgekd.backends.profile_options import resolve_threads
 
     student = require_file(student, "student", hint="pass the student.pt (or .onnx) to deploy")
     data_path = require_file(
@@ -154,22 +208,35 @@ def deploy_student(
     check_student(student, test, f"dataset {data_path}")  # before any candidate is built
     target.check_frames(test.input_shape, str(data_path))  # the target's input_shape meets the data
     rule = selection_rule(target, opts.max_accuracy_drop)
-    host = opts.host or target.host
-    selection, calib, calib_name = _calibration(dataset, opts.calibration)
+    calibration = _calibration(dataset, opts.calibration)
     out_dir = Path(opts.out_dir)
     ensure_dir(out_dir)  # journaled: removed again (when empty) if the deploy fails
-    cache = DeployCache(opts.cache_dir or out_dir / "cache", enabled=opts.use_cache)
     inputs = BuildInputs(
         student=student,
         student_sha256=sha256_file(student),
         parity_frames=test.x[:PARITY_FRAMES],
-        calibration=calib,
-        calibration_sha256=frames_sha256(calib),
-        calibration_name=calib_name,
+        calibration=calibration.frames,
+        calibration_sha256=frames_sha256(calibration.frames),
+        calibration_name=calibration.name,
+        threads=resolve_threads(opts.threads, target),
     )
-    plan = plan_candidates(target, host=host, student_is_onnx=inputs.student_is_onnx, runtimes=opts.runtimes)
-    records = {p.id: _record(p) for p in plan}
-    builder = ArtifactBuilder(inputs, cache, log)
+    cache = DeployCache(opts.cache_dir or out_dir / "cache", enabled=opts.use_cache)
+    host = opts.host or target.host
+    return _Run(student, target, data_path, dataset, test, host, out_dir, cache, calibration, inputs, rule)
+
+
+def _build(
+    run: _Run,
+    plan: list[PlannedCandidate],
+    records: dict[str, dict[str, Any]],
+    threads: int | None,
+    log: Callable[[str], None],
+) -> list[MeasureRequest]:
+    """Build (or find in the cache) every planned candidate's artifact; a failed build is recorded
+    in its candidate's record. Returns what to measure, in catalogue order."""
+    from edgekd.backends.profile_options import options_for_entry
+
+    builder = ArtifactBuilder(run.inputs, run.cache, log)
     requests = []
     for planned in plan:
         rec = records[planned.id]
@@ -182,7 +249,7 @@ def deploy_student(
         except BuildFailed as exc:
             rec.update(status="failed", reason=exc.message)
             continue
-        options = options_for_entry(target, spec.backend, spec.session_precision, opts.threads)
+        options = options_for_entry(run.target, spec.backend, spec.session_precision, threads)
         rec["session_options"] = dataclasses.asdict(options)
         rec["artifact"] = {
             "path": str(artifact.path),
@@ -190,46 +257,26 @@ def deploy_student(
             "sha256": artifact.sha256,
             "size_bytes": sum(f.stat().st_size for f in artifact.files),
         }
-        recipe = build_recipe(spec)
         rec["build"] = {
             "cached": None if artifact.key == "input" else artifact.cached,
             "key": artifact.key,
-            "seconds": round(builder.seconds.get(recipe, 0.0), 3),
+            "seconds": round(builder.seconds.get(build_recipe(spec), 0.0), 3),
             "report": artifact.record.get("report"),
         }
         requests.append(MeasureRequest(spec, artifact, options))
-    bench_cfg = BenchConfig(latency=opts.latency, threads=opts.threads, roofline=False)
-    entries, cached, environment = measure_candidates(
-        requests,
-        test,
-        _data_sha256(test),
-        bench_cfg,
-        cache,
-        out_dir=out_dir,
-        host=host,
-        ssh=opts.ssh,
-        remote_python=opts.remote_python,
-        log=log,
-    )
-    for req in requests:
-        rec, entry = records[req.spec.id], entries[req.spec.id]
-        rec["measurement"] = {"cached": cached[req.spec.id], "entry": entry}
-        if entry["status"] != "ok":
-            rec.update(status=entry["status"], reason=entry["reason"])
-            continue
-        rec["figures"] = report.figures_of(entry, req.spec.session_precision)
-    split = "test" if dataset.split is not None else "all"
-    doc = _document(
-        student, target, host, data_path, test, split, selection, calib_name, inputs, bench_cfg, rule
-    )
-    doc.update(
-        environment=environment or _environment(host),
-        cache={"dir": str(cache.root), "enabled": cache.enabled, **cache.counters.to_dict()},
-        candidates=list(records.values()),
-    )
-    rows = [candidate_row(r) for r in doc["candidates"]]
+    return requests
+
+
+def _choose_and_write(
+    run: _Run, doc: dict[str, Any], records: dict[str, dict[str, Any]], log: Callable[[str], None]
+) -> dict[str, Any]:
+    """Apply the selection rule, record every verdict, write deploy.json and the winner.
+
+    Raises NoCandidate (no reference) or NothingWithinBudget, carrying the document, which is
+    written first."""
+    out_dir, rule = run.out_dir, run.rule
     try:
-        choice = choose(rows, rule)
+        choice = choose([candidate_row(r) for r in doc["candidates"]], rule)
     except NoCandidate as exc:
         for rec in doc["candidates"]:
             rec["verdict"], rec["why"] = rec["status"], rec["reason"] or "no reference to compare with"
@@ -239,11 +286,7 @@ def deploy_student(
         raise
     for rec in doc["candidates"]:
         verdict = choice.verdicts[rec["id"]]
-        rec["verdict"], rec["why"], rec["accuracy_drop"] = (
-            verdict.status,
-            verdict.reason,
-            verdict.accuracy_drop,
-        )
+        rec.update(verdict=verdict.status, why=verdict.reason, accuracy_drop=verdict.accuracy_drop)
     doc["choice"] = {
         "chosen": choice.chosen,
         "reference": choice.reference,
@@ -258,8 +301,7 @@ def deploy_student(
         )
         exc.document = doc
         raise exc
-    winner = records[choice.chosen]
-    doc["deployed"] = report.write_winner(out_dir, winner, doc, student)
+    doc["deployed"] = report.write_winner(out_dir, records[choice.chosen], doc, run.student)
     report.write_document(doc, out_dir)
     report.remove_stale_winners(out_dir, doc["deployed"]["files"])
     log(f"deploy: chose {choice.chosen} -> {out_dir / doc['deployed']['file']}")
@@ -274,36 +316,27 @@ def _environment(host: str) -> dict[str, Any]:
     return fingerprint()
 
 
-def _document(
-    student: Path,
-    target: TargetProfile,
-    host: str,
-    data_path: Path,
-    test: ArrayDataset,
-    split: str,
-    selection: Any,
-    calib_name: str,
-    inputs: BuildInputs,
-    bench_cfg: BenchConfig,
-    rule: SelectionRule,
-) -> dict[str, Any]:
+def _document(run: _Run, bench_cfg: BenchConfig) -> dict[str, Any]:
+    """The deploy document's inputs: what was deployed, for which target, on which frames and
+    calibration, measured how and chosen by which rule (the candidates are added after)."""
+    test, inputs = run.test, run.inputs
     return {
         "schema": report.DEPLOY_SCHEMA,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "student": {"file": student.name, "path": str(student), "sha256": inputs.student_sha256},
-        "target": {"name": target.name, "profile": to_dict(target)},
-        "host": host,
+        "student": {"file": run.student.name, "path": str(run.student), "sha256": inputs.student_sha256},
+        "target": {"name": run.target.name, "profile": run.target.to_dict()},
+        "host": run.host,
         "data": {
-            "file": data_path.name,
-            "sha256": sha256_file(data_path),
-            "split": split,
+            "file": run.data_path.name,
+            "sha256": sha256_file(run.data_path),
+            "split": "test" if run.dataset.split is not None else "all",
             "frames": len(test),
             "frames_sha256": _data_sha256(test),
             "class_names": list(test.class_names),
         },
         "calibration": {
-            "recipe": calib_name,
-            "selection": selection.to_dict(),
+            "recipe": inputs.calibration_name,
+            "selection": run.calibration.selection.to_dict(),
             "frames_sha256": inputs.calibration_sha256,
         },
         "bench": {
@@ -311,5 +344,5 @@ def _document(
             "threads": bench_cfg.threads,
             "accuracy_batch_size": bench_cfg.accuracy_batch_size,
         },
-        "rule": dataclasses.asdict(rule),
+        "rule": dataclasses.asdict(run.rule),
     }

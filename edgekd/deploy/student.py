@@ -15,7 +15,7 @@ import numpy as np
 
 from edgekd.data.dataset import ArrayDataset
 from edgekd.errors import ConfigError, EdgeKDError, InputFileError, ShapeError
-from edgekd.pipeline.checks import ModelInput, checkpoint_input
+from edgekd.models.fit import ModelInput, checkpoint_input
 
 PROBE_FRAMES = 8  # test frames the student is run on: enough to see NaN, cheap for any model
 

@@ -1,7 +1,9 @@
 """Distillation: losses and training loops.
 
 * ``losses.LOSSES`` logit losses (kd, ce, rkl, js, dkd, nkd, dist) and
-  ``feature_losses.FEATURE_LOSSES`` feature losses (fitnet, at, rkd, ofa);
+  ``feature_losses.FEATURE_LOSSES`` feature losses (fitnet, at, rkd, ofa): one namespace
+  (a name is refused by both once either holds it); every loss may read the training
+  ``losses.Progress`` (DKD's warm-up does);
 * ``features.FeatureTaps`` forward hooks by module path;
 * ``config`` the typed settings (``TrainConfig``, ``KDConfig``, ``LossTerm``);
 * ``objective.DistillObjective`` the weighted sum of terms, with projectors;

@@ -33,12 +33,9 @@ import torch
 
 from edgekd.data.image_augment import ImageAugment
 from edgekd.distill.feature_losses import FEATURE_LOSSES
-from edgekd.distill.losses import LOSSES
+from edgekd.distill.losses import LOSSES, PROGRESS_PARAM
 from edgekd.errors import ConfigError
 from edgekd.registry import suggestion
-
-# Parameters the objective consumes itself instead of passing them to the loss function.
-_LOOP_PARAMS = {"dkd": {"warmup_epochs": 20}}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -225,8 +222,8 @@ class TrainConfig:
 
 
 def loss_names() -> list[str]:
-    """Every loss a term may name: logit losses and feature losses."""
-    return sorted({*LOSSES.names(), *FEATURE_LOSSES.names()})
+    """Every loss a term may name: logit losses and feature losses (one namespace)."""
+    return LOSSES.namespace_names()
 
 
 def loss_params(name: str) -> dict[str, Any]:
@@ -236,9 +233,9 @@ def loss_params(name: str) -> dict[str, Any]:
     if name not in LOSSES:
         raise ConfigError(f"unknown loss {name!r}", hint=suggestion(name, loss_names(), "known losses"))
     sig = inspect.signature(LOSSES.get(name))
-    params = {p.name: p.default for p in sig.parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY}
-    params.pop("warmup", None)  # supplied by the loop, from warmup_epochs
-    return {**params, **_LOOP_PARAMS.get(name, {})}
+    keyword_only = (p for p in sig.parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY)
+    # ``progress`` is the loop's to give (edgekd.distill.objective), not the recipe's.
+    return {p.name: p.default for p in keyword_only if p.name != PROGRESS_PARAM}
 
 
 @dataclasses.dataclass

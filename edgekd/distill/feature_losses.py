@@ -4,7 +4,9 @@ Each entry is an ``nn.Module`` class built as ``cls(**params)``. It declares whi
 it needs (teacher features or only teacher logits), builds its projectors lazily in
 ``build()`` from the first observed feature shapes (the training loop calls it once, before
 the optimizer is made, so the projectors train with the student), then maps
-``LossInputs`` to a scalar. Features are [N, D] vectors, [N, C, L] 1-D maps or
+``LossInputs`` (which carries the training ``Progress``) to a scalar. Its name shares one
+namespace with the logit losses (``FEATURE_LOSSES`` refuses a name ``LOSSES`` holds, and the
+other way round). Features are [N, D] vectors, [N, C, L] 1-D maps or
 [N, C, H, W] 2-D maps; every loss is computed in fp32 (or fp64 under gradcheck).
 """
 
@@ -17,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgekd.distill.losses import check_logit_pair
+from edgekd.distill.losses import LOSSES, Progress, check_logit_pair
 from edgekd.errors import ShapeError
 from edgekd.registry import Registry
 
@@ -31,7 +33,7 @@ class LossInputs:
     targets: torch.Tensor  # [N] int64
     student_features: list[torch.Tensor] = dataclasses.field(default_factory=list)  # the term's paths
     teacher_features: list[torch.Tensor] = dataclasses.field(default_factory=list)
-    epoch: int = 1  # 1-based, for warm-ups
+    progress: Progress | None = None  # where training stands (None outside training)
 
 
 class FeatureLoss(nn.Module):
@@ -63,7 +65,7 @@ class FeatureLoss(nn.Module):
         return self.feature_name("student", i), self.feature_name("teacher", i)
 
 
-FEATURE_LOSSES: Registry[type[FeatureLoss]] = Registry("loss")
+FEATURE_LOSSES: Registry[type[FeatureLoss]] = Registry("feature loss", shares_names_with=LOSSES)
 
 
 def _fp32(x: torch.Tensor) -> torch.Tensor:

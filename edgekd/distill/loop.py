@@ -45,7 +45,9 @@ from edgekd.distill.config import TrainConfig, TrainResult
 from edgekd.distill.features import FeatureTaps
 from edgekd.distill.feed import make_feed, storage_blocks
 from edgekd.distill.finite import FiniteWatch
+from edgekd.distill.losses import Progress
 from edgekd.distill.objective import DistillObjective
+from edgekd.distill.optim import Schedule, make_optimizer
 from edgekd.distill.reporting import EpochProgress, TensorBoardScalars
 from edgekd.distill.run_state import EpochLoss, ModelEMA, RunState, ShuffledBatches
 from edgekd.distill.teacher_cache import CachedLogits
@@ -53,41 +55,6 @@ from edgekd.errors import ConfigError
 
 Log = Callable[[str], None]
 StepCallback = Callable[[int], None]  # called with the global step count after each optimizer step
-
-
-def lr_at(
-    step: int, total_steps: int, warmup_steps: int, cfg: TrainConfig, steps_per_epoch: int | None = None
-) -> float:
-    """Learning rate for iteration ``step`` (0-based): linear warm-up, then cosine, step or flat.
-
-    ``step`` decays multiply by ``cfg.step_gamma`` every ``cfg.step_size`` epochs after the warm-up.
-    """
-    if step < warmup_steps:
-        return cfg.lr * (step + 1) / warmup_steps
-    if cfg.schedule == "constant":
-        return cfg.lr
-    if cfg.schedule == "step":
-        per_epoch = steps_per_epoch or max(1, total_steps // cfg.epochs)
-        step_size = cfg.step_size or max(1, cfg.epochs // 3)
-        return cfg.lr * cfg.step_gamma ** ((step - warmup_steps) // (per_epoch * step_size))
-    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-    return 0.5 * cfg.lr * (1.0 + math.cos(math.pi * progress))
-
-
-def _param_groups(modules: list[nn.Module], weight_decay: float) -> list[dict]:
-    # Decaying biases and BatchNorm scales only shrinks them towards zero and hurts
-    # small students; decay the weight matrices and kernels alone.
-    params = [p for m in modules for p in m.parameters() if p.requires_grad]
-    decay = [p for p in params if p.ndim > 1]
-    no_decay = [p for p in params if p.ndim <= 1]
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
-def _make_optimizer(modules: list[nn.Module], cfg: TrainConfig) -> torch.optim.Optimizer:
-    groups = _param_groups(modules, cfg.weight_decay)
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9, nesterov=True)
-    return torch.optim.AdamW(groups, lr=cfg.lr)
 
 
 def amp_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
@@ -129,10 +96,10 @@ class _TrainStep(nn.Module):
         self.objective = objective
         self.taps = taps
 
-    def forward(self, x, y, teacher_logits, teacher_feats, epoch: int):
+    def forward(self, x, y, teacher_logits, teacher_feats):
         logits = self.student(x)
         feats = dict(zip(self.taps.paths, self.taps.collect(), strict=True)) if self.taps.paths else {}
-        return self.objective(logits, teacher_logits, y, feats, teacher_feats, epoch)
+        return self.objective(logits, teacher_logits, y, feats, teacher_feats)
 
 
 @dataclasses.dataclass
@@ -197,18 +164,6 @@ def fit(
         ddp.teardown(ctx)
 
 
-@dataclasses.dataclass(frozen=True)
-class Schedule:
-    """The learning rate of each optimizer step: :func:`lr_at` with the run's step counts."""
-
-    cfg: TrainConfig
-    steps_per_epoch: int
-
-    def lr(self, step: int) -> float:
-        cfg, per_epoch = self.cfg, self.steps_per_epoch
-        return lr_at(step, cfg.epochs * per_epoch, cfg.warmup_epochs * per_epoch, cfg, per_epoch)
-
-
 @dataclasses.dataclass
 class _RunContext:
     """What a run builds when it starts and never saves (the saved part is the RunState)."""
@@ -227,10 +182,18 @@ class _RunContext:
     schedule: Schedule
     watch: FiniteWatch
     fingerprint: dict[str, Any]  # what a resume must match (``state.load_state``)
-    write_dir: Path | None  # out_dir on rank 0, else None
-    log: Log | None  # opts.log on rank 0, else None
     progress: EpochProgress | None = None
     board: TensorBoardScalars | None = None
+
+    @property
+    def write_dir(self) -> Path | None:
+        """``opts.out_dir`` on rank 0, else None: one process writes the run's files."""
+        return _write_dir(self.opts, self.ctx)
+
+    @property
+    def log(self) -> Log | None:
+        """``opts.log`` on rank 0, else None."""
+        return self.opts.log if self.ctx.is_main else None
 
     def batch(
         self, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, epoch_view: EpochView | None
@@ -277,7 +240,7 @@ def _start(
     student, objective, teacher, train, val, cfg, opts, ctx, device, cleanup
 ) -> tuple[_RunContext, RunState]:
     """Seed, check the inputs, wrap the networks and build the optimizer: a run at step 0."""
-    write_dir = Path(opts.out_dir) if (opts.out_dir is not None and ctx.is_main) else None
+    write_dir = _write_dir(opts, ctx)
     if write_dir is not None:
         write_dir.mkdir(parents=True, exist_ok=True)
     _reproducible(cfg, device, cleanup)
@@ -297,17 +260,17 @@ def _start(
     state = RunState(
         model=student,
         objective=objective,
-        optimizer=_make_optimizer([student, objective], cfg),
+        optimizer=make_optimizer([student, objective], cfg),
         scaler=torch.amp.GradScaler("cuda", enabled=dtype == torch.float16),
         ema=ema,
         sampler=sampler,
         loss=EpochLoss(device),
     )
     run = _RunContext(
-        cfg=cfg,
-        opts=opts,
-        ctx=ctx,
-        device=device,
+        cfg,
+        opts,
+        ctx,
+        device,
         teacher=teacher,
         train=train,
         feed=feed,
@@ -318,10 +281,12 @@ def _start(
         schedule=Schedule(cfg, sampler.steps_per_epoch),
         watch=FiniteWatch(device, teacher.name),
         fingerprint=_fingerprint(cfg, objective, n, ctx),
-        write_dir=write_dir,
-        log=opts.log if ctx.is_main else None,
     )
     return run, state
+
+
+def _write_dir(opts: FitOptions, ctx: ddp.DistContext) -> Path | None:
+    return Path(opts.out_dir) if (opts.out_dir is not None and ctx.is_main) else None
 
 
 def _reproducible(cfg: TrainConfig, device: torch.device, cleanup: contextlib.ExitStack) -> None:
@@ -402,6 +367,7 @@ def _train_epoch(run: _RunContext, state: RunState) -> None:
         state.loss.reset()
     view = view_of_epoch(state.epoch, cfg.augment)
     epoch_view = EpochView(cfg.augment, sampler.frames, view) if cfg.augment.iq_enabled else None
+    state.objective.progress = Progress(state.epoch, cfg.epochs)  # what every loss term sees
     run.step_module.train()
     if run.progress is not None:
         run.progress.start_epoch(state.epoch, cfg.epochs, len(sampler), sampler.next_batch)
@@ -436,7 +402,7 @@ def _train_step(
     xb, yb = batch
     t_logits, t_feats = run.teacher.outputs(xb, idx, view, run.device, run.autocast)
     with run.autocast:
-        loss, _parts = run.step_module(xb, yb, t_logits, t_feats, state.epoch)
+        loss, _parts = run.step_module(xb, yb, t_logits, t_feats)
     t_outputs = [t_logits, *t_feats.values()] if t_logits is not None else list(t_feats.values())
     run.watch.observe(state.step + 1, state.epoch, b + 1, t_outputs, loss)
     optimizer.zero_grad(set_to_none=True)

@@ -5,7 +5,9 @@ Every loss has the signature::
     loss(student_logits [N, K], teacher_logits [N, K] | None, targets int64 [N], **params)
         -> scalar Tensor
 
-and its keyword parameters default to the paper's values (each docstring says which).
+and its keyword parameters default to the paper's values (each docstring says which). A
+loss that changes over training declares the keyword ``progress`` (a ``Progress``: epoch of
+epochs); the objective passes it to every loss that declares it, and it is no recipe parameter.
 Only ``kd`` mixes in the label cross-entropy (its historical ``alpha`` contract); every other
 loss is the distillation term alone and is combined with ``ce`` through weighted terms
 (``edgekd.distill.objective``). Feature losses (fitnet, at, rkd, ofa) live in
@@ -18,6 +20,7 @@ then taking logs of half-precision softmax outputs underflows to log(0) = -inf a
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 
@@ -29,7 +32,27 @@ from edgekd.registry import Registry
 
 LossFn = Callable[..., torch.Tensor]
 
-LOSSES: Registry[LossFn] = Registry("loss")
+# Feature losses register in a sibling registry of this one's namespace (feature_losses.py):
+# a term names either kind, so a name may be held by one loss only.
+LOSSES: Registry[LossFn] = Registry("logit loss")
+PROGRESS_PARAM = "progress"  # the keyword through which a loss receives ``Progress``
+
+
+@dataclasses.dataclass(frozen=True)
+class Progress:
+    """Where training stands: epoch ``epoch`` (1-based) of ``epochs`` is under way.
+
+    Losses that ramp or anneal read it (DKD's warm-up); the training loop sets it once per
+    epoch (``DistillObjective.progress``). ``fraction`` is ``epoch / epochs`` in [0, 1]: the
+    share of training done when this epoch ends.
+    """
+
+    epoch: int
+    epochs: int
+
+    @property
+    def fraction(self) -> float:
+        return min(max(self.epoch / self.epochs, 0.0), 1.0)
 
 
 def _at_least_fp32(logits: torch.Tensor) -> torch.Tensor:
@@ -52,11 +75,24 @@ def check_logit_pair(student_logits: torch.Tensor, teacher_logits: torch.Tensor 
         )
 
 
-def _pair(student_logits: torch.Tensor, teacher_logits: torch.Tensor | None, name: str):
+def logit_pair(student_logits: torch.Tensor, teacher_logits: torch.Tensor | None, name: str):
     """Both logit tensors in a common float dtype of at least fp32, shapes checked."""
     check_logit_pair(student_logits, teacher_logits, name)
     student = _at_least_fp32(student_logits)
     return student, _at_least_fp32(teacher_logits).to(student.dtype)  # type: ignore[union-attr]
+
+
+def _log_probs(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor | None, name: str, temperature: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(log p_student, log p_teacher) [N, K] at ``temperature``, in fp32 or wider; shapes checked."""
+    student, teacher = logit_pair(student_logits, teacher_logits, name)
+    return F.log_softmax(student / temperature, dim=1), F.log_softmax(teacher / temperature, dim=1)
+
+
+def _kl(log_q: torch.Tensor, log_p: torch.Tensor) -> torch.Tensor:
+    """``KL(p || q)`` of two [N, K] log-distributions, batch mean."""
+    return F.kl_div(log_q, log_p, log_target=True, reduction="batchmean")
 
 
 def kd_divergence(
@@ -67,11 +103,8 @@ def kd_divergence(
     The T^2 factor keeps the soft-target gradients on the same scale as the hard-label
     term when T changes (Hinton et al., 2015).
     """
-    student, teacher = _pair(student_logits, teacher_logits, "kd")
-    log_p_student = F.log_softmax(student / temperature, dim=1)
-    log_p_teacher = F.log_softmax(teacher / temperature, dim=1)
-    kl = F.kl_div(log_p_student, log_p_teacher, log_target=True, reduction="batchmean")
-    return kl * (temperature * temperature)
+    log_p_student, log_p_teacher = _log_probs(student_logits, teacher_logits, "kd", temperature)
+    return _kl(log_p_student, log_p_teacher) * (temperature * temperature)
 
 
 @LOSSES.register("kd")
@@ -131,11 +164,8 @@ def rkl_loss(
     As used for generative distillation (Gu et al., "MiniLLM", ICLR 2024), where T=1.
     """
     del targets
-    student, teacher = _pair(student_logits, teacher_logits, "rkl")
-    log_p_student = F.log_softmax(student / temperature, dim=1)
-    log_p_teacher = F.log_softmax(teacher / temperature, dim=1)
-    kl = F.kl_div(log_p_teacher, log_p_student, log_target=True, reduction="batchmean")
-    return kl * (temperature * temperature)
+    log_p_student, log_p_teacher = _log_probs(student_logits, teacher_logits, "rkl", temperature)
+    return _kl(log_p_teacher, log_p_student) * (temperature * temperature)
 
 
 @LOSSES.register("js")
@@ -152,13 +182,9 @@ def js_loss(
     log-probabilities, so nothing leaves log-space. Default T=1.
     """
     del targets
-    student, teacher = _pair(student_logits, teacher_logits, "js")
-    log_ps = F.log_softmax(student / temperature, dim=1)
-    log_pt = F.log_softmax(teacher / temperature, dim=1)
+    log_ps, log_pt = _log_probs(student_logits, teacher_logits, "js", temperature)
     log_m = torch.logsumexp(torch.stack([log_ps, log_pt]), dim=0) - math.log(2.0)
-    kl_t = F.kl_div(log_m, log_pt, log_target=True, reduction="batchmean")
-    kl_s = F.kl_div(log_m, log_ps, log_target=True, reduction="batchmean")
-    return 0.5 * (kl_t + kl_s) * (temperature * temperature)
+    return 0.5 * (_kl(log_m, log_pt) + _kl(log_m, log_ps)) * (temperature * temperature)
 
 
 def _split_target(log_p: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -173,6 +199,13 @@ def _binary_log(log_target: torch.Tensor, log_rest: torch.Tensor) -> torch.Tenso
     return torch.stack([log_target, torch.logsumexp(log_rest, dim=1)], dim=1)
 
 
+def linear_warmup(progress: Progress | None, warmup_epochs: int) -> float:
+    """``min(epoch / warmup_epochs, 1)``: 1 without progress (outside training) or warm-up."""
+    if progress is None or warmup_epochs <= 0:
+        return 1.0
+    return min(progress.epoch / warmup_epochs, 1.0)
+
+
 @LOSSES.register("dkd")
 def dkd_loss(
     student_logits: torch.Tensor,
@@ -182,7 +215,8 @@ def dkd_loss(
     temperature: float = 4.0,
     alpha: float = 1.0,
     beta: float = 8.0,
-    warmup: float = 1.0,
+    warmup_epochs: int = 20,
+    progress: Progress | None = None,
 ) -> torch.Tensor:
     """Decoupled KD: ``warmup * (alpha * TCKD + beta * NCKD) * T^2``.
 
@@ -190,21 +224,15 @@ def dkd_loss(
     between (p_target, 1 - p_target) of teacher and student; NCKD the KL between the
     distributions renormalised over the non-target classes. Paper defaults: T=4,
     alpha=1, beta=8 (CIFAR-100; beta=0.5 on ImageNet), the total ramped linearly over the
-    first 20 epochs: ``warmup`` is that factor in [0, 1], supplied by the training loop
-    (a term's ``warmup_epochs`` parameter, see ``edgekd.distill.objective``).
+    first ``warmup_epochs`` = 20 epochs: ``warmup`` is ``linear_warmup(progress, warmup_epochs)``.
     """
-    student, teacher = _pair(student_logits, teacher_logits, "dkd")
-    log_ps = F.log_softmax(student / temperature, dim=1)
-    log_pt = F.log_softmax(teacher / temperature, dim=1)
+    log_ps, log_pt = _log_probs(student_logits, teacher_logits, "dkd", temperature)
     s_target, s_rest = _split_target(log_ps, targets)
     t_target, t_rest = _split_target(log_pt, targets)
-    tckd = F.kl_div(
-        _binary_log(s_target, s_rest), _binary_log(t_target, t_rest), log_target=True, reduction="batchmean"
-    )
+    tckd = _kl(_binary_log(s_target, s_rest), _binary_log(t_target, t_rest))
     # Renormalising over the non-target classes is a log_softmax of the remaining log-probs.
-    nckd = F.kl_div(
-        F.log_softmax(s_rest, dim=1), F.log_softmax(t_rest, dim=1), log_target=True, reduction="batchmean"
-    )
+    nckd = _kl(F.log_softmax(s_rest, dim=1), F.log_softmax(t_rest, dim=1))
+    warmup = linear_warmup(progress, warmup_epochs)
     return warmup * (alpha * tckd + beta * nckd) * (temperature * temperature)
 
 
@@ -225,7 +253,7 @@ def nkd_loss(
     log-probability; q are the non-target distributions renormalised at temperature T.
     Paper defaults (ImageNet): T=1, gamma=1.5. Used instead of CE, or beside it.
     """
-    student, teacher = _pair(student_logits, teacher_logits, "nkd")
+    student, teacher = logit_pair(student_logits, teacher_logits, "nkd")
     s_target, _ = _split_target(F.log_softmax(student, dim=1), targets)
     t_target, _ = _split_target(F.log_softmax(teacher, dim=1), targets)
     target_part = -(t_target.exp().detach() * s_target).mean()
@@ -262,10 +290,9 @@ def dist_loss(
     T=1, beta=1, gamma=1 (CIFAR-100: T=4, beta=gamma=2).
     """
     del targets
-    student, teacher = _pair(student_logits, teacher_logits, "dist")
     # Probabilities of at least fp32: exp of an fp32 log_softmax is exact enough here.
-    p_s = F.log_softmax(student / temperature, dim=1).exp()
-    p_t = F.log_softmax(teacher / temperature, dim=1).exp()
+    log_ps, log_pt = _log_probs(student_logits, teacher_logits, "dist", temperature)
+    p_s, p_t = log_ps.exp(), log_pt.exp()
     inter = _pearson_distance(p_s, p_t, dim=1)
     intra = _pearson_distance(p_s, p_t, dim=0)
     return (beta * inter + gamma * intra) * (temperature * temperature)

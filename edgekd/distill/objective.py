@@ -6,12 +6,15 @@ student (they join its optimizer and, under torchrun, its DistributedDataParalle
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
 from edgekd.distill.config import LossTerm
-from edgekd.distill.feature_losses import FEATURE_LOSSES, FeatureLoss, LossInputs
-from edgekd.distill.losses import LOSSES
+from edgekd.distill.feature_losses import FEATURE_LOSSES, LossInputs
+from edgekd.distill.losses import LOSSES, PROGRESS_PARAM, Progress
 from edgekd.errors import ConfigError
 
 
@@ -23,11 +26,15 @@ class DistillObjective(nn.Module):
     """``sum_i weight_i * term_i(inputs)`` over ``terms``; ``forward`` also returns each part.
 
     Feature terms are built lazily: call ``build()`` once with example features (the loop
-    does, from a two-frame forward pass) before the optimizer is made.
+    does, from a two-frame forward pass) before the optimizer is made. The loop sets
+    ``progress`` at the start of every epoch; it stays None outside training.
     """
+
+    progress: Progress | None
 
     def __init__(self, terms: list[LossTerm]) -> None:
         super().__init__()
+        self.progress = None
         if not terms:
             raise ConfigError("the distillation objective has no terms", hint="add at least one loss term")
         for term in terms:
@@ -39,6 +46,12 @@ class DistillObjective(nn.Module):
         for key, module in self.feature_terms.items():
             term = self.terms[int(key)]
             module.student_paths, module.teacher_paths = list(term.student), list(term.teacher)
+        # Logit terms: the function and whether it declares ``progress`` (read once, not per batch).
+        self._logit_terms = {
+            i: (LOSSES.get(t.name), takes_progress(LOSSES.get(t.name)))
+            for i, t in enumerate(terms)
+            if not t.is_feature_loss
+        }
 
     @property
     def student_paths(self) -> list[str]:
@@ -76,42 +89,39 @@ class DistillObjective(nn.Module):
         targets: torch.Tensor,
         student_features: dict[str, torch.Tensor],
         teacher_features: dict[str, torch.Tensor],
-        epoch: int,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """(total scalar loss in fp32 or wider, {term label: unweighted value})."""
+        """(total scalar loss in fp32 or wider, {term label: unweighted value}).
+
+        Every term sees ``self.progress``: feature losses in ``LossInputs.progress``, logit
+        losses as the keyword ``progress`` when their signature declares it.
+        """
         total = None
         parts: dict[str, torch.Tensor] = {}
         for i, term in enumerate(self.terms):
-            if term.is_feature_loss:
-                module: FeatureLoss = self.feature_terms[str(i)]  # type: ignore[assignment]
-                value = module(
-                    LossInputs(
-                        student_logits,
-                        teacher_logits,
-                        targets,
-                        [student_features[p] for p in term.student],
-                        [teacher_features[p] for p in term.teacher],
-                        epoch,
-                    )
-                )
-            else:
-                value = self._logit_term(term, student_logits, teacher_logits, targets, epoch)
+            inputs = LossInputs(
+                student_logits,
+                teacher_logits,
+                targets,
+                [student_features[p] for p in term.student],
+                [teacher_features[p] for p in term.teacher],
+                self.progress,
+            )
+            value = self._term_loss(i, term, inputs)
             parts[f"{i}:{term.name}"] = value.detach()
             weighted = term.resolved_weight() * value
             total = weighted if total is None else total + weighted
         return total, parts
 
-    @staticmethod
-    def _logit_term(
-        term: LossTerm,
-        student_logits: torch.Tensor,
-        teacher_logits: torch.Tensor | None,
-        targets: torch.Tensor,
-        epoch: int,
-    ) -> torch.Tensor:
+    def _term_loss(self, i: int, term: LossTerm, inputs: LossInputs) -> torch.Tensor:
+        if term.is_feature_loss:
+            return self.feature_terms[str(i)](inputs)
+        loss, wants_progress = self._logit_terms[i]
         params = dict(term.params)
-        if term.name == "dkd":
-            # DKD ramps its weight linearly over the first warmup_epochs epochs (paper: 20).
-            warmup_epochs = params.pop("warmup_epochs", 20)
-            params["warmup"] = min(epoch / warmup_epochs, 1.0) if warmup_epochs > 0 else 1.0
-        return LOSSES.get(term.name)(student_logits, teacher_logits, targets, **params)
+        if wants_progress:
+            params[PROGRESS_PARAM] = inputs.progress
+        return loss(inputs.student_logits, inputs.teacher_logits, inputs.targets, **params)
+
+
+def takes_progress(loss: Callable[..., torch.Tensor]) -> bool:
+    """Whether a logit loss declares the keyword ``progress`` (see ``edgekd.distill.losses``)."""
+    return PROGRESS_PARAM in inspect.signature(loss).parameters

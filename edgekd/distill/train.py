@@ -38,8 +38,9 @@ from edgekd.distill.config import KDConfig, LossTerm, TrainConfig, TrainResult
 from edgekd.distill.distributed import process_device
 from edgekd.distill.features import FeatureTaps
 from edgekd.distill.finite import describe_teacher
-from edgekd.distill.loop import FitOptions, Log, StepCallback, Teacher, fit, lr_at
+from edgekd.distill.loop import FitOptions, Log, StepCallback, Teacher, fit
 from edgekd.distill.objective import DistillObjective
+from edgekd.distill.optim import lr_at
 from edgekd.distill.teacher_cache import teacher_logits_cache
 from edgekd.errors import ConfigError
 
@@ -106,9 +107,9 @@ def distill(
     log: Log | None = None,
     *,
     out_dir: str | os.PathLike[str] | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
     resume: bool = False,
     on_step: StepCallback | None = None,
-    cache_dir: str | os.PathLike[str] | None = None,
     progress: bool = False,
     teacher_name: str | None = None,
 ) -> TrainResult:
@@ -123,10 +124,10 @@ def distill(
             DataLoader workers) or in-memory ``ArrayDataset`` s.
         cfg: optimisation settings. kd: the loss terms.
         out_dir: folder for metrics, best/last weights and the resume state (optional).
-        resume: continue from ``out_dir/train_state.pt`` when it exists.
-        on_step: called with the global step after every optimizer step (tests, progress).
         cache_dir: the teacher cache's folder when ``kd.cache_dir`` is not set (default
             ``out_dir/teacher_cache``; with neither, the cache stays in memory).
+        resume: continue from ``out_dir/train_state.pt`` when it exists.
+        on_step: called with the global step after every optimizer step (tests, progress).
         progress: show a progress bar per epoch on stderr.
         teacher_name: how errors name the teacher, e.g. ``teacher runs/t/teacher.pt`` (default:
             its ONNX file or its class, :func:`edgekd.distill.finite.describe_teacher`).

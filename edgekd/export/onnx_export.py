@@ -278,22 +278,23 @@ def check_frames_fit(input_shape: list[int | str | None], frames: np.ndarray, wh
 def ort_session(
     path: str | os.PathLike[str], threads: int | None = None, *, optimize: bool = True
 ) -> onnxruntime.InferenceSession:
-    """A CPU InferenceSession with ORT's warnings muted (severity >= error).
+    """A CPU InferenceSession with ORT's warnings muted (severity >= error), through
+    :func:`edgekd.runtime.onnxruntime_open.open_ort`.
 
     ``threads`` sets intra-op threads (inter-op 1); ``optimize=False`` disables graph
     optimisations, which for a QDQ model means float emulation instead of integer kernels.
     """
-    import onnxruntime as ort
+    from edgekd.runtime.onnxruntime_open import OrtSettings, open_ort
 
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    if threads:
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-    if not optimize:
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    settings = OrtSettings(
+        intra_op_threads=threads or 0,
+        inter_op_threads=1 if threads else 0,
+        graph_optimization_level="ORT_ENABLE_ALL" if optimize else "ORT_DISABLE_ALL",
+    )
     try:
-        return ort.InferenceSession(os.fspath(path), options, providers=["CPUExecutionProvider"])
+        return open_ort(path, settings)
+    except ImportError:
+        raise
     except Exception as exc:  # ORT raises its own Fail/InvalidGraph/... types
         raise ExportError(
             f"ONNX Runtime cannot load {path}: {short_reason(exc)}",

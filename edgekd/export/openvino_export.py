@@ -113,14 +113,16 @@ def compile_cpu(
     ``precision`` sets ``INFERENCE_PRECISION_HINT`` ("f32", "bf16", "f16"); ``None``
     keeps the plugin's default (bf16 on CPUs with AMX/AVX512-BF16).
     """
-    ov = _import_openvino()
+    from edgekd.runtime.openvino_open import OvSettings, compile_ov
+
+    _import_openvino()
     config: dict[str, Any] = {}
     if precision:
         config["INFERENCE_PRECISION_HINT"] = precision
     if threads:
         config["INFERENCE_NUM_THREADS"] = threads
     try:
-        return ov.Core().compile_model(os.fspath(xml_path), "CPU", config)
+        return compile_ov(xml_path, OvSettings("CPU", config))
     except Exception as exc:
         raise ExportError(
             f"OpenVINO CPU plugin cannot compile {xml_path}: {short_reason(exc)}",
@@ -149,21 +151,16 @@ def openvino_execution_precision(compiled_model: Any) -> str:
 
 
 def _infer(compiled: Any, samples: np.ndarray) -> np.ndarray:
-    """First output of ``compiled`` on ``samples`` ``[N, ...]``, in batches (a static batch is honoured)."""
-    shape = compiled.inputs[0].get_partial_shape()
-    fixed = shape[0].get_length() if shape.rank.is_static and shape[0].is_static else None
-    step = fixed or _BATCH
-    if fixed and len(samples) % fixed:
+    """First output of ``compiled`` on ``samples`` ``[N, ...]``, in batches (a static batch is
+    honoured), fed the way the bench feeds OpenVINO (:func:`edgekd.runtime.openvino_open.ov_predict`)."""
+    from edgekd.runtime.openvino_open import ov_predict
+
+    try:
+        return ov_predict(compiled, samples, _BATCH)
+    except ValueError as exc:
         raise ShapeError(
-            f"the IR's batch size is fixed to {fixed}, but {len(samples)} samples are not a multiple of it",
-            hint="export with dynamic_batch: true or pass a multiple of the batch size",
-        )
-    request = compiled.create_infer_request()
-    chunks = []
-    for start in range(0, len(samples), step):
-        result = request.infer([samples[start : start + step]])
-        chunks.append(np.array(result[compiled.outputs[0]], copy=True))
-    return np.concatenate(chunks, axis=0)
+            str(exc), hint="export with dynamic_batch: true or pass a multiple of the batch size"
+        ) from None
 
 
 def _import_openvino() -> Any:

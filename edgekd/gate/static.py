@@ -90,13 +90,10 @@ def _node_macs(node: Any, shapes: dict[str, list[int]], dq_source: dict[str, str
     return 0
 
 
-# The files each runtime opens in a static gate.
-_RUNTIME_SUFFIXES = {
-    "onnxruntime": (".onnx",),
-    "openvino": (".xml", ".onnx"),
-    "torch": (".pt", ".pth"),
-    "tensorrt": (".engine", ".plan", ".trt", ".onnx"),
-}
+def _gate_suffixes(backend: Any) -> tuple[str, ...]:
+    """The files ``backend`` opens in a static gate: its own, and for TensorRT also ONNX
+    (parsed by TensorRT, no engine built). Empty: the backend takes any file."""
+    return (*backend.suffixes, ".onnx") if backend.name == "tensorrt" else backend.suffixes
 
 
 def load_for_target(path: Path, target: TargetProfile) -> Any:
@@ -112,13 +109,14 @@ def load_for_target(path: Path, target: TargetProfile) -> Any:
     from edgekd.backends.base import BACKENDS, session_from_artifact
     from edgekd.backends.profile_options import options_for_entry
 
-    suffixes = _RUNTIME_SUFFIXES[target.runtime]
-    if path.suffix.lower() not in suffixes:
+    backend = BACKENDS.get(target.runtime)
+    suffixes = _gate_suffixes(backend)
+    if suffixes and path.suffix.lower() not in suffixes:
         raise ConfigError(
             f"target {target.name} runs {target.runtime}, which does not load {path.name}",
             hint=f"gate a {' or '.join(suffixes)} file, or a bench.json",
         )
-    reason = BACKENDS.get(target.runtime).unavailable_reason()
+    reason = backend.unavailable_reason()
     if reason is not None:
         raise RuntimeUnavailable(
             f"cannot check that {path} loads in {target.runtime} for target {target.name}: {reason}",
@@ -128,7 +126,7 @@ def load_for_target(path: Path, target: TargetProfile) -> Any:
         _parse_onnx_with_tensorrt(path)
         return None
     options = options_for_entry(target, target.runtime, target.precision)
-    device = "GPU" if target.runtime == "tensorrt" else "CPU"  # loadability, not speed
+    device = "CPU" if "CPU" in backend.devices else backend.devices[0]  # loadability, not speed
     options = dataclasses.replace(options, device=device, threads=1)
     return session_from_artifact(target.runtime, path, options)
 
@@ -178,12 +176,15 @@ def check_finite(path: Path, session: Any, target: TargetProfile) -> None:
 def check_precision(path: Path, target: TargetProfile) -> None:
     """ConfigError when the file's INT8-ness contradicts the target's precision: an FP32 model
     must not pass as ``onnxruntime/int8`` (nor an INT8 one as fp32). One function answers
-    "is this model INT8?": :func:`edgekd.backends.precision.artifact_is_int8`."""
-    from edgekd.backends.precision import artifact_is_int8
+    "is this model INT8?": :func:`edgekd.runtime.precision.artifact_is_int8`."""
+    from edgekd.runtime.precision import artifact_is_int8
 
     if path.suffix.lower() not in (".onnx", ".xml") or target.runtime == "tensorrt":
         return  # a checkpoint is float; an engine's precision is fixed when it is built
-    is_int8 = artifact_is_int8(path)
+    try:
+        is_int8 = artifact_is_int8(path)
+    except ValueError as exc:  # the runtime package's plain error for an unreadable model
+        raise InputFileError(str(exc), hint="re-export the model") from None
     if is_int8 != (target.precision == "int8"):
         kind = "an INT8" if is_int8 else "a float (not INT8)"
         raise ConfigError(

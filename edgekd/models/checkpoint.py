@@ -9,16 +9,16 @@ A checkpoint is a ``torch.save`` of a dict holding only plain types and tensors:
 so it loads with ``torch.load(weights_only=True)``: a file whose pickle would import or
 call anything else is refused, never executed. The manifest ``<file>.json`` sits beside it.
 
-:func:`load_pretrained_weights` starts a freshly built network from a plain weights file
-(a timm ``.pth``/``.safetensors``, a training checkpoint, or an edgekd checkpoint) under the
-same rule.
+:func:`edgekd.models.weights.load_pretrained_weights` starts a freshly built network from a
+plain weights file under the same rule. :func:`combine_checkpoints` writes an ensemble
+checkpoint from member checkpoints (``edgekd ensemble``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-import pickle
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +28,10 @@ from torch import nn
 from edgekd.artifacts import atomic_path, require_file, write_manifest
 from edgekd.errors import ConfigError, EdgeKDError, InputFileError
 from edgekd.models.complexity import count_macs, count_params
+from edgekd.models.ensemble import TeacherEnsemble
 from edgekd.models.factory import create_model
 from edgekd.models.trust import UntrustedFileError, reading_file
+from edgekd.models.weights import load_plain_torch
 
 CHECKPOINT_FORMAT = "edgekd.checkpoint/1"
 _REQUIRED = (
@@ -129,29 +131,13 @@ def save_checkpoint(
     write_manifest(path, kind, parents=parents, config=config, metrics=metrics, extra={"model": model_record})
 
 
-def _unpickling_reason(exc: Exception) -> str:
-    """The informative line of torch's multi-paragraph weights_only message."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    for line in lines:
-        if "GLOBAL" in line or line.startswith("Unsupported"):
-            return line[:160]
-    return lines[-1][:160] if lines else "unreadable pickle"
-
-
 def _read_payload(path: Path) -> dict[str, Any]:
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        # weights_only refuses pickles that would import or call arbitrary objects.
-        raise InputFileError(
-            f"checkpoint {path} is refused: it is not plain weights ({_unpickling_reason(exc)})",
-            hint="load only checkpoints written by edgekd, or re-export the weights from trusted code",
-        ) from None
-    except Exception as exc:  # torch.load raises many types on foreign bytes; all mean "not a checkpoint"
-        raise InputFileError(
-            f"checkpoint {path} is not a readable torch file ({type(exc).__name__})",
-            hint="pass a .pt file written by edgekd distill or save_checkpoint",
-        ) from None
+    payload = load_plain_torch(
+        path,
+        "checkpoint",
+        refused_hint="load only checkpoints written by edgekd, or re-export the weights from trusted code",
+        unreadable_hint="pass a .pt file written by edgekd distill or save_checkpoint",
+    )
     if not isinstance(payload, dict):
         payload = {}
     missing = [key for key in _REQUIRED if key not in payload]
@@ -297,134 +283,49 @@ def _check_finite_weights(path: Path, model: nn.Module) -> None:
         )
 
 
-# Keys under which training scripts nest the weights, best first (timm prefers the EMA copy).
-_NESTED_STATE_KEYS = ("state_dict_ema", "model_ema", "state_dict", "model")
-# Wrapper prefixes: DistributedDataParallel and torch.compile.
-_WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+def combine_checkpoints(paths: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str]) -> Path:
+    """Write ``out``: one ``ensemble`` checkpoint holding the networks of ``paths``.
 
-
-def _strip_wrappers(key: str) -> str:
-    while key.startswith(_WRAPPER_PREFIXES):
-        key = key.split(".", 1)[1]
-    return key
-
-
-def _read_weights_file(path: Path) -> Any:
-    if path.suffix.lower() == ".safetensors":
-        try:
-            from safetensors.torch import load_file  # lazy: only .safetensors weights need it
-        except ImportError:
-            from edgekd.errors import RuntimeUnavailable
-
-            raise RuntimeUnavailable(
-                f"{path} is a .safetensors file, which needs the safetensors package",
-                hint="pip install safetensors (timm installs it)",
-            ) from None
-        try:
-            return load_file(str(path), device="cpu")
-        except Exception as exc:  # safetensors raises its own error types on foreign bytes
-            raise InputFileError(
-                f"weights {path} are not a readable safetensors file ({type(exc).__name__})",
-                hint="re-download or re-save the file",
-            ) from None
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise InputFileError(
-            f"weights {path} are refused: the file is not plain weights ({_unpickling_reason(exc)})",
-            hint="save a state_dict (torch.save(model.state_dict(), path)) or use .safetensors",
-        ) from None
-    except Exception as exc:  # torch.load raises many types on foreign bytes
-        raise InputFileError(
-            f"weights {path} are not a readable torch file ({type(exc).__name__})",
-            hint="pass a .pth/.pt state_dict or a .safetensors file",
-        ) from None
-
-
-def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
-    """The tensors of a weights file: ``name -> tensor`` on CPU, wrapper prefixes removed.
-
-    Reads a plain state_dict (``.pth``/``.pt``/``.bin``, loaded with ``weights_only=True``, or
-    ``.safetensors``), a training checkpoint that nests one (``state_dict_ema``, ``model_ema``,
-    ``state_dict`` or ``model``; the EMA copy first, as timm does), or an edgekd checkpoint.
+    The members must share classes (names and order) and input shape; their weights are held
+    unchanged, so the ensemble's logits are exactly the mean of the members'.
 
     Raises:
-        InputFileError: missing file, unreadable or refused pickle, no tensors inside.
+        ConfigError: fewer than two paths, or ``out`` among them.
+        InputFileError: a member that is not an edgekd checkpoint, or that disagrees with the
+            first on classes or input shape.
     """
-    path = require_file(path, "weights file", hint="set pretrained_path to a local .pth or .safetensors file")
-    payload = _read_weights_file(path)
-    if isinstance(payload, dict):
-        nested = next((payload[k] for k in _NESTED_STATE_KEYS if isinstance(payload.get(k), dict)), None)
-        payload = nested if nested is not None else payload
-    tensors = (
-        {_strip_wrappers(str(k)): v for k, v in payload.items() if isinstance(v, torch.Tensor)}
-        if isinstance(payload, dict)
-        else {}
-    )
-    if not tensors:
-        raise InputFileError(
-            f"weights {path} hold no state_dict (no name -> tensor mapping found)",
-            hint="save one with torch.save(model.state_dict(), path)",
-        )
-    return tensors
-
-
-def _classifier_keys(model: nn.Module) -> set[str]:
-    """State-dict keys of the output layer: timm's ``get_classifier()``, else the last Linear."""
-    head = model.get_classifier() if callable(getattr(model, "get_classifier", None)) else None
-    if not isinstance(head, nn.Module):
-        head = next((m for m in reversed(list(model.modules())) if isinstance(m, nn.Linear)), None)
-    prefix = next((name for name, m in model.named_modules() if m is head), None)
-    if head is None or prefix is None:
-        return set()
-    return {f"{prefix}.{key}" if prefix else key for key in head.state_dict()}
-
-
-def _examples(keys: list[str]) -> str:
-    return ", ".join(keys[:3]) + (", ..." if len(keys) > 3 else "")
-
-
-def load_pretrained_weights(model: nn.Module, path: str | os.PathLike[str], model_name: str) -> list[str]:
-    """Load the weights in ``path`` into ``model`` (in place): every key must fit, except the classifier.
-
-    A classifier whose shape differs (an ImageNet 1000-class head for a 4-class task) is left
-    at its fresh initialisation, which is how fine-tuning from ImageNet weights starts. Any
-    other missing, unexpected or differently shaped key is an error naming the first ones.
-
-    Returns:
-        the classifier keys that were left at their initialisation (empty when all loaded).
-
-    Raises:
-        ConfigError: the weights belong to another architecture.
-        InputFileError: see :func:`read_state_dict`.
-    """
-    path = Path(path)
-    state = read_state_dict(path)
-    own = model.state_dict()
-    reinit = sorted(k for k in _classifier_keys(model) if k in state and state[k].shape != own[k].shape)
-    for key in reinit:
-        del state[key]
-    # num_batches_tracked is a BatchNorm step counter, not a weight; older files lack it.
-    missing = [k for k in own if k not in state and k not in reinit and not k.endswith("num_batches_tracked")]
-    unexpected = [k for k in state if k not in own]
-    reshaped = [
-        f"{k} {list(state[k].shape)} vs {list(own[k].shape)}"
-        for k in state
-        if k in own and state[k].shape != own[k].shape
-    ]
-    if missing or unexpected or reshaped:
-        problems = [
-            f"{len(found)} {what} ({_examples(found)})"
-            for what, found in (
-                ("missing", missing),
-                ("unexpected", unexpected),
-                ("of another shape", reshaped),
-            )
-            if found
-        ]
+    out = Path(out)
+    sources = [Path(p) for p in paths]
+    if len(sources) < 2:
         raise ConfigError(
-            f"weights {path} do not fit model {model_name!r}: keys {'; '.join(problems)}",
-            hint="use weights saved from this architecture, or set the model name they were saved from",
+            f"an ensemble needs at least two checkpoints, got {len(sources)}",
+            hint="pass every member: edgekd ensemble a.pt b.pt --out teacher.pt",
         )
-    model.load_state_dict(state, strict=False)  # checked above, with the two exceptions allowed
-    return reinit
+    if any(p.resolve() == out.resolve() for p in sources):
+        raise ConfigError(f"--out {out} is one of the members", hint="write the ensemble to a new file")
+    loaded = [load_checkpoint(p) for p in sources]
+    first = loaded[0][1]
+    for path, (_model, meta) in zip(sources[1:], loaded[1:], strict=True):
+        for field in ("class_names", "input_shape", "in_channels"):
+            if getattr(meta, field) != getattr(first, field):
+                raise InputFileError(
+                    f"ensemble member {path} has {field} {getattr(meta, field)}, "
+                    f"{sources[0]} has {getattr(first, field)}",
+                    hint="combine teachers trained on the same data",
+                )
+    # The loaded networks become the members as they are; the specs let a load rebuild them.
+    ensemble = TeacherEnsemble(first.num_classes, first.in_channels, [model for model, _meta in loaded])
+    specs = [{"model": meta.model_name, "kwargs": meta.model_kwargs} for _model, meta in loaded]
+    save_checkpoint(
+        out,
+        ensemble.eval(),  # safe: nn.Module.eval(), inference mode
+        model_name="ensemble",
+        model_kwargs={"members": specs},
+        num_classes=first.num_classes,
+        in_channels=first.in_channels,
+        input_shape=first.input_shape,
+        class_names=first.class_names,
+        metrics={"members": len(specs)},
+        parents=list(sources),
+    )
+    return out

@@ -9,9 +9,13 @@ Names (the part before the first ``:`` picks the source):
 * ``timm:NAME`` — ``timm.create_model(NAME, pretrained=False)`` when timm is installed
   (imported only then). edgekd never downloads weights: ``pretrained: true`` is refused.
 
+Built-in networks register themselves in :data:`edgekd.models.registry.MODELS` when their
+module is imported; importing this module imports the zoo, so every built-in name resolves.
+``ensemble`` is built here (:func:`build_ensemble`): its members are models this factory makes.
+
 Any model takes ``pretrained_path=FILE``: initial weights from a local state_dict (``.pth``/
 ``.pt``/``.bin`` read with ``torch.load(weights_only=True)``, or ``.safetensors``), e.g. a timm
-ImageNet file or the ``.pt`` of an earlier edgekd run. See :func:`edgekd.models.checkpoint.
+ImageNet file or the ``.pt`` of an earlier edgekd run. See :func:`edgekd.models.weights.
 load_pretrained_weights` for the rules (a classifier of another class count is re-initialised).
 
 Trust rule: a value read from a file never chooses code to run nor a path to read. Names
@@ -29,25 +33,21 @@ import difflib
 import importlib
 import importlib.util
 import inspect
-from collections.abc import Callable
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from torch import nn
 
 from edgekd.errors import ConfigError, RuntimeUnavailable
-from edgekd.models import ensemble, zoo1d, zoo_attention
+from edgekd.models import zoo1d, zoo_attention
+from edgekd.models.ensemble import TeacherEnsemble, check_member_count, member_spec
+from edgekd.models.registry import MODELS, ModelFactory
 from edgekd.models.trust import check_model_request
-from edgekd.registry import Registry, suggestion
+from edgekd.models.weights import load_pretrained_weights
+from edgekd.registry import suggestion
 
-ModelFactory = Callable[..., nn.Module]
-
-MODELS: Registry[ModelFactory] = Registry("model")
-MODELS.register("resnet1d", zoo1d.ResNet1d)
-MODELS.register("cnn1d_small", zoo1d.CNN1dSmall)
-MODELS.register("mobilenet1d", zoo1d.MobileNet1d)
-MODELS.register("clst1d", zoo_attention.ConvAttention1d)
-MODELS.register("ensemble", ensemble.TeacherEnsemble)
-
+# The modules whose classes register themselves in MODELS on import (named, so the import is kept).
+BUILT_IN = (zoo1d, zoo_attention)
 _SOURCES = ("edgekd", "module", "timm")
 
 
@@ -76,15 +76,30 @@ def create_model(name: str, num_classes: int, in_channels: int = 2, **kwargs: An
     check_model_request(name, kwargs)  # before anything is imported or read
     pretrained_path = kwargs.pop("pretrained_path", None)
     model = _create_fresh(name, num_classes, in_channels, kwargs)
+    if not isinstance(model, nn.Module):  # whatever the source, callers get a network
+        raise ConfigError(
+            f"model {name!r}: the factory returned {type(model).__name__}, not a torch.nn.Module",
+            hint="make the factory return the network",
+        )
     if pretrained_path:
-        # Lazy: checkpoint.py imports this module to rebuild networks.
-        from edgekd.models.checkpoint import load_pretrained_weights
-
         load_pretrained_weights(model, pretrained_path, name)
     return model
 
 
-def _create_fresh(name: str, num_classes: int, in_channels: int, kwargs: dict[str, Any]) -> nn.Module:
+@MODELS.register("ensemble")
+def build_ensemble(num_classes: int, in_channels: int = 2, members: Sequence[Mapping] = ()) -> nn.Module:
+    """The ``ensemble`` model: a :class:`TeacherEnsemble` of members written as model specs,
+    ``[{model: resnet1d, kwargs: {...}}, {model: "timm:NAME"}]``, each built by :func:`create_model`
+    (so a member read from a file obeys the same trust rule as the file's own model name)."""
+    check_member_count(members)  # before any member is built
+    built = []
+    for index, spec in enumerate(members):
+        name, kwargs = member_spec(index, spec)
+        built.append(create_model(name, num_classes, in_channels, **kwargs))
+    return TeacherEnsemble(num_classes, in_channels, built)
+
+
+def _create_fresh(name: str, num_classes: int, in_channels: int, kwargs: dict[str, Any]) -> Any:
     source, sep, rest = name.partition(":")
     if not sep:
         source, rest = "edgekd", name
@@ -153,7 +168,7 @@ def _check_arguments(name: str, factory: ModelFactory, kwargs: dict[str, Any]) -
 
 def _build(
     name: str, factory: ModelFactory, num_classes: int, in_channels: int, kwargs: dict[str, Any]
-) -> nn.Module:
+) -> Any:
     _check_arguments(name, factory, kwargs)
     try:
         # Positional: user factories may call the second argument in_chans, channels, ...
@@ -163,11 +178,6 @@ def _build(
             f"model {name!r} cannot be built with {kwargs or 'its defaults'}: {exc}",
             hint="check the model arguments in the config",
         ) from None
-    if not isinstance(model, nn.Module):
-        raise ConfigError(
-            f"model {name!r}: the factory returned {type(model).__name__}, not a torch.nn.Module",
-            hint="make the factory return the network",
-        )
     return model
 
 

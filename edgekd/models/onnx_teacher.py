@@ -23,20 +23,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgekd.errors import ConfigError, InputFileError, RuntimeUnavailable, ShapeError
+from edgekd.errors import ConfigError, InputFileError, ShapeError
+from edgekd.optional import require_module
 
 _ORT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64}
 DEFAULT_BATCH = 256  # frames per ORT call: bounds the memory of one teacher pass
 
 
 def _ort() -> Any:
-    try:
-        import onnxruntime  # lazy: only an ONNX teacher needs it at distillation time
-    except ImportError:
-        raise RuntimeUnavailable(
-            "an ONNX teacher needs onnxruntime, which is not installed", hint="pip install onnxruntime"
-        ) from None
-    return onnxruntime
+    # lazy: only an ONNX teacher needs onnxruntime at distillation time
+    return require_module("onnxruntime", "an ONNX teacher")
 
 
 def is_onnx_path(name: str | os.PathLike[str]) -> bool:
@@ -79,16 +75,15 @@ class OnnxTeacher(nn.Module):
         if batch_size <= 0:
             raise ConfigError(f"batch_size must be positive, got {batch_size}")
         self.batch_size = int(batch_size)
-        ort = _ort()
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        if threads:
-            options.intra_op_num_threads = int(threads)
-        available = ort.get_available_providers()
+        from edgekd.runtime.onnxruntime_open import OrtSettings, open_ort
+
+        available = _ort().get_available_providers()
         wanted = list(providers) if providers else ["CUDAExecutionProvider", "CPUExecutionProvider"]
         chosen = [p for p in wanted if p in available] or ["CPUExecutionProvider"]
         try:
-            self.session = ort.InferenceSession(os.fspath(self.path), options, providers=chosen)
+            self.session = open_ort(
+                self.path, OrtSettings(providers=tuple(chosen), intra_op_threads=int(threads or 0))
+            )
         except Exception as exc:  # ORT raises its own InvalidProtobuf/Fail/InvalidGraph types
             reason = " ".join(str(exc).split())[:200]
             raise InputFileError(

@@ -8,7 +8,7 @@ member list of an ensemble checkpoint) it would let whoever wrote the file run c
 ``pretrained_path`` stored in a file would make edgekd read a file of the file's choosing.
 
 * :func:`reading_file` marks the networks built while a file is read: ``load_checkpoint`` wraps
-  its ``create_model`` call in it, so members built inside ``TeacherEnsemble`` obey it too.
+  its ``create_model`` call in it, so the members an ``ensemble`` builds obey it too.
   Inside it :func:`check_model_request` (called first by ``create_model``) admits built-in
   (``edgekd:``) and ``timm:`` names, and a ``module:`` name only when its module (or that very
   ``pkg.mod:factory``) is trusted; a model argument that names a file, folder or URL

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from edgekd.errors import ConfigError
+from edgekd.models.registry import MODELS
 
 
 def _require_positive(model: str, *, integer: bool = True, **values: object) -> None:
@@ -76,6 +77,7 @@ class BasicBlock1d(nn.Module):
         return self.relu(out + self.shortcut(x))
 
 
+@MODELS.register("resnet1d")
 class ResNet1d(nn.Module):
     """Residual 1-D CNN (teacher).
 
@@ -135,6 +137,7 @@ class ResNet1d(nn.Module):
         return self.head(self.stages(self.stem(x)))
 
 
+@MODELS.register("cnn1d_small")
 class CNN1dSmall(nn.Module):
     """Small plain CNN (student): three conv-BN-ReLU layers, global average pool, linear.
 
@@ -190,6 +193,7 @@ class DepthwiseSeparable1d(nn.Module):
 _MOBILENET1D_BLOCKS: tuple[tuple[int, int], ...] = ((24, 1), (48, 2), (48, 1), (96, 2), (96, 1))
 
 
+@MODELS.register("mobilenet1d")
 class MobileNet1d(nn.Module):
     """1-D MobileNet (student): strided stem conv + depthwise-separable blocks, GAP, linear.
 

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from edgekd.errors import ConfigError
+from edgekd.models.registry import MODELS
 from edgekd.models.zoo1d import _conv_bn_relu, _require_positive
 
 
@@ -71,6 +72,7 @@ class EncoderLayer(nn.Module):
         return x + self.mlp(self.norm2(x))
 
 
+@MODELS.register("clst1d")
 class ConvAttention1d(nn.Module):
     """Conv stem + transformer encoder teacher (``clst1d``): [N, C, L] -> [N, K], any L >= 16.
 

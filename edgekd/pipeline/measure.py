@@ -60,29 +60,19 @@ def bench_candidates(
 
 
 def entry_for_artifact(path: Path) -> str:
-    """The bench entry a file gets by default: .pt torch, .xml OpenVINO, .onnx ORT (int8 if Q/DQ)."""
-    suffix = path.suffix.lower()
-    if suffix in (".pt", ".pth"):
-        return "torch/fp32"
-    if suffix in (".engine", ".plan", ".trt"):
-        # The precision it was built for, from the export manifest.
-        manifest = read_manifest(path, required=False)
-        metrics = manifest.get("metrics") if isinstance(manifest, dict) else None
-        built = metrics.get("precision") if isinstance(metrics, dict) else None
-        return f"tensorrt/{built if built in ('fp32', 'fp16', 'int8') else 'fp16'}"
-    # The one answer to "is this model INT8?" (quantized activations, not weight-only storage).
-    from edgekd.backends.precision import onnx_model_is_int8, openvino_ir_is_int8
+    """The bench entry a file gets by default: the first registered backend that claims it
+    (:meth:`edgekd.backends.base.Backend.artifact_entry`: .pt torch, .onnx ONNX Runtime, int8
+    when its activations are quantized, .xml OpenVINO, an engine TensorRT)."""
+    import edgekd.backends  # noqa: F401  (registers the built-in backends)
+    from edgekd.backends.base import entry_for_artifact as registry_entry
 
-    if suffix == ".xml":
-        return "openvino/int8" if openvino_ir_is_int8(path) else "openvino/fp32"
-    if suffix == ".onnx":
-        from edgekd.export.onnx_export import load_onnx_checked
-
-        return "onnxruntime/int8" if onnx_model_is_int8(load_onnx_checked(path)) else "onnxruntime/fp32"
-    raise ConfigError(
-        f"cannot tell which runtime runs {path}",
-        hint="name it: BACKEND/PRECISION=FILE, e.g. openvino/fp32=model.onnx",
-    )
+    entry = registry_entry(path)
+    if entry is None:
+        raise ConfigError(
+            f"cannot tell which runtime runs {path}",
+            hint="name it: BACKEND/PRECISION=FILE, e.g. openvino/fp32=model.onnx",
+        )
+    return entry
 
 
 @commits_on_success
@@ -104,8 +94,8 @@ def stage_bench(
 ) -> dict[str, Any]:
     """Latency and accuracy of every artifact through one harness: bench.json + report.html.
 
-    ``host`` "local" runs here; ``ssh://user@device[:port]`` copies the models and a
-    self-contained runner to the device and runs the same loop there (see edgekd/remote/).
+    ``host`` "local" runs here; ``ssh://user@device[:port]`` copies the models and the
+    runtime package to the device and runs the same loop there (the executor of edgekd/remote/).
     ``target`` (a :class:`edgekd.targets.TargetProfile`) supplies each runtime's settings
     and is recorded in bench.json.
     """
@@ -142,14 +132,10 @@ def stage_bench(
         dataset_name=data_path.name,
         split="test" if dataset.split is not None else "all",
     )
-    if host != "local":
-        from edgekd.remote.bench import run_remote_bench
+    from edgekd.remote import executor_for
 
-        doc = run_remote_bench(
-            host, candidates, test, bench_cfg, ssh=ssh, remote_python=remote_python, **common
-        )
-    else:
-        doc = run_bench(candidates, test, bench_cfg, **common)
+    executor = executor_for(host, ssh=ssh, remote_python=remote_python)
+    doc = run_bench(candidates, test, bench_cfg, executor=executor, **common)
     if target is not None:
         doc["target"] = target.name
     if teacher_path is not None:

@@ -14,7 +14,9 @@ from typing import Any
 from edgekd import resources
 from edgekd.data.dataset import ArrayDataset
 from edgekd.errors import EdgeKDError, ShapeError
-from edgekd.pipeline.checks import DataCheck, ModelInput, read_teacher_input, target_check
+from edgekd.models.fit import ModelInput
+from edgekd.models.teacher import read_teacher_input
+from edgekd.pipeline.checks import DataCheck, target_check
 from edgekd.pipeline.recipe import Recipe
 
 # What a model factory raises for arguments it cannot use (a negative width, a huge size).

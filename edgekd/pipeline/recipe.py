@@ -14,35 +14,14 @@ from typing import Any
 from edgekd import resources
 from edgekd.bench.runner import BenchConfig
 from edgekd.config import apply_overrides, from_dict, load_yaml
-from edgekd.data.sources import DataSpec as DataSection
+from edgekd.data.sources import DataSpec
 from edgekd.deploy.stage import DeploySection
-from edgekd.distill.train import KDConfig, TrainConfig
 from edgekd.errors import ConfigError
 from edgekd.export.onnx_export import ExportConfig
 from edgekd.models.trust import trust_model_names
+from edgekd.pipeline.distill_stage import DistillSection, StudentSection
+from edgekd.pipeline.teacher_stage import TeacherSection
 from edgekd.quantize.ort_static import QuantizeConfig
-
-
-@dataclasses.dataclass
-class StudentSection:
-    model: str = "edgekd:cnn1d_small"
-    kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
-
-
-@dataclasses.dataclass
-class TeacherSection:
-    """A teacher to train (``model``) or to load (``checkpoint``, which wins when set)."""
-
-    model: str = "edgekd:resnet1d"
-    kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
-    checkpoint: str | None = None
-    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
-
-
-@dataclasses.dataclass
-class DistillSection:
-    kd: KDConfig = dataclasses.field(default_factory=KDConfig)
-    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
 
 
 @dataclasses.dataclass
@@ -54,7 +33,7 @@ class GateSection:
 @dataclasses.dataclass
 class Recipe:
     name: str = "modrec"
-    data: DataSection = dataclasses.field(default_factory=DataSection)
+    data: DataSpec = dataclasses.field(default_factory=DataSpec)
     teacher: TeacherSection = dataclasses.field(default_factory=TeacherSection)
     student: StudentSection = dataclasses.field(default_factory=StudentSection)
     distill: DistillSection = dataclasses.field(default_factory=DistillSection)

@@ -10,12 +10,15 @@ from edgekd.artifacts import atomic_write_text, ensure_dir
 from edgekd.config import dump_yaml
 from edgekd.deploy.stage import stage_deploy
 from edgekd.models.trust import modules_named, trusted_code
-from edgekd.pipeline import stages
+
+# Stages are called as module attributes: tests replace one in its own module.
+from edgekd.pipeline import data_stage, distill_stage, export_stage, measure, quantize_stage, teacher_stage
+from edgekd.pipeline.checks import Log, _quiet
 from edgekd.pipeline.preflight import preflight_run
 from edgekd.pipeline.recipe import Recipe, recipe_models
 
 
-def run_recipe(recipe: Recipe, out_dir: Path, log: stages.Log = stages._quiet) -> dict[str, Any] | None:
+def run_recipe(recipe: Recipe, out_dir: Path, log: Log = _quiet) -> dict[str, Any] | None:
     """Run every stage into ``out_dir``; return paths, the bench document and the gate result.
 
     Under torchrun every rank trains (data, teacher, distillation: DDP) and rank 0 alone
@@ -28,7 +31,22 @@ def run_recipe(recipe: Recipe, out_dir: Path, log: stages.Log = stages._quiet) -
         return _run_stages(recipe, out_dir, log)
 
 
-def _run_stages(recipe: Recipe, out_dir: Path, log: stages.Log) -> dict[str, Any] | None:
+def _convert(
+    recipe: Recipe, student: Path, data: Path, out_dir: Path, target: Any, log: Log
+) -> tuple[Path, dict[str, Path]]:
+    """Export, then quantize the ONNX export with the recipe's quantizer, into the path that
+    quantizer names (``student.int8.onnx``, ``student.int8.xml``...)."""
+    from edgekd.backends.profile_options import resolve_threads
+    from edgekd.quantize.quantizers import quantizer_for
+
+    exported = export_stage.stage_export(student, data, recipe.export, out_dir, log)
+    out = quantizer_for(recipe.quantize).output_path(out_dir, exported["onnx"])
+    threads = resolve_threads(recipe.bench.threads, target)  # the count the bench times with
+    int8 = quantize_stage.stage_quantize(exported["onnx"], data, recipe.quantize, out, log, threads=threads)
+    return int8, exported
+
+
+def _run_stages(recipe: Recipe, out_dir: Path, log: Log) -> dict[str, Any] | None:
     from edgekd.distill.distributed import is_main_process
 
     started = time.perf_counter()
@@ -42,22 +60,26 @@ def _run_stages(recipe: Recipe, out_dir: Path, log: stages.Log) -> dict[str, Any
         atomic_write_text(out_dir / "recipe.resolved.yaml", dump_yaml(recipe))
     resolve = recipe.path
 
-    data = stages.stage_data(recipe.data, out_dir, resolve, log, checks=checked.data_checks)
-    teacher = stages.stage_teacher(recipe.teacher, data, out_dir, resolve, log)
-    student = stages.stage_distill(recipe.student, recipe.distill, data, teacher, out_dir, log)
+    data = data_stage.stage_data(recipe.data, out_dir, resolve, log, checks=checked.data_checks)
+    teacher = teacher_stage.stage_teacher(recipe.teacher, data, out_dir, resolve, log)
+    student = distill_stage.stage_distill(recipe.student, recipe.distill, data, teacher, out_dir, log)
     if not is_main_process():
         return None  # measuring on several ranks at once would only skew the figures
-    exported = stages.stage_export(student, data, recipe.export, out_dir, log)
-    int8 = stages.stage_quantize(exported["onnx"], data, recipe.quantize, out_dir / "student.int8.onnx", log)
-
-    artifacts = {"torch/fp32": student, "onnxruntime/fp32": exported["onnx"], "onnxruntime/int8": int8}
-    if "openvino" in exported:
-        artifacts["openvino/fp32"] = exported["openvino"]
-    if "tensorrt" in exported:  # only where TensorRT built one (list it in bench.backends)
-        artifacts[stages.entry_for_artifact(exported["tensorrt"])] = exported["tensorrt"]
-    # The gate's target profile (loaded by the preflight) also says how each runtime is tuned for the bench.
+    # The gate's target profile (loaded by the preflight) also says how each runtime is tuned for
+    # the bench, and how many threads INT8 is timed against FP32 with.
     target = checked.target
-    bench_doc = stages.stage_bench(
+    int8, exported = _convert(recipe, student, data, out_dir, target, log)
+    # Every file the stages produced, under the bench entry it opens as (a TensorRT engine only
+    # where one was built: list it in bench.backends).
+    produced = [student, exported.pop("onnx"), int8, *exported.values()]
+    artifacts = {measure.entry_for_artifact(path): path for path in produced}
+    for entry in recipe.bench.backends:
+        if entry not in artifacts and not entry.startswith("tensorrt/"):  # the bench explains an engine
+            log(
+                f"bench: {entry} is listed in bench.backends but this run wrote no such file "
+                f"(it wrote {', '.join(sorted(artifacts))})"
+            )
+    bench_doc = measure.stage_bench(
         artifacts,
         student,
         data,
@@ -70,7 +92,7 @@ def _run_stages(recipe: Recipe, out_dir: Path, log: stages.Log) -> dict[str, Any
     )
     gate_result = None
     if recipe.gate.enabled:
-        gate_result = stages.stage_gate(bench_doc, recipe.gate.target)
+        gate_result = measure.stage_gate(bench_doc, recipe.gate.target)
     deploy_doc = stage_deploy(
         recipe.deploy, student, data, out_dir, default_target=recipe.gate.target, log=log
     )

@@ -22,7 +22,12 @@ from torch import nn
 
 from edgekd.artifacts import atomic_write_json, atomic_write_text, write_manifest
 from edgekd.config import to_dict
-from edgekd.data.calibration import CalibrationRecipe, CalibrationSelection, select_calibration
+from edgekd.data.calibration import (
+    CalibrationFrames,
+    CalibrationRecipe,
+    CalibrationSelection,
+    calibration_frames,
+)
 from edgekd.data.dataset import ArrayDataset
 from edgekd.distill.config import TrainResult
 from edgekd.errors import ConfigError
@@ -58,11 +63,11 @@ class QatResult:
         return markdown_table(self.rows)
 
 
-def calibration_selection(data: ArrayDataset, frames: int) -> CalibrationSelection:
+def qat_calibration(data: ArrayDataset, frames: int) -> CalibrationFrames:
     """``frames`` training frames, stratified by SNR when the data has SNR labels, else by class."""
     selection = "stratified_snr" if data.snr is not None else "stratified_class"
     recipe = CalibrationRecipe(name="qat", source_split="train", num_samples=frames, selection=selection)
-    return select_calibration(data, recipe)
+    return calibration_frames(data, recipe)
 
 
 def _splits(data: ArrayDataset, eval_split: str) -> tuple[ArrayDataset, ArrayDataset, ArrayDataset]:
@@ -104,65 +109,33 @@ def qat_distill(
         ConfigError: bad settings or data without splits. QatError / ParityError: the
         export fails its coverage or runtime checks (nothing is left at the ONNX path then).
     """
-    from edgekd.distill.checks import predict_logits
     from edgekd.distill.train import distill
-    from edgekd.export.onnx_export import run_onnxruntime
 
     cfg.validate()
     say = log or (lambda _msg: None)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     train, val, evals = _splits(data, cfg.eval_split)
-    selection = calibration_selection(data, cfg.calibration_frames)
-    calib = selection.samples(data)
-
+    calib = qat_calibration(data, cfg.calibration_frames)
     student = copy.deepcopy(student).cpu().eval()  # safe: nn.Module.eval(), the FP32 reference
-    model = prepare_qat(student, cfg, calib)
-    calibrate(model, calib)
+    model = prepare_qat(student, cfg, calib.frames)
+    calibrate(model, calib.frames)
     if cfg.equalize:
         say(describe_equalization(model.equalized))
-    rows = [accuracy_row("FP32", "torch", predict_logits(student, evals.x).numpy(), evals)]
-    rows.append(
-        accuracy_row("INT8 fake-quant, before QAT", "torch", predict_logits(model, evals.x).numpy(), evals)
-    )
-    ptq = None
-    if cfg.ptq_baseline:
-        ptq, ptq_logits = _ptq_baseline(student, calib, evals, cfg, out)
-        rows.insert(1, accuracy_row("PTQ INT8 (ORT static)", "onnxruntime", ptq_logits, evals))
-        if model.equalized:
-            # The same equalized network PTQ'd: shows how much of the gain CLE alone brings.
-            cle = equalized_float(student, calib)
-            ptq["equalized"], cle_logits = _ptq_baseline(cle, calib, evals, cfg, out)
-            rows.insert(2, accuracy_row("PTQ INT8 + CLE (ORT static)", "onnxruntime", cle_logits, evals))
+    rows, ptq = _baselines(student, model, calib.frames, evals, cfg, out)
     say(
         f"qat: {len(model.quantized_layers())} quantized layers, BatchNorm "
         f"{'folded' if model.bn_folded else 'frozen'}, {cfg.resolved_weight_bits()}-bit weights, "
         f"{cfg.activations} activations ({cfg.ranges} ranges), "
-        f"calibrated on {len(calib)} training frames"
+        f"calibrated on {len(calib.frames)} training frames"
     )
-
+    run_dir = out / "qat-run"
     result = distill(
-        model,
-        teacher,
-        train,
-        val,
-        cfg.train,
-        cfg.kd,
-        log=log,
-        out_dir=out / "qat-run",
-        on_step=_freezer(model, cfg),
+        model, teacher, train, val, cfg.train, cfg.kd, log=log, out_dir=run_dir, on_step=_freezer(model, cfg)
     )
-    model.cpu()
-    fake_quant = predict_logits(model, evals.x).numpy()
     path = out / ONNX_NAME
-    export = export_qat_onnx(model, evals.x[:_CHECK_FRAMES], path, cfg, parents=parents, config=to_dict(cfg))
-    rows.append(accuracy_row("QAT INT8 (fake-quant)", "torch", fake_quant, evals))
-    rows.append(accuracy_row("QAT INT8", "onnxruntime", run_onnxruntime(path, evals.x), evals))
-    ov = openvino_logits(path, evals.x)
-    if ov is not None:
-        rows.append(accuracy_row("QAT INT8", "openvino", ov, evals))
-
-    report_path = _write_reports(out, rows, evals, export, result, ptq, selection, cfg)
+    export = _export_and_score(model, evals, cfg, path, rows, parents)
+    report_path = _write_reports(out, rows, evals, export, result, ptq, calib.selection, cfg)
     write_manifest(
         path,
         "onnx-qat-int8",
@@ -172,6 +145,52 @@ def qat_distill(
     )
     say(f"qat: {path}\n{markdown_table(rows)}")
     return QatResult(path, report_path, rows, export, result, ptq)
+
+
+def _baselines(
+    student: nn.Module, model: QatModel, calib: np.ndarray, evals: ArrayDataset, cfg: QatConfig, out: Path
+) -> tuple[list[AccuracyRow], dict[str, Any] | None]:
+    """The rows QAT is compared with: FP32, fake-quant before training and (``cfg.ptq_baseline``)
+    ONNX Runtime's static INT8 of the FP32 student, also after CLE; and the PTQ report."""
+    from edgekd.distill.checks import predict_logits
+
+    rows = [accuracy_row("FP32", "torch", predict_logits(student, evals.x).numpy(), evals)]
+    before = predict_logits(model, evals.x).numpy()
+    rows.append(accuracy_row("INT8 fake-quant, before QAT", "torch", before, evals))
+    if not cfg.ptq_baseline:
+        return rows, None
+    ptq, ptq_logits = _ptq_baseline(student, calib, evals, cfg, out)
+    rows.insert(1, accuracy_row("PTQ INT8 (ORT static)", "onnxruntime", ptq_logits, evals))
+    if model.equalized:
+        # The same equalized network PTQ'd: shows how much of the gain CLE alone brings.
+        cle = equalized_float(student, calib)
+        ptq["equalized"], cle_logits = _ptq_baseline(cle, calib, evals, cfg, out)
+        rows.insert(2, accuracy_row("PTQ INT8 + CLE (ORT static)", "onnxruntime", cle_logits, evals))
+    return rows, ptq
+
+
+def _export_and_score(
+    model: QatModel,
+    evals: ArrayDataset,
+    cfg: QatConfig,
+    path: Path,
+    rows: list[AccuracyRow],
+    parents: list[str | os.PathLike[str]] | None,
+) -> QatExportReport:
+    """Export the trained model as Q/DQ ONNX at ``path``; append its accuracy rows to ``rows``:
+    fake-quant in torch, then the ONNX on ONNX Runtime (and OpenVINO when installed)."""
+    from edgekd.distill.checks import predict_logits
+    from edgekd.export.onnx_export import run_onnxruntime
+
+    model.cpu()
+    fake_quant = predict_logits(model, evals.x).numpy()
+    export = export_qat_onnx(model, evals.x[:_CHECK_FRAMES], path, cfg, parents=parents, config=to_dict(cfg))
+    rows.append(accuracy_row("QAT INT8 (fake-quant)", "torch", fake_quant, evals))
+    rows.append(accuracy_row("QAT INT8", "onnxruntime", run_onnxruntime(path, evals.x), evals))
+    ov = openvino_logits(path, evals.x)
+    if ov is not None:
+        rows.append(accuracy_row("QAT INT8", "openvino", ov, evals))
+    return export
 
 
 def _freezer(model: QatModel, cfg: QatConfig) -> Callable[[int], None] | None:
@@ -192,17 +211,17 @@ def _freezer(model: QatModel, cfg: QatConfig) -> Callable[[int], None] | None:
 def _ptq_baseline(
     student: nn.Module, calib: np.ndarray, evals: ArrayDataset, cfg: QatConfig, out: Path
 ) -> tuple[dict[str, Any], np.ndarray]:
-    """ONNX Runtime static INT8 of the FP32 student, same calibration frames and activation type."""
-    from edgekd.export.onnx_export import ExportConfig, export_onnx, run_onnxruntime
+    """ONNX Runtime static INT8 of the FP32 student, same calibration frames and activation type,
+    through the pipeline's one export -> quantize sequence; (its report, its logits on evals)."""
+    from edgekd.export.onnx_export import ExportConfig, run_onnxruntime
+    from edgekd.pipeline.conversion import convert
     from edgekd.quantize.config import QuantizeConfig
-    from edgekd.quantize.ort_static import quantize_onnx_static
 
     work = Path(tempfile.mkdtemp(prefix=".qat-ptq.", dir=out))
     try:
-        fp32 = work / "student.onnx"
-        export_onnx(student, evals.x[:64], fp32, ExportConfig(opset=cfg.opset, openvino=False))
         # PTQ gets its best shot: reduce_range probed on this CPU; no agreement gate, only the report.
         qcfg = QuantizeConfig(
+            runtime="onnxruntime",
             activation_type=cfg.activations,
             per_channel=True,
             reduce_range="auto",
@@ -210,8 +229,9 @@ def _ptq_baseline(
             min_top1_agreement=0.0,
             max_accuracy_drop=None,
         )
-        report = quantize_onnx_static(fp32, work / "student.ptq.onnx", calib, qcfg)
-        return report.to_dict(), run_onnxruntime(work / "student.ptq.onnx", evals.x)
+        export_cfg = ExportConfig(opset=cfg.opset, openvino=False)
+        conv = convert(student, evals.x[:64], work, export_cfg, qcfg, calib)
+        return conv.int8.report.to_dict(), run_onnxruntime(conv.int8.path, evals.x)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

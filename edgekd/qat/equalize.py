@@ -32,21 +32,10 @@ import torch
 from torch import fx, nn
 from torch.nn import functional as F
 
-from edgekd.qat.modules import CONV_TYPES
+from edgekd.qat.modules import CONV_TYPES, POOL_TYPES
 
-_HOMOGENEOUS_MODULES = (
-    nn.ReLU,
-    nn.LeakyReLU,
-    nn.AdaptiveAvgPool1d,
-    nn.AdaptiveAvgPool2d,
-    nn.AvgPool1d,
-    nn.AvgPool2d,
-    nn.MaxPool1d,
-    nn.MaxPool2d,
-    nn.Flatten,
-    nn.Dropout,
-    nn.Identity,
-)
+# Average and max pooling are positively homogeneous per channel, as are these.
+_HOMOGENEOUS_MODULES = (nn.ReLU, nn.LeakyReLU, *POOL_TYPES, nn.Flatten, nn.Dropout, nn.Identity)
 _HOMOGENEOUS_FUNCTIONS = (F.relu, torch.relu, F.leaky_relu, torch.flatten, F.dropout)
 _TINY = 1e-8  # a dead channel (range ~0) keeps scale 1: there is nothing to balance
 

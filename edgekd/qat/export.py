@@ -115,12 +115,9 @@ def _openvino(path: Path, frames: np.ndarray) -> tuple[np.ndarray | None, str]:
         compiled = compile_cpu(path, precision="f32")
     except RuntimeUnavailable as exc:  # not installed: recorded with its reason, never faked
         return None, exc.one_line()
-    request = compiled.create_infer_request()
-    chunks = [
-        np.array(request.infer([frames[i : i + _OV_BATCH]])[compiled.outputs[0]], copy=True)
-        for i in range(0, len(frames), _OV_BATCH)
-    ]
-    return np.concatenate(chunks), openvino_execution_precision(compiled)
+    from edgekd.runtime.openvino_open import ov_predict
+
+    return ov_predict(compiled, frames, _OV_BATCH), openvino_execution_precision(compiled)
 
 
 def _run_openvino(path: Path, frames: np.ndarray, reference: np.ndarray) -> RuntimeCheck:
@@ -133,13 +130,12 @@ def _run_openvino(path: Path, frames: np.ndarray, reference: np.ndarray) -> Runt
 def _onnxruntime_kernels(path: Path, work: Path) -> dict[str, int]:
     """Op counts of the graph ONNX Runtime really executes after its fusions (QLinearConv, QGemm...)."""
     import onnx
-    import onnxruntime as ort
 
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    options.optimized_model_filepath = os.fspath(work / "ort-optimized.onnx")
-    ort.InferenceSession(os.fspath(path), options, providers=["CPUExecutionProvider"])
-    ops = Counter(node.op_type for node in onnx.load(options.optimized_model_filepath).graph.node)
+    from edgekd.runtime.onnxruntime_open import OrtSettings, open_ort
+
+    optimized = work / "ort-optimized.onnx"
+    open_ort(path, OrtSettings(optimized_model_path=os.fspath(optimized)))
+    ops = Counter(node.op_type for node in onnx.load(optimized).graph.node)
     return dict(ops.most_common())
 
 

@@ -66,8 +66,8 @@ def qat_from_files(
     from edgekd.data.artifact import open_data
     from edgekd.data.batches import whole_network_arrays
     from edgekd.models.checkpoint import load_checkpoint
-    from edgekd.pipeline.checks import checkpoint_input, data_label
-    from edgekd.pipeline.stages import load_teacher
+    from edgekd.models.fit import checkpoint_input, data_label
+    from edgekd.models.teacher import load_teacher
 
     student_path, teacher_path, data_path = Path(student_path), Path(teacher_path), Path(data_path)
     cfg.validate()

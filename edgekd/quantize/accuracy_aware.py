@@ -15,6 +15,7 @@ accuracy drop against FP32 is within budget.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import shutil
 import tempfile
@@ -100,11 +101,13 @@ def quantize_onnx_accuracy_aware(
     *,
     eval_samples: np.ndarray | None = None,
     verbose: bool = False,
+    threads: int | None = None,
 ) -> AccuracyAwareReport:
     """Static INT8 of ``fp32_path`` at ``out_path`` losing at most ``cfg.max_accuracy_drop`` accuracy.
 
     Args:
-        fp32_path, out_path, calibration_samples, eval_samples, verbose: as ``quantize_onnx_static``.
+        fp32_path, out_path, calibration_samples, eval_samples, verbose, threads: as
+            ``quantize_onnx_static``.
         cfg: ``max_accuracy_drop`` is the budget (a fraction), ``max_float_nodes`` bounds the fallback.
         evaluate: accuracy of a model file on the validation split (see ``labelled_accuracy``).
 
@@ -124,32 +127,25 @@ def quantize_onnx_accuracy_aware(
         # The full model resolves "auto" choices once; the search reuses them.
         probe_cfg = dataclasses.replace(cfg, require_speedup=False)
         full = work / "full.onnx"
-        first = quantize_onnx_static(fp32_path, full, calib, probe_cfg, verbose=verbose)
+        # Every build is timed with the same thread count.
+        static = functools.partial(quantize_onnx_static, threads=threads)
+        first = static(fp32_path, full, calib, probe_cfg, verbose=verbose)
         resolved = dataclasses.replace(
             cfg, activation_type=first.activation_type, reduce_range=first.reduce_range
         )
-        full_acc = accuracy = evaluate(full)
-        ranking: list[NodeSensitivity] = []
-        excluded: list[str] = []
-        steps: list[dict[str, Any]] = []
+        full_acc = evaluate(full)
+        # Every layer INT8 until the search below keeps some in float.
+        report = AccuracyAwareReport(fp32_acc, full_acc, full_acc, budget, [], [], [], first)
         if fp32_acc - full_acc > budget:
-            ranking = node_sensitivity(full, fp32_path, calib[:_SENSITIVITY_FRAMES])
-            excluded, steps, accuracy = _exclude_until_within(
-                fp32_path, work, calib, resolved, evaluate, ranking, fp32_acc - budget, verbose
+            report.sensitivity = node_sensitivity(full, fp32_path, calib[:_SENSITIVITY_FRAMES])
+            report.float_nodes, report.steps, report.int8_accuracy = _exclude_until_within(
+                fp32_path, work, calib, resolved, evaluate, report.sensitivity, fp32_acc - budget, verbose
             )
-        final = quantize_onnx_static(
+        excluded = report.float_nodes
+        report.quantization = static(
             fp32_path, out_path, calib, resolved, eval_samples=eval_samples, nodes_to_exclude=excluded
         )
-        return AccuracyAwareReport(
-            fp32_accuracy=fp32_acc,
-            int8_accuracy=accuracy,
-            full_int8_accuracy=full_acc,
-            max_drop=budget,
-            float_nodes=excluded,
-            steps=steps,
-            sensitivity=ranking,
-            quantization=final,
-        )
+        return report
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -8,10 +8,13 @@ thread count so a reader knows what was compared.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from edgekd.quantize.config import NoSpeedupError
 
@@ -45,6 +48,18 @@ class Int8Assessment:
                 f"{self.coverage['mac_fraction_int8']:.0%} of MACs in INT8"
             )
         return text
+
+
+class CheckedReport:
+    """Mixin of the quantizers' report dataclasses: plain data with the ``parity`` field
+    (a ParityReport or None) in ParityReport's own layout."""
+
+    parity: Any
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)  # type: ignore[call-overload]
+        data["parity"] = self.parity.to_dict() if self.parity else None
+        return data
 
 
 def model_bytes(path: str | os.PathLike[str]) -> int:
@@ -104,3 +119,23 @@ def assess_int8(
             f"{coverage['mac_fraction_int8']:.0%} of MACs run in INT8"
         )
     return result
+
+
+def int8_agreement(
+    reference: np.ndarray,
+    candidate: np.ndarray,
+    minimum: float,
+    what: str,
+    *,
+    reference_name: str,
+    candidate_name: str,
+) -> Any:
+    """ParityReport of INT8 logits ``candidate`` against FP32's ``reference`` (both ``[N, K]``):
+    INT8 logits legitimately differ by a few quantization steps, so only top-1 agreement
+    (at least ``minimum``, a fraction) decides, and NaN/Inf. Every quantizer judges with it."""
+    from edgekd.export.parity import ParityConfig, compare_outputs
+
+    rule = ParityConfig(atol=math.inf, rtol=0.0, min_top1_agreement=minimum)
+    return compare_outputs(
+        reference, candidate, rule, what, reference_name=reference_name, candidate_name=candidate_name
+    )

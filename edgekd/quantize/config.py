@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from edgekd.errors import ConfigError, EdgeKDError
+from edgekd.registry import suggestion
 
 
 class QuantizeError(EdgeKDError):
@@ -20,7 +21,9 @@ class NoSpeedupError(EdgeKDError):
 class QuantizeConfig:
     """Static INT8 settings.
 
-    ``runtime``: "onnxruntime" (QDQ ONNX) or "openvino" (NNCF on the OpenVINO IR).
+    ``runtime``: the quantizer (a name in ``edgekd.quantize.quantizers.QUANTIZERS``):
+    "onnxruntime" (QDQ ONNX), "openvino" (NNCF on the OpenVINO IR), "onnxruntime-dynamic",
+    "tensorrt-qdq" (symmetric Q/DQ ONNX for TensorRT) or one a user's module registered.
     ``activation_type``: "auto" builds uint8 and int8 activations and keeps the faster
     on this CPU. ``reduce_range``: 7-bit weights, which avoids int16 saturation in the
     U8S8 kernels of x86 CPUs without VNNI (AVX2 only) at the cost of one bit of weight
@@ -45,7 +48,7 @@ class QuantizeConfig:
     1.53x with it INT8, at the same accuracy within the standard error (docs/benchmarks.md).
     """
 
-    runtime: Literal["onnxruntime", "openvino"] = "onnxruntime"
+    runtime: str = "onnxruntime"
     activation_type: Literal["auto", "uint8", "int8"] = "auto"
     weight_type: Literal["int8", "uint8"] = "int8"
     per_channel: bool = True
@@ -60,6 +63,14 @@ class QuantizeConfig:
     float_input_conv: bool = True
 
     def validate(self) -> None:
+        from edgekd.quantize.quantizers import QUANTIZERS
+
+        if self.runtime not in QUANTIZERS:
+            raise ConfigError(
+                f"quantize.runtime must be one of {', '.join(map(repr, QUANTIZERS.names()))}, "
+                f"got {self.runtime!r}",
+                hint=suggestion(str(self.runtime), QUANTIZERS.names(), "quantizers"),
+            )
         if self.max_accuracy_drop is not None and not 0.0 <= self.max_accuracy_drop <= 1.0:
             raise ConfigError(
                 f"quantize.max_accuracy_drop must be in [0, 1], got {self.max_accuracy_drop}",

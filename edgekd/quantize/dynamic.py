@@ -24,9 +24,10 @@ import numpy as np
 from edgekd.artifacts import atomic_path, ensure_dir, place, require_file
 from edgekd.export.onnx_export import as_samples, load_onnx_checked, short_reason
 from edgekd.quantize.config import QuantizeConfig, QuantizeError
-from edgekd.quantize.ort_build import cpu_count, preprocess, quiet_logs
+from edgekd.quantize.ort_build import preprocess, quiet_logs
 from edgekd.quantize.ort_static import quantize_onnx_static
 from edgekd.quantize.timing import time_batch1
+from edgekd.runtime.machine import usable_cores
 
 
 class DynamicNotWorthIt(QuantizeError):
@@ -56,12 +57,14 @@ def measure_dynamic(
     allow_conv: bool = False,
     rounds: int = 20,
     keep_dynamic: str | os.PathLike[str] | None = None,
+    threads: int | None = None,
 ) -> DynamicVerdict:
     """Time FP32, static INT8 and dynamic INT8 of ``fp32_path`` at batch 1 and decide.
 
     ``calibration_samples``: float32 ``[N, ...]`` frames (calibrate the static model; the
     first is the timing input). ``keep_dynamic``: also write the dynamic model there
-    (whatever the verdict; the caller decides).
+    (whatever the verdict; the caller decides). ``threads``: CPU threads the three are timed
+    with; None: every core this process may use.
     """
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -74,7 +77,8 @@ def measure_dynamic(
         with quiet_logs(False):
             pre, _ = preprocess(fp32_path, work / "pre.onnx")
             static = work / "static.onnx"
-            quantize_onnx_static(fp32_path, static, calib, QuantizeConfig(activation_type="uint8"))
+            static_cfg = QuantizeConfig(activation_type="uint8")
+            quantize_onnx_static(fp32_path, static, calib, static_cfg, threads=threads)
             dynamic = work / "dynamic.onnx"
             try:
                 quantize_dynamic(
@@ -85,7 +89,7 @@ def measure_dynamic(
                     f"ONNX Runtime dynamic quantization failed: {short_reason(exc)}",
                     hint="use static quantization",
                 ) from None
-        threads = cpu_count()
+        threads = threads if threads is not None else usable_cores()
         timed = time_batch1(
             {"fp32": fp32_path, "static": static, "dynamic": dynamic}, calib[:1], threads, rounds=rounds
         )
@@ -120,6 +124,7 @@ def quantize_onnx_dynamic(
     calibration_samples: np.ndarray,
     *,
     allow_conv: bool = False,
+    threads: int | None = None,
 ) -> DynamicVerdict:
     """Write dynamic INT8 of ``fp32_path`` to ``out_path`` only when ``measure_dynamic`` allows it;
     DynamicNotWorthIt (with the measured figures) otherwise, and nothing is written."""
@@ -129,7 +134,7 @@ def quantize_onnx_dynamic(
     try:
         candidate = work / out_path.name
         verdict = measure_dynamic(
-            fp32_path, calibration_samples, allow_conv=allow_conv, keep_dynamic=candidate
+            fp32_path, calibration_samples, allow_conv=allow_conv, keep_dynamic=candidate, threads=threads
         )
         if not verdict.allowed:
             raise DynamicNotWorthIt(verdict.reason, hint="use static INT8 (edgekd quantize), or deploy FP32")

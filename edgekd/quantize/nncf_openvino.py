@@ -17,7 +17,6 @@ import contextlib
 import dataclasses
 import io
 import logging
-import math
 import os
 import shutil
 import tempfile
@@ -31,11 +30,11 @@ import numpy as np
 from edgekd.artifacts import ensure_dir, place, require_file
 from edgekd.errors import RuntimeUnavailable, ShapeError
 from edgekd.export.onnx_export import as_samples, check_frames_fit, short_reason
-from edgekd.export.parity import ParityConfig, ParityReport, compare_outputs
-from edgekd.quantize.assess import Int8Assessment, assess_int8
+from edgekd.export.parity import ParityReport
+from edgekd.quantize.assess import CheckedReport, Int8Assessment, assess_int8, int8_agreement
 from edgekd.quantize.config import QuantizeConfig, QuantizeError
-from edgekd.quantize.ort_build import cpu_count
 from edgekd.quantize.timing import time_openvino_batch1
+from edgekd.runtime.machine import usable_cores
 from edgekd.verbosity import is_verbose
 
 NNCF_BOUND = "nncf>=3.0,<4"
@@ -43,7 +42,7 @@ _COMPUTE = {"Convolution", "GroupConvolution", "MatMul", "ConvolutionBackpropDat
 
 
 @dataclass
-class OpenVINOQuantizeReport:
+class OpenVINOQuantizeReport(CheckedReport):
     """``precision``: what the CPU plugin executes the INT8 IR in; ``accuracy``: FP32/INT8
     top-1 on the validation frames (accuracy control only); ``parity``: INT8 vs FP32 agreement;
     ``int8_layers``/``float_layers``: convolutions and matmuls with quantized weights, and those
@@ -59,11 +58,6 @@ class OpenVINOQuantizeReport:
     int8_layers: list[str] = dataclasses.field(default_factory=list)
     float_layers: list[str] = dataclasses.field(default_factory=list)
 
-    def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        data["parity"] = self.parity.to_dict() if self.parity else None
-        return data
-
 
 def quantize_openvino(
     model_path: str | os.PathLike[str],
@@ -75,6 +69,7 @@ def quantize_openvino(
     val_samples: np.ndarray | None = None,
     val_labels: np.ndarray | None = None,
     validation: LabelledFrames | None = None,
+    threads: int | None = None,
 ) -> OpenVINOQuantizeReport:
     """INT8-quantize an FP32 OpenVINO IR (``.xml``) or ONNX model with NNCF into ``out_xml``.
 
@@ -91,6 +86,7 @@ def quantize_openvino(
         validation: the labelled validation frames as a dataset streamed frame by frame
             (:class:`LabelledFrames`, for a split larger than memory), instead of
             ``val_samples``/``val_labels``.
+        threads: CPU threads FP32 and INT8 are timed with; None: every core this process may use.
 
     Raises:
         RuntimeUnavailable: nncf or openvino missing. QuantizeError: NNCF failed.
@@ -99,20 +95,9 @@ def quantize_openvino(
     """
     cfg.validate()
     nncf, ov = _import_nncf()
-    from edgekd.export.openvino_export import compile_cpu, openvino_execution_precision
-
     model_path = require_file(model_path, "FP32 model", hint="run `edgekd export` first")
     calib = as_samples(calibration_samples, "calibration samples")
-    if val_samples is not None:
-        if validation is not None:
-            raise ShapeError("pass validation frames once: val_samples or validation, not both")
-        if val_labels is None or len(val_labels) != len(val_samples):
-            raise ShapeError(
-                "accuracy-controlled quantization needs one label per validation frame",
-                hint="pass val_labels of the same length as val_samples",
-            )
-        validation = _labelled_items(val_samples, val_labels)
-    control = validation is not None
+    validation = _validation(val_samples, val_labels, validation)
     out_xml = Path(out_xml)
     if out_xml.suffix != ".xml":
         raise ShapeError(f"OpenVINO IR path {out_xml} must end in .xml", hint="name it e.g. student.int8.xml")
@@ -120,12 +105,12 @@ def quantize_openvino(
     work = Path(tempfile.mkdtemp(prefix=f".{out_xml.name}.", dir=out_xml.parent))
     try:
         fp32 = ov.Core().read_model(os.fspath(model_path))
-        shape = fp32.inputs[0].get_partial_shape()
-        dims = [d.get_length() if d.is_static else None for d in shape]
+        dims = [d.get_length() if d.is_static else None for d in fp32.inputs[0].get_partial_shape()]
         check_frames_fit(dims, calib, "calibration samples")
         # Saved before NNCF runs: the FP32 reference is timed and compared as an IR too.
         fp32_xml = work / "fp32.xml"
         ov.save_model(fp32, os.fspath(fp32_xml), compress_to_fp16=False)
+        control = validation is not None
         report = OpenVINOQuantizeReport(str(nncf.__version__), len(calib), control, precision="")
         try:
             with _quiet_nncf(nncf):
@@ -138,39 +123,80 @@ def quantize_openvino(
         report.int8_layers, report.float_layers = weight_precision_layers(int8)
         tmp_xml = work / out_xml.name
         ov.save_model(int8, os.fspath(tmp_xml), compress_to_fp16=False)
-        compiled = compile_cpu(tmp_xml, precision="f32")
-        report.precision = openvino_execution_precision(compiled)
-        fp32_compiled = compile_cpu(fp32_xml, precision="f32")
-        if control:
-            report.accuracy = {"fp32": _top1(fp32_compiled, validation), "int8": _top1(compiled, validation)}
-        if eval_samples is not None:
-            evals = as_samples(eval_samples, "eval samples")
-            rule = ParityConfig(atol=math.inf, rtol=0.0, min_top1_agreement=cfg.min_top1_agreement)
-            report.parity = compare_outputs(
-                _infer(fp32_compiled, evals),
-                _infer(compiled, evals),
-                rule,
-                "OpenVINO INT8 vs FP32",
-                reference_name=f"FP32 model {model_path}",
-                candidate_name="the OpenVINO INT8 model",
-            )
-            report.parity.raise_if_failed()
-        threads = cpu_count()
-        timed = time_openvino_batch1({"fp32": fp32_xml, "int8": tmp_xml}, calib[:1], threads)
-        report.assessment = assess_int8(
-            fp32_xml,
-            tmp_xml,
-            timed["fp32"],
-            timed["int8"],
-            threads,
-            require_speedup=cfg.require_speedup,
-            runtime="OpenVINO",
-        )
+        _verify(report, fp32_xml, tmp_xml, model_path, cfg, eval_samples, validation)
+        report.assessment = _assess(fp32_xml, tmp_xml, calib[:1], cfg, threads)
         place(tmp_xml.with_suffix(".bin"), out_xml.with_suffix(".bin"))
         place(tmp_xml, out_xml)
         return report
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _assess(
+    fp32_xml: Path, int8_xml: Path, frame: np.ndarray, cfg: QuantizeConfig, threads: int | None
+) -> Int8Assessment:
+    """INT8 timed against FP32 on ``frame`` ``[1, ...]`` with ``threads`` (None: every usable
+    core), plus sizes: see :func:`assess_int8`."""
+    threads = threads if threads is not None else usable_cores()
+    timed = time_openvino_batch1({"fp32": fp32_xml, "int8": int8_xml}, frame, threads)
+    return assess_int8(
+        fp32_xml,
+        int8_xml,
+        timed["fp32"],
+        timed["int8"],
+        threads,
+        require_speedup=cfg.require_speedup,
+        runtime="OpenVINO",
+    )
+
+
+def _validation(
+    val_samples: np.ndarray | None, val_labels: np.ndarray | None, validation: LabelledFrames | None
+) -> Any:
+    """The labelled validation items accuracy control reads, from either form; None without."""
+    if val_samples is None:
+        return validation
+    if validation is not None:
+        raise ShapeError("pass validation frames once: val_samples or validation, not both")
+    if val_labels is None or len(val_labels) != len(val_samples):
+        raise ShapeError(
+            "accuracy-controlled quantization needs one label per validation frame",
+            hint="pass val_labels of the same length as val_samples",
+        )
+    return _labelled_items(val_samples, val_labels)
+
+
+def _verify(
+    report: OpenVINOQuantizeReport,
+    fp32_xml: Path,
+    int8_xml: Path,
+    model_path: Path,
+    cfg: QuantizeConfig,
+    eval_samples: np.ndarray | None,
+    validation: Any,
+) -> None:
+    """The precision the CPU plugin runs the INT8 IR in, both accuracies under accuracy
+    control, and INT8's top-1 agreement with FP32 on ``eval_samples`` (ParityError below
+    ``cfg.min_top1_agreement``)."""
+    from edgekd.export.openvino_export import compile_cpu, openvino_execution_precision
+
+    compiled = compile_cpu(int8_xml, precision="f32")
+    report.precision = openvino_execution_precision(compiled)
+    fp32_compiled = compile_cpu(fp32_xml, precision="f32")
+    if validation is not None:
+        report.accuracy = {"fp32": _top1(fp32_compiled, validation), "int8": _top1(compiled, validation)}
+    if eval_samples is None:
+        return
+    evals = as_samples(eval_samples, "eval samples")
+    report.parity = int8_agreement(
+        _infer(fp32_compiled, evals),
+        _infer(compiled, evals),
+        cfg.min_top1_agreement,
+        "OpenVINO INT8 vs FP32",
+        reference_name=f"FP32 model {model_path}",
+        candidate_name="the OpenVINO INT8 model",
+    )
+    report.parity.raise_if_failed()
 
 
 def _run_nncf(

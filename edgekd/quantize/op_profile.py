@@ -35,17 +35,18 @@ def time_by_kind(
     the same way, not these figures with plain latencies.
     """
     import onnx
-    import onnxruntime as ort
+
+    from edgekd.runtime.onnxruntime_open import OrtSettings, open_ort
 
     with tempfile.TemporaryDirectory(prefix="edgekd-profile-") as folder:
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.enable_profiling = True
-        options.profile_file_prefix = os.path.join(folder, "profile")
-        options.optimized_model_filepath = os.path.join(folder, "optimized.onnx")
-        session = ort.InferenceSession(os.fspath(path), options, providers=["CPUExecutionProvider"])
+        settings = OrtSettings(
+            intra_op_threads=threads,
+            inter_op_threads=1,
+            enable_profiling=True,
+            profile_prefix=os.path.join(folder, "profile"),
+            optimized_model_path=os.path.join(folder, "optimized.onnx"),
+        )
+        session = open_ort(path, settings)
         feed = {session.get_inputs()[0].name: frame}
         for _ in range(runs + _WARMUP):
             session.run(None, feed)

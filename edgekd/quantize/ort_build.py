@@ -288,10 +288,3 @@ def quiet_logs(verbose: bool):
             yield
     finally:
         root.setLevel(previous)
-
-
-def cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1

@@ -20,7 +20,6 @@ variants usually tie.)
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import shutil
 import tempfile
@@ -39,15 +38,14 @@ from edgekd.export.onnx_export import (
     load_onnx_checked,
     run_onnxruntime,
 )
-from edgekd.export.parity import ParityConfig, ParityReport, compare_outputs, require_finite_outputs
-from edgekd.quantize.assess import Int8Assessment, assess_int8
+from edgekd.export.parity import ParityReport, require_finite_outputs
+from edgekd.quantize.assess import CheckedReport, Int8Assessment, assess_int8, int8_agreement
 from edgekd.quantize.config import NoSpeedupError, QuantizeConfig, QuantizeError
 from edgekd.quantize.coverage import describe_quantized, op_coverage
 from edgekd.quantize.ort_build import (
     CALIB_BATCH,
     FrameReader,
     calibration_input,
-    cpu_count,
     kernel_error,
     narrow_input_convs,
     preprocess,
@@ -56,6 +54,7 @@ from edgekd.quantize.ort_build import (
     saturation_text,
 )
 from edgekd.quantize.timing import time_batch1
+from edgekd.runtime.machine import usable_cores
 
 # Kept importable from here: the pipeline, the CLI and older callers use these names.
 __all__ = [
@@ -74,7 +73,7 @@ _TIE = 0.10  # closer medians are run-to-run noise on a shared CPU: keep uint8 (
 
 
 @dataclass
-class QuantizeReport:
+class QuantizeReport(CheckedReport):
     """What was built and why. Times are median milliseconds per batch-1 inference
     with ``threads`` intra-op threads; ``kernel_error`` is in logit units;
     ``assessment``: speed-up, size ratio and op coverage against FP32;
@@ -97,11 +96,6 @@ class QuantizeReport:
     assessment: Int8Assessment | None = None
     float_nodes: list[str] = dataclasses.field(default_factory=list)
 
-    def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        data["parity"] = self.parity.to_dict() if self.parity else None
-        return data
-
 
 def quantize_onnx_static(
     fp32_path: str | os.PathLike[str],
@@ -112,6 +106,7 @@ def quantize_onnx_static(
     eval_samples: np.ndarray | None = None,
     nodes_to_exclude: Sequence[str] = (),
     verbose: bool = False,
+    threads: int | None = None,
 ) -> QuantizeReport:
     """Quantize ``fp32_path`` to static INT8 (QDQ) at ``out_path``.
 
@@ -123,6 +118,8 @@ def quantize_onnx_static(
         eval_samples: float32 ``[M, ...]`` frames on which INT8 top-1 must agree with FP32.
         nodes_to_exclude: node names (of the pre-processed graph) kept in float.
         verbose: let ORT's quantizer logs and prints through.
+        threads: intra-op threads FP32 and INT8 are timed with (the count the model will run
+            with); None: every core this process may use.
 
     Raises:
         InputFileError: fp32_path missing or not ONNX. ShapeError: bad frames.
@@ -140,57 +137,90 @@ def quantize_onnx_static(
     work = Path(tempfile.mkdtemp(prefix=f".{out_path.name}.", dir=out_path.parent))
     try:
         with quiet_logs(verbose):
-            pre, note = preprocess(fp32_path, work / "pre.onnx")
-            inp, fixed, calib, evals = _fit_frames(pre, calib, evals)
-            reference = _fp32_reference(fp32_path, calib, evals, fixed or 1)
-            variants = _candidates(cfg)
-            frames = FrameReader(calib, inp.name, fixed or CALIB_BATCH)
-            exclude = list(nodes_to_exclude)
-            if cfg.float_input_conv:  # see QuantizeConfig: slower and less exact in INT8 here
-                exclude += [name for name in narrow_input_convs(pre) if name not in exclude]
-            built, reduce, reasons = _build_measured(
-                pre, work, frames, variants, cfg, fp32_path, fixed or 1, exclude
-            )
-
-        threads = cpu_count()
-        report = QuantizeReport(
-            activation_type=variants[0],
-            weight_type=cfg.weight_type,
-            per_channel=cfg.per_channel,
-            calibration_method=cfg.calibration_method,
-            calibration_samples=len(calib),
-            choice_reason=f"activation_type {cfg.activation_type} set in the config",
-            reduce_range=reduce,
-            threads=threads,
-            preprocess=note,
-            float_nodes=exclude,
-        )
-        # Every variant is timed against FP32 on one frame: the choice in "auto" and the
-        # "did INT8 help?" verdict come from the same interleaved measurement.
-        timed = time_batch1({"fp32": fp32_path, **built}, calib[: fixed or 1], threads)
-        report.fp32_ms = timed.pop("fp32")
-        report.timings_ms = timed
-        if cfg.activation_type == "auto":
-            report.activation_type, report.choice_reason = _pick_faster(timed)
-        report.choice_reason = "; ".join([report.choice_reason, *reasons])
-        if evals is not None:
-            _check_agreement(report, built, fp32_path, reference, evals, cfg.min_top1_agreement)
-        chosen = built[report.activation_type]
-        report.assessment = assess_int8(
-            fp32_path,
-            chosen,
-            report.fp32_ms,
-            timed[report.activation_type],
-            threads,
-            coverage=op_coverage(chosen),
-            require_speedup=cfg.require_speedup,
-        )
-
+            build = _build(fp32_path, work, calib, evals, cfg, list(nodes_to_exclude))
+        report = _measure(build, cfg, threads if threads is not None else usable_cores())
         with atomic_path(out_path) as tmp:
-            os.replace(chosen, tmp)
+            os.replace(build.variants[report.activation_type], tmp)
         return report
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+@dataclass
+class _Build:
+    """The QDQ variants of one model and what measuring them needs: the FP32 model, its
+    outputs on the eval frames (else a calibration probe), the frames fitted to its input."""
+
+    fp32: Path
+    variants: dict[str, Path]
+    reduce: bool
+    reasons: list[str]
+    calib: np.ndarray
+    evals: np.ndarray | None
+    reference: np.ndarray
+    batch: int
+    preprocess: str
+    exclude: list[str]
+
+
+def _build(
+    fp32_path: Path,
+    work: Path,
+    calib: np.ndarray,
+    evals: np.ndarray | None,
+    cfg: QuantizeConfig,
+    exclude: list[str],
+) -> _Build:
+    """Pre-process ``fp32_path`` and build every activation-type variant in ``work``."""
+    pre, note = preprocess(fp32_path, work / "pre.onnx")
+    inp, fixed, calib, evals = _fit_frames(pre, calib, evals)
+    reference = _fp32_reference(fp32_path, calib, evals, fixed or 1)
+    frames = FrameReader(calib, inp.name, fixed or CALIB_BATCH)
+    if cfg.float_input_conv:  # see QuantizeConfig: slower and less exact in INT8 here
+        exclude += [name for name in narrow_input_convs(pre) if name not in exclude]
+    built, reduce, reasons = _build_measured(
+        pre, work, frames, _candidates(cfg), cfg, fp32_path, fixed or 1, exclude
+    )
+    return _Build(fp32_path, built, reduce, reasons, calib, evals, reference, fixed or 1, note, exclude)
+
+
+def _measure(build: _Build, cfg: QuantizeConfig, threads: int) -> QuantizeReport:
+    """Time the variants against FP32, keep one, check its agreement and assess it."""
+    report = QuantizeReport(
+        activation_type=next(iter(build.variants)),
+        weight_type=cfg.weight_type,
+        per_channel=cfg.per_channel,
+        calibration_method=cfg.calibration_method,
+        calibration_samples=len(build.calib),
+        choice_reason=f"activation_type {cfg.activation_type} set in the config",
+        reduce_range=build.reduce,
+        threads=threads,
+        preprocess=build.preprocess,
+        float_nodes=build.exclude,
+    )
+    # Every variant is timed against FP32 on one frame: the choice in "auto" and the
+    # "did INT8 help?" verdict come from the same interleaved measurement.
+    timed = time_batch1({"fp32": build.fp32, **build.variants}, build.calib[: build.batch], threads)
+    report.fp32_ms = timed.pop("fp32")
+    report.timings_ms = timed
+    if cfg.activation_type == "auto":
+        report.activation_type, report.choice_reason = _pick_faster(timed)
+    report.choice_reason = "; ".join([report.choice_reason, *build.reasons])
+    if build.evals is not None:
+        _check_agreement(
+            report, build.variants, build.fp32, build.reference, build.evals, cfg.min_top1_agreement
+        )
+    chosen = build.variants[report.activation_type]
+    report.assessment = assess_int8(
+        build.fp32,
+        chosen,
+        report.fp32_ms,
+        timed[report.activation_type],
+        threads,
+        coverage=op_coverage(chosen),
+        require_speedup=cfg.require_speedup,
+    )
+    return report
 
 
 def _fit_frames(
@@ -257,14 +287,12 @@ def _check_agreement(
     """Top-1 agreement of the chosen INT8 variant with FP32 (``reference``, its outputs on
     ``evals``) decides. When the faster variant fails but the other passes, the other is
     kept (and the reason says so)."""
-    # INT8 logits legitimately differ by a few quantization steps: only agreement decides.
-    rule = ParityConfig(atol=math.inf, rtol=0.0, min_top1_agreement=minimum)
 
     def compare(variant: str) -> ParityReport:
-        return compare_outputs(
+        return int8_agreement(
             reference,
             run_onnxruntime(built[variant], evals),
-            rule,
+            minimum,
             "INT8 vs FP32",
             reference_name=f"FP32 model {fp32_path}",
             candidate_name=f"the INT8 model ({variant} activations)",

@@ -172,12 +172,12 @@ class SshTransport:
         return self._call([*cmd, remote_command(argv)], what=what, timeout_s=timeout_s)
 
     def upload(self, files: list[Path], remote_dir: str, *, timeout_s: float) -> None:
-        """Copy local ``files`` into the existing ``remote_dir`` (names kept)."""
+        """Copy local ``files`` (and folders, recursively) into the existing ``remote_dir`` (names kept)."""
         target = f"{self.host.destination}:{check_remote_path(remote_dir)}/"
         if ":" in self.host.destination.partition("@")[2]:  # an IPv6 address needs brackets here
             user, _, addr = self.host.destination.rpartition("@")
             target = f"{user + '@' if user else ''}[{addr}]:{remote_dir}/"
-        cmd = ["scp", "-q", "-B", *self._options(), "-P", str(self.host.port), "--"]
+        cmd = ["scp", "-q", "-B", "-r", *self._options(), "-P", str(self.host.port), "--"]
         self._call(
             [*cmd, *(str(f) for f in files), target], what="copying files to the device", timeout_s=timeout_s
         )

@@ -7,17 +7,18 @@ labels are checked against ORT's own optimised graph, so they cannot drift from 
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 from onnx import helper, numpy_helper
 
 from edgekd.backends.base import SessionOptions, session_from_artifact
 from edgekd.backends.onnxruntime_backend import resolve_ort_options
-from edgekd.backends.precision import (
+from edgekd.runtime.onnxruntime_open import open_ort
+from edgekd.runtime.precision import (
     artifact_is_int8,
     onnx_executed_precision,
     onnx_quantization,
@@ -64,14 +65,10 @@ def wo(tiny: TinyArtifacts, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _ort_fuses(path: Path, level: str, tmp_path: Path) -> bool:
     """Ground truth: does ORT's optimised graph hold integer kernels at this level?"""
-    so = ort.SessionOptions()
-    so.graph_optimization_level = getattr(
-        ort.GraphOptimizationLevel, resolve_ort_options(_opts(level))["graph_optimization_level"]
-    )
-    so.optimized_model_filepath = str(tmp_path / f"opt_{level}.onnx")
-    so.log_severity_level = 3
-    ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-    ops = {n.op_type for n in onnx.load(so.optimized_model_filepath).graph.node}
+    optimized = tmp_path / f"opt_{level}.onnx"
+    settings = dataclasses.replace(resolve_ort_options(_opts(level)), optimized_model_path=str(optimized))
+    open_ort(path, settings)
+    ops = {n.op_type for n in onnx.load(str(optimized)).graph.node}
     return any(op.startswith("QLinear") or op in ("QGemm", "ConvInteger", "MatMulInteger") for op in ops)
 
 
@@ -144,7 +141,7 @@ def test_bench_and_remote_label_the_same_way(tiny: TinyArtifacts, tmp_path: Path
     from edgekd.bench.latency import LatencyConfig
     from edgekd.bench.runner import BenchCandidate, BenchConfig, run_bench
     from edgekd.data.dataset import ArrayDataset
-    from edgekd.remote.bench import _entry_from_result
+    from edgekd.remote.executor import entry_from_result
 
     dataset = ArrayDataset(x=tiny.frames, y=np.arange(16) % 4, class_names=list("ABCD"))
     fast = LatencyConfig(warmup_runs=1, warmup_seconds=0.0, min_runs=2, min_seconds=0.0)
@@ -161,5 +158,5 @@ def test_bench_and_remote_label_the_same_way(tiny: TinyArtifacts, tmp_path: Path
             "latency": doc["entries"][0]["latency_ms"] | {"noisy": False},
             "load_ms": 1.0,
         }
-        entry, _ = _entry_from_result(cand, device, dataset, cfg, tmp_path, None)
+        entry, _ = entry_from_result(cand, device, dataset, cfg, tmp_path, None)
         assert entry["executed_precision"] == expected

@@ -15,6 +15,7 @@ from edgekd.backends.profile_options import (
     OrtProfile,
     options_for_entry,
     options_from_target,
+    resolve_threads,
 )
 from edgekd.bench.latency import LatencyConfig
 from edgekd.bench.runner import BenchCandidate, BenchConfig, BenchFailed, run_bench
@@ -26,7 +27,7 @@ from tests.backends.tiny_models import NUM_CLASSES, TinyArtifacts
 
 
 def _target(runtime: str, **sections) -> TargetProfile:
-    return TargetProfile(name="t", runtime=runtime, threads=1, **sections)
+    return TargetProfile(name="t", runtime=runtime, threads=1, sections=sections)
 
 
 def test_ort_profile_reaches_the_session(tiny: TinyArtifacts) -> None:
@@ -111,8 +112,8 @@ def test_target_sections_load_strictly_from_yaml(tmp_path: Path) -> None:
         "onnxruntime: {graph_optimization_level: basic}\n"
     )
     target = load_target(good)
-    assert target.openvino == OpenVinoProfile(performance_hint="THROUGHPUT", num_streams=2)
-    assert target.onnxruntime == OrtProfile(graph_optimization_level="basic")
+    assert target.section("openvino") == OpenVinoProfile(performance_hint="THROUGHPUT", num_streams=2)
+    assert target.section("onnxruntime") == OrtProfile(graph_optimization_level="basic")
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: b\nruntime: onnxruntime\nonnxruntime: {execution_mod: parallel}\n")
     with pytest.raises(ConfigError, match=r"bad.yaml.*execution_mod") as info:
@@ -130,8 +131,10 @@ def test_entry_options_take_each_runtime_section_and_the_device_of_the_targets_o
         runtime="openvino",
         device="GPU",
         threads=3,
-        onnxruntime=OrtProfile(graph_optimization_level="basic"),
-        openvino=OpenVinoProfile(performance_hint="THROUGHPUT", num_streams=2),
+        sections={
+            "onnxruntime": OrtProfile(graph_optimization_level="basic"),
+            "openvino": OpenVinoProfile(performance_hint="THROUGHPUT", num_streams=2),
+        },
     )
     ov = options_for_entry(target, "openvino", "int8")
     assert (ov.device, ov.precision, ov.threads) == ("GPU", "int8", 3)
@@ -149,7 +152,7 @@ def test_entry_options_take_each_runtime_section_and_the_device_of_the_targets_o
 )
 def test_shipped_cpu_targets_carry_their_runtime_section(name: str) -> None:
     target = load_target(name)
-    section = getattr(target, target.runtime)
+    section = target.section(target.runtime)
     assert section is not None, f"{name} should say how {target.runtime} is tuned"
     assert options_from_target(target).extra == section.extra()
 
@@ -180,3 +183,36 @@ def test_torch_backend_settings_fail_early_in_one_line(tiny: TinyArtifacts, tmp_
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeUnavailable, match="no CUDA GPU"):
             session_from_module(tiny.module, (2, 128), SessionOptions(device="CUDA"))
+
+
+def test_one_thread_rule_cli_over_target_over_default() -> None:
+    target = _target("onnxruntime")
+    target.threads = 3
+    assert resolve_threads(2, target) == 2  # --threads wins
+    assert resolve_threads(None, target) == 3  # then the profile
+    assert resolve_threads(None, None) is None  # then the runtime's default
+    # Every path that opens a session for a target takes the same answer.
+    assert options_from_target(target, threads=2).threads == 2
+    assert options_for_entry(target, "onnxruntime", "fp32", threads=2).threads == 2
+    assert options_for_entry(target, "openvino", "fp32", threads=2).threads == 2
+    assert options_for_entry(target, "openvino", "fp32").threads == 3
+
+
+@pytest.mark.parametrize("bad", [0, -1, 5000])
+def test_threads_are_validated_once_with_their_source(bad: int) -> None:
+    with pytest.raises(ConfigError, match=f"--threads must be in 1..1024, got {bad}"):
+        resolve_threads(bad, None)
+    target = _target("onnxruntime")
+    target.threads = bad
+    with pytest.raises(ConfigError, match=f"^threads must be in 1..1024, got {bad}"):
+        resolve_threads(None, target)
+
+
+def test_profile_sections_follow_the_backend_registry() -> None:
+    from edgekd.backends.base import BACKENDS
+    from edgekd.backends.profile_options import TorchProfile
+
+    assert BACKENDS.get("onnxruntime").profile_section is OrtProfile
+    assert BACKENDS.get("openvino").profile_section is OpenVinoProfile
+    assert BACKENDS.get("torch").profile_section is TorchProfile
+    assert BACKENDS.get("tensorrt").profile_section is None

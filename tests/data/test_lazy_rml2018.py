@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from edgekd.data.lazy_rml2018 import RML2018Dataset
-from edgekd.data.rml2018 import materialize_rml2018
+from edgekd.data.rml2018 import RML2018Selection, materialize_rml2018
 from edgekd.data.samplers import chunk_batches
 from edgekd.errors import InputFileError
 
@@ -38,8 +38,9 @@ def write_rml(path, per_cell: int = 4, length: int = 32, snrs=(-10, 0, 10), chun
 def test_same_frames_labels_and_splits_as_the_in_memory_loader(tmp_path, options):
     path = tmp_path / "r.hdf5"
     write_rml(path)
-    memory = materialize_rml2018(path, seed=3, **options)
-    lazy = RML2018Dataset(path, seed=3, **options)
+    selection = RML2018Selection(seed=3, **options)
+    memory = materialize_rml2018(path, selection)
+    lazy = RML2018Dataset(path, selection)
     assert len(lazy) == len(memory) and lazy.input_shape == (2, 32) and lazy.class_names == memory.class_names
     for name in ("y", "snr", "split"):
         np.testing.assert_array_equal(getattr(lazy, name), getattr(memory, name))

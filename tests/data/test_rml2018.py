@@ -8,7 +8,13 @@ import pickle
 import numpy as np
 import pytest
 
-from edgekd.data.rml2018 import RML2018_CLASSES, RML2018Frames, materialize_rml2018, select_frames
+from edgekd.data.rml2018 import (
+    RML2018_CLASSES,
+    RML2018Frames,
+    RML2018Selection,
+    materialize_rml2018,
+    select_frames,
+)
 from edgekd.errors import ConfigError, InputFileError
 
 h5py = pytest.importorskip("h5py", reason="h5py is not installed")
@@ -99,7 +105,7 @@ def test_select_caps_each_cell_deterministically(rml):
 def test_materialize_subset_relabels_in_the_given_order(tmp_path, onehot_dtype):
     path = tmp_path / "r.hdf5"
     x, y, z = _write(path, onehot_dtype=onehot_dtype)
-    ds = materialize_rml2018(path, classes=["FM", "OOK"], snrs=[10], seed=1)
+    ds = materialize_rml2018(path, RML2018Selection(classes=["FM", "OOK"], snrs=[10], seed=1))
     assert ds.class_names == ["FM", "OOK"] and len(ds) == 10 and ds.input_shape == (2, 32)
     source = np.flatnonzero(np.isin(y, [0, 21]) & (z == 10))
     np.testing.assert_array_equal(ds.x, np.transpose(x[source], (0, 2, 1)))
@@ -123,10 +129,10 @@ def test_wrong_files_and_names(tmp_path, rml):
     with pytest.raises(ConfigError, match="24 classes but 2"):
         RML2018Frames(path, class_names=["a", "b"])
     with pytest.raises(ConfigError) as info:
-        materialize_rml2018(path, classes=["16QAN"])
+        materialize_rml2018(path, RML2018Selection(classes=["16QAN"]))
     assert "did you mean '16QAM'" in info.value.one_line()
     with pytest.raises(ConfigError, match="no frames"):
-        materialize_rml2018(path, snrs=[30])
+        materialize_rml2018(path, RML2018Selection(snrs=[30]))
 
 
 def _bad(path, **datasets):
@@ -180,7 +186,7 @@ def test_non_finite_frames_are_refused_where_they_are_read(tmp_path):
     with pytest.raises(InputFileError, match=r"X holds NaN or infinite values \(first at frame 7\)"):
         frames.read(np.array([9, 7, 1]))
     with pytest.raises(InputFileError, match="first at frame 7"):
-        materialize_rml2018(path, class_names=[f"c{i}" for i in range(24)])
+        materialize_rml2018(path, RML2018Selection(class_names=[f"c{i}" for i in range(24)]))
 
 
 def test_links_and_placeholders_are_refused(tmp_path):
@@ -207,7 +213,7 @@ def test_truncated_or_corrupt_files_are_one_error_naming_them(tmp_path):
     blob = path.read_bytes()
     path.write_bytes(blob[: len(blob) * 2 // 3])
     with pytest.raises(InputFileError) as info:
-        materialize_rml2018(path, class_names=[f"c{i}" for i in range(24)])
+        materialize_rml2018(path, RML2018Selection(class_names=[f"c{i}" for i in range(24)]))
     assert str(path) in info.value.one_line()
     # A damaged compressed chunk: the file opens, the read of those rows fails.
     broken = _bad(tmp_path / "broken.hdf5", X=None)

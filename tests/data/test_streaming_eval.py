@@ -106,7 +106,8 @@ def test_calibration_selects_and_reads_the_same_frames(tone_files):
 
 
 def test_export_parity_and_quantize_eval_inputs_are_the_first_frames(tone_files):
-    from edgekd.pipeline.convert import _parity_samples, _val_split
+    from edgekd.pipeline.export_stage import _parity_samples
+    from edgekd.pipeline.quantize_stage import _val_split
 
     forms = _forms(*tone_files[:2])
     array = forms["array"]
@@ -176,7 +177,8 @@ def test_streamed_static_batch_session_is_fed_whole_batches(tmp_path):
 def test_stage_export_and_quantize_read_an_index_as_they_read_the_npz(tone_files, tmp_path):
     from edgekd.config import from_dict
     from edgekd.export.onnx_export import ExportConfig
-    from edgekd.pipeline.convert import stage_export, stage_quantize
+    from edgekd.pipeline.export_stage import stage_export
+    from edgekd.pipeline.quantize_stage import stage_quantize
     from edgekd.quantize.config import QuantizeConfig
 
     npz, index, ckpt = tone_files
@@ -225,8 +227,8 @@ def _image_net(channels: int = 3) -> nn.Module:
 
 
 def test_raw_image_index_is_checked_and_evaluated_as_network_inputs(image_index):
-    from edgekd.pipeline.checks import ModelInput
-    from edgekd.pipeline.convert import _parity_samples
+    from edgekd.models.fit import ModelInput
+    from edgekd.pipeline.export_stage import _parity_samples
 
     data = open_data(image_index)
     assert data.sample_dtype == np.uint8 and data.input_shape == (1, 12, 12)

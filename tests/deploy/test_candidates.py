@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from edgekd.deploy.candidates import CATALOGUE, openvino_capabilities, plan_candidates
+from edgekd.deploy.candidates import catalogue, openvino_capabilities, plan_candidates
 from edgekd.errors import ConfigError
 from edgekd.targets import load_target
 
@@ -18,7 +18,7 @@ def _plan(target: str, **kwargs) -> dict[str, str | None]:
 
 def test_x86_cpu_target_plans_every_cpu_runtime_and_says_why_not_the_rest() -> None:
     plan = _plan("x86-cpu-onnxruntime-int8")
-    assert list(plan) == [spec.id for spec in CATALOGUE]
+    assert list(plan) == [spec.id for spec in catalogue()]
     for cid in (
         "torch/fp32",
         "onnxruntime/fp32",
@@ -74,6 +74,24 @@ def test_runtime_restriction_and_missing_runtime() -> None:
 
 
 def test_catalogue_goes_from_simplest_to_most_complex() -> None:
-    levels = [spec.complexity for spec in CATALOGUE]
+    specs = catalogue()
+    levels = [spec.complexity for spec in specs]
     assert levels == sorted(levels) and levels[0] == 0
-    assert len({spec.id for spec in CATALOGUE}) == len(CATALOGUE)
+    assert len({spec.id for spec in specs}) == len(specs)
+
+
+def test_device_families_remote_runners_and_recipes_come_from_the_backends() -> None:
+    def everything_installed(_backend: str) -> str | None:
+        return None
+
+    plan = _plan("cuda-gpu-onnxruntime-fp16", runtime_reason=everything_installed)
+    assert plan["onnxruntime/fp32"] is None
+    assert plan["torch/fp32"] == "torch does not run on the target's device CUDA"
+    assert plan["openvino/int8"] == "openvino does not run on the target's device CUDA"
+    # TensorRT runs on a CUDA device, but deploy has no recipe that builds engines: said, not faked.
+    assert plan["tensorrt/fp16"].startswith("tensorrt runs here, but deploy does not build tensorrt-engine")
+    remote = _plan("jetson-orin-tensorrt-int8", runtime_reason=everything_installed)
+    assert remote["tensorrt/int8"] == (
+        "tensorrt does not run on a device over SSH (the SSH device runner opens onnxruntime, openvino)"
+    )
+    assert remote["onnxruntime/int8-u8"] is None

@@ -15,6 +15,8 @@ COMPLEXITY = {
     "onnxruntime/int8-u8": 4,
     "onnxruntime/int8-s8": 4,
     "openvino/int8": 5,
+    "toyrt/fp32": 1,
+    "toyrt/int8": 4,
 }
 
 
@@ -158,3 +160,17 @@ def test_variants_of_one_level_tie_to_the_one_listed_first() -> None:
     choice = choose(rows, SelectionRule())
     assert choice.chosen == "onnxruntime/int8-u8"
     assert choice.verdicts["onnxruntime/int8-s8"].reason.startswith("not faster than onnxruntime/int8-u8")
+
+
+def test_the_reference_is_the_first_fp32_candidate_that_ran_whatever_its_backend() -> None:
+    rows = [
+        row("torch/fp32", 0.0, 0.0, status="failed", reason="no torch here"),
+        row("onnxruntime/fp32", 0.0, 0.0, status="skipped", reason="not requested"),
+        row("toyrt/fp32", 2.0, 0.80),  # a backend registered from a user's module
+        row("toyrt/int8", 1.0, 0.79),
+    ]
+    choice = choose(rows, SelectionRule(max_accuracy_drop=0.02))
+    assert (choice.reference, choice.reference_accuracy) == ("toyrt/fp32", 0.80)
+    assert choice.chosen == "toyrt/int8"
+    with pytest.raises(NoCandidate, match="torch/fp32: no torch here; onnxruntime/fp32: not requested"):
+        choose(rows[:2] + rows[3:], SelectionRule(max_accuracy_drop=0.02))

@@ -10,10 +10,11 @@ import pytest
 import torch
 from torch import nn
 
-from edgekd.distill.config import LossTerm, loss_names
-from edgekd.distill.feature_losses import FEATURE_LOSSES, LossInputs
-from edgekd.distill.losses import LOSSES
+from edgekd.distill.config import LossTerm, loss_names, loss_params
+from edgekd.distill.feature_losses import FEATURE_LOSSES, FeatureLoss, LossInputs
+from edgekd.distill.losses import LOSSES, Progress
 from edgekd.distill.objective import DistillObjective
+from edgekd.errors import ConfigError
 
 RNG = np.random.default_rng(0)
 S = RNG.normal(0, 2, (4, 5))
@@ -73,15 +74,23 @@ def _dkd_reference(temp: float, alpha: float, beta: float) -> float:
 def test_dkd(temp: float, alpha: float, beta: float) -> None:
     got = logit("dkd", temperature=temp, alpha=alpha, beta=beta)
     assert got == pytest.approx(_dkd_reference(temp, alpha, beta), rel=1e-9)
-    assert logit("dkd", warmup=0.25) == pytest.approx(0.25 * _dkd_reference(4.0, 1.0, 8.0), rel=1e-9)
+    quarter = logit("dkd", warmup_epochs=8, progress=Progress(2, 10))
+    assert quarter == pytest.approx(0.25 * _dkd_reference(4.0, 1.0, 8.0), rel=1e-9)
 
 
-def test_dkd_warmup_comes_from_the_epoch() -> None:
+def test_dkd_warmup_comes_from_the_progress() -> None:
     objective = DistillObjective([LossTerm("dkd", params={"warmup_epochs": 4})])
     args = (t64(S), t64(T), torch.tensor(Y), {}, {})
     full = _dkd_reference(4.0, 1.0, 8.0)
-    assert objective(*args, epoch=2)[0].item() == pytest.approx(0.5 * full, rel=1e-9)
-    assert objective(*args, epoch=9)[0].item() == pytest.approx(full, rel=1e-9)
+    assert objective(*args)[0].item() == pytest.approx(full, rel=1e-9)  # outside training: no ramp
+    objective.progress = Progress(2, 10)
+    assert objective(*args)[0].item() == pytest.approx(0.5 * full, rel=1e-9)
+    objective.progress = Progress(9, 10)
+    assert objective(*args)[0].item() == pytest.approx(full, rel=1e-9)
+    # The paper's 20 warm-up epochs when the recipe names none.
+    objective = DistillObjective([LossTerm("dkd")])
+    objective.progress = Progress(5, 30)
+    assert objective(*args)[0].item() == pytest.approx(0.25 * full, rel=1e-9)
 
 
 @pytest.mark.parametrize(("temp", "gamma"), [(1.0, 1.5), (2.0, 1.0)])
@@ -244,3 +253,54 @@ def test_feature_losses_take_half_features(name: str, dtype: torch.dtype) -> Non
     )
     value = loss(inputs)
     assert value.dtype == torch.float32 and torch.isfinite(value)
+
+
+def test_logit_and_feature_losses_share_one_namespace() -> None:
+    def at_logits(student_logits, teacher_logits, targets):  # would shadow the feature loss
+        return student_logits.sum()
+
+    with pytest.raises(ConfigError) as err:
+        LOSSES.register("at", at_logits)
+    line = err.value.one_line()
+    assert "cannot register logit loss 'at'" in line and "taken by feature loss 'at'" in line, line
+    assert "feature_losses.py" in line and "test_loss_registry.py" in line, line
+    with pytest.raises(ConfigError, match="taken by logit loss 'kd'"):
+        FEATURE_LOSSES.register("kd", FEATURE_LOSSES.get("at"))
+    assert "at" not in LOSSES and "kd" not in FEATURE_LOSSES
+
+
+def test_progress_reaches_every_term_that_declares_it() -> None:
+    seen: list = []
+
+    def logit_probe(student_logits, teacher_logits, targets, *, progress=None):
+        seen.append(("logit", progress))
+        return student_logits.sum() * 0
+
+    def plain(student_logits, teacher_logits, targets):  # declares no progress: gets none
+        return student_logits.sum() * 0
+
+    class FeatureProbe(FeatureLoss):
+        needs_teacher_features = False
+
+        def forward(self, inputs: LossInputs) -> torch.Tensor:
+            seen.append(("feature", inputs.progress))
+            return inputs.student_logits.sum() * 0
+
+    LOSSES.register("progress_probe", logit_probe)
+    LOSSES.register("plain_probe", plain)
+    FEATURE_LOSSES.register("feature_probe", FeatureProbe)
+    try:
+        assert "progress" not in loss_params("progress_probe")  # the loop's, not a recipe's
+        terms = [
+            LossTerm("progress_probe"),
+            LossTerm("plain_probe"),
+            LossTerm("feature_probe", student=["x"]),
+        ]
+        objective = DistillObjective(terms)
+        objective.progress = Progress(3, 12)
+        objective(t64(S), t64(T), torch.tensor(Y), {"x": t64(S)}, {})
+    finally:
+        LOSSES.unregister("progress_probe"), LOSSES.unregister("plain_probe")
+        FEATURE_LOSSES.unregister("feature_probe")
+    assert seen == [("logit", Progress(3, 12)), ("feature", Progress(3, 12))]
+    assert Progress(3, 12).fraction == 0.25 and Progress(12, 12).fraction == 1.0

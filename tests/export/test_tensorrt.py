@@ -27,10 +27,10 @@ from edgekd.export.tensorrt.plan import (
     resolve_int8_mode,
     strongly_typed,
 )
-from edgekd.export.tensorrt.qdq import check_tensorrt_qdq, quantize_for_tensorrt
 from edgekd.quantize.config import QuantizeError
 from edgekd.quantize.coverage import describe_quantized
 from edgekd.quantize.ort_static import QuantizeConfig, quantize_onnx_static
+from edgekd.quantize.tensorrt_qdq import check_tensorrt_qdq, quantize_for_tensorrt
 from tests.export.tiny_nets import iq_frames, trained_net
 
 TRT_REASON = tensorrt_unavailable_reason()
@@ -207,6 +207,20 @@ def test_qdq_for_tensorrt_is_symmetric_int8_with_float_bias(tmp_path, fp32):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["student.trt-int8.onnx"]
 
 
+def test_the_pipeline_makes_the_qdq_source_through_the_tensorrt_quantizer(tmp_path, fp32):
+    """Explicit INT8 builds from ``<stem>.trt-qdq.onnx``, made by the ``tensorrt-qdq`` quantizer
+    (TensorRT's calibrator choice of ranges, entropy) with its manifest, on any machine."""
+    from edgekd.artifacts import read_manifest
+    from edgekd.pipeline.tensorrt_stage import _qdq_source
+
+    cfg = TensorRTConfig(precision="int8", int8_mode="qdq")
+    source = _qdq_source(fp32, tmp_path, cfg, iq_frames(64, seed=5)[0])
+    assert source == tmp_path / "student.trt-qdq.onnx"
+    assert check_tensorrt_qdq(source)["quantize_linear"] > 0
+    manifest = read_manifest(source)
+    assert manifest["kind"] == "onnx-qdq-tensorrt" and manifest["config"]["int8_mode"] == "qdq"
+
+
 def test_asymmetric_ort_model_is_rejected_for_tensorrt(tmp_path, fp32):
     cpu = tmp_path / "cpu.onnx"
     cfg = QuantizeConfig(activation_type="uint8", reduce_range=True)
@@ -319,7 +333,7 @@ def test_export_tensorrt_request_fails_in_one_line_before_any_work(tmp_path):
 
 @pytest.mark.skipif(TRT_REASON is None, reason="TensorRT and a CUDA GPU are present")
 def test_recipe_export_skips_the_engine_with_the_reason(tmp_path, fp32):
-    from edgekd.export.tensorrt.stage import tensorrt_engine_stage
+    from edgekd.pipeline.tensorrt_stage import tensorrt_engine_stage
 
     lines: list[str] = []
     x, _ = iq_frames(8, seed=3)
@@ -341,7 +355,7 @@ def test_recipe_export_skips_the_engine_with_the_reason(tmp_path, fp32):
 def test_engine_stage_writes_a_parity_checked_engine_the_backend_runs(tmp_path, fp32, precision):
     from edgekd.artifacts import read_manifest
     from edgekd.backends.base import session_from_artifact
-    from edgekd.export.tensorrt.stage import tensorrt_engine_stage
+    from edgekd.pipeline.tensorrt_stage import tensorrt_engine_stage
 
     x, _ = iq_frames(64, seed=3)
     reference = run_onnxruntime(fp32, x)

@@ -12,7 +12,8 @@ from click.testing import CliRunner
 from edgekd.cli.main import cli
 from edgekd.errors import ConfigError, InputFileError
 from edgekd.models import count_params, create_model, load_checkpoint, save_checkpoint
-from edgekd.models.ensemble import TeacherEnsemble, combine_checkpoints
+from edgekd.models.checkpoint import combine_checkpoints
+from edgekd.models.ensemble import TeacherEnsemble
 from tests.deploy.tiny_student import save_data, train_student
 
 

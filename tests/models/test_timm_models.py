@@ -15,7 +15,7 @@ import torch
 
 from edgekd.errors import ConfigError, InputFileError
 from edgekd.models import create_model, load_checkpoint, save_checkpoint
-from edgekd.models.checkpoint import load_pretrained_weights, read_state_dict
+from edgekd.models.weights import load_pretrained_weights, read_state_dict
 
 timm = pytest.importorskip("timm", reason="timm is not installed (pip install 'edgekd[vision]')")
 

@@ -19,8 +19,10 @@ from edgekd.data import batches
 from edgekd.data.artifact import IMAGE_CACHE_NAME, INDEX_FORMAT, open_data
 from edgekd.data.batches import in_memory
 from edgekd.errors import ConfigError
-from edgekd.pipeline import stages
+from edgekd.pipeline.data_stage import stage_data
+from edgekd.pipeline.distill_stage import stage_distill
 from edgekd.pipeline.recipe import Recipe
+from edgekd.pipeline.teacher_stage import stage_teacher
 from tests.data.test_artifact import IMAGE_CLASSES, all_samples, write_image_folder
 
 pytest.importorskip("PIL.Image", reason="Pillow is not installed")
@@ -47,7 +49,7 @@ def _images(folder: Path, **extra: Any) -> dict[str, Any]:
 
 
 def _stage_data(recipe: Recipe, out: Path) -> Path:
-    return stages.stage_data(recipe.data, out, Path, workers=0)
+    return stage_data(recipe.data, out, Path, workers=0)
 
 
 @pytest.fixture(scope="module")
@@ -147,8 +149,8 @@ def test_teacher_and_student_train_from_the_image_index(folder, tmp_path):
         distill={"train": _train(epochs=2, augment=views)},
     )
     data = _stage_data(recipe, tmp_path)
-    teacher = stages.stage_teacher(recipe.teacher, data, tmp_path, Path)
-    student = stages.stage_distill(recipe.student, recipe.distill, data, teacher, tmp_path)
+    teacher = stage_teacher(recipe.teacher, data, tmp_path, Path)
+    student = stage_distill(recipe.student, recipe.distill, data, teacher, tmp_path)
     from edgekd.models.checkpoint import load_checkpoint
 
     for path in (teacher, student):
@@ -180,8 +182,8 @@ def test_a_student_distils_from_an_rml2018_index_with_iq_views(tmp_path):
         distill={"train": _train(epochs=2, augment=iq)},
     )
     path = _stage_data(recipe, tmp_path)
-    teacher = stages.stage_teacher(recipe.teacher, path, tmp_path, Path)
-    student = stages.stage_distill(recipe.student, recipe.distill, path, teacher, tmp_path)
+    teacher = stage_teacher(recipe.teacher, path, tmp_path, Path)
+    student = stage_distill(recipe.student, recipe.distill, path, teacher, tmp_path)
     from edgekd.models.checkpoint import load_checkpoint
 
     assert load_checkpoint(student)[1].input_shape == (2, 32)

@@ -35,16 +35,20 @@ def assert_refused(result, *names: object) -> str:
 @pytest.fixture
 def no_training(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Record any stage that starts: a refusal at the door starts none."""
-    from edgekd.pipeline import stages
+    from edgekd.pipeline import data_stage, distill_stage, teacher_stage
 
     started: list[str] = []
-    for name in ("stage_data", "stage_teacher", "stage_distill"):
+    for module, name in (
+        (data_stage, "stage_data"),
+        (teacher_stage, "stage_teacher"),
+        (distill_stage, "stage_distill"),
+    ):
 
         def record(*_args, _name=name, **_kwargs):
             started.append(_name)
             raise AssertionError(f"{_name} ran")
 
-        monkeypatch.setattr(stages, name, record)
+        monkeypatch.setattr(module, name, record)
     return started
 
 
@@ -191,12 +195,12 @@ def _frame_dependent(files: Files, tmp_path: Path) -> dict[str, tuple[dict[str, 
 def test_what_later_stages_need_of_the_frames_is_checked_before_training(files, tmp_path, monkeypatch, case):
     """Deploy and quantize would refuse these frames after training: the data stage does, first,
     naming the file that asks for what the data (named too) does not have."""
-    from edgekd.pipeline import stages
+    from edgekd.pipeline import teacher_stage
 
-    def teacher_stage(*_args, **_kwargs):
+    def stage_teacher(*_args, **_kwargs):
         raise AssertionError("the teacher stage ran")
 
-    monkeypatch.setattr(stages, "stage_teacher", teacher_stage)
+    monkeypatch.setattr(teacher_stage, "stage_teacher", stage_teacher)
     keys, offender = _frame_dependent(files, tmp_path)[case]
     recipe = files.recipe(tmp_path / "r.yaml", **keys)
     out = tmp_path / "out"

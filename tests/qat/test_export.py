@@ -33,7 +33,7 @@ def _kd_loss_steps(model, teacher, x, y, steps: int) -> list[float]:
     losses = []
     model.train()
     for _ in range(steps):
-        loss, _parts = objective(model(x), target, y, {}, {}, 1)
+        loss, _parts = objective(model(x), target, y, {}, {})
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

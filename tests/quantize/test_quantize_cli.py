@@ -4,6 +4,7 @@ the user's file, and leave nothing behind - no INT8 model, no temporary file in 
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -178,3 +179,16 @@ def test_a_pre_processing_failure_is_one_line_naming_the_input(tmp_path, files, 
     assert _names(tmp_path) == ["work"] and _names(tmp_path / "work") == []
     captured = capfd.readouterr()
     assert captured.out == "" and captured.err == ""
+
+
+def test_threads_reach_the_quantizer_and_a_bad_count_is_one_line(tmp_path, files):
+    out = tmp_path / "student.int8.onnx"
+    code, output = _quantize(
+        files / "student.onnx", files / "data.npz", "--activation-type", "uint8", "--threads", "1",
+        "--max-accuracy-drop", "1.0", "--min-top1-agreement", "0.0", "--out", str(out),
+    )  # fmt: skip
+    assert code == 0, output
+    quantization = json.loads((tmp_path / "student.int8.onnx.json").read_text())["metrics"]["quantization"]
+    assert quantization["threads"] == 1 and quantization["assessment"]["threads"] == 1
+    code, output = _quantize(files / "student.onnx", files / "data.npz", "--threads", "0", "--out", str(out))
+    assert code == 2 and "--threads must be in 1.." in _one_line(output)

@@ -33,7 +33,7 @@ def test_the_ratio_is_paired_round_by_round() -> None:
     machine = FakeMachine(per_round_calls=3 * 5)
     costs = {"fp32": 0.004, "int8": 0.002, "other": 0.003}
     calls = {name: machine.call(cost) for name, cost in costs.items()}
-    timed = paired_ms(calls, rounds=20, per_round=5, clock=machine.clock)
+    timed = paired_ms(calls, rounds=20, per_round=5, clock=machine.clock, clock_per_ms=1e-3)
     # Every round times all three at one speed, so the ratios are exact while the
     # reference's own median sits between the two speeds.
     assert timed["fp32"] / timed["int8"] == pytest.approx(2.0)

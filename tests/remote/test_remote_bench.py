@@ -13,7 +13,7 @@ from edgekd.bench.latency import LatencyConfig
 from edgekd.bench.runner import BenchCandidate, BenchConfig, run_bench
 from edgekd.bench.schema import validate_bench
 from edgekd.data.dataset import ArrayDataset
-from edgekd.remote.bench import run_remote_bench
+from edgekd.remote.executor import run_remote_bench
 from edgekd.remote.ssh import HostKeyError, RemoteError, SshOptions
 from tests.backends.tiny_models import NUM_CLASSES, TinyArtifacts
 from tests.remote.conftest import SshServer, keygen

@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from edgekd.models.checkpoint import save_checkpoint
-from edgekd.models.ensemble import combine_checkpoints
+from edgekd.models.checkpoint import combine_checkpoints, save_checkpoint
 from edgekd.models.factory import create_model
 from tests.deploy.tiny_student import CLASS_NAMES, save_data
 from tests.export.tiny_nets import CLASSES, FRAME

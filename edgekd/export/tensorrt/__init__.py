@@ -1,5 +1,8 @@
-"""TensorRT engines from ONNX: build plan (pure, tested anywhere), symmetric Q/DQ for explicit
-quantization, and the builder itself (needs ``tensorrt`` and a CUDA GPU; absent -> RuntimeUnavailable).
+"""TensorRT engines from ONNX: the build plan (pure, tested anywhere), the engine cache and the
+builder itself (needs ``tensorrt`` and a CUDA GPU; absent -> RuntimeUnavailable).
 
-``plan`` and ``qdq`` import no TensorRT; ``builder`` and ``calibrator`` import it lazily.
+``plan`` and ``engine_cache`` import no TensorRT; ``builder`` and ``calibrator`` import it
+lazily. Symmetric Q/DQ for explicit quantization is a quantizer
+(:mod:`edgekd.quantize.tensorrt_qdq`); export -> engine -> parity is a pipeline step
+(:mod:`edgekd.pipeline.tensorrt_stage`).
 """

@@ -3,7 +3,7 @@
 TensorRT 10: a weakly typed network with FP16/INT8 builder flags and, for implicit INT8,
 an IInt8EntropyCalibrator2 over calibration frames; or, for ``int8_mode: qdq``, a
 strongly typed network from a symmetric Q/DQ ONNX. TensorRT 11: always strongly typed,
-no precision flags; INT8 only from the Q/DQ ONNX (``qdq.quantize_for_tensorrt``).
+no precision flags; INT8 only from the Q/DQ ONNX (``edgekd.quantize.tensorrt_qdq.quantize_for_tensorrt``).
 
 Every build uses one optimization profile (dynamic batch min/opt/max, see
 ``plan.profile_shapes``) and a persistent timing cache per TensorRT version and GPU,
@@ -36,9 +36,9 @@ from edgekd.export.tensorrt.plan import (
     TensorRTConfig,
     builder_flags,
     calibration_batches,
-    engine_cache_key,
     engine_cache_parts,
     engine_file_name,
+    parts_key,
     profile_shapes,
     resolve_int8_mode,
     strongly_typed,
@@ -100,21 +100,9 @@ def engine_from_onnx(
     capability = _compute_capability()
     onnx_path = require_file(onnx_path, "ONNX model", hint="run `edgekd export` first")
     major = int(str(trt.__version__).split(".")[0])
-    flags = builder_flags(cfg, major)
+    flags = builder_flags(cfg, major)  # a precision this TensorRT lacks fails before any work
     mode = resolve_int8_mode(cfg, major)
-    if mode == "qdq":
-        from edgekd.export.tensorrt.qdq import check_tensorrt_qdq
-
-        if check_tensorrt_qdq(onnx_path)["quantize_linear"] == 0:
-            raise ConfigError(
-                f"{onnx_path.name} has no Q/DQ nodes, but int8_mode qdq builds INT8 from them",
-                hint="make it with edgekd.export.tensorrt.qdq.quantize_for_tensorrt",
-            )
-    if mode == "calibrator" and calibration_samples is None:
-        raise ConfigError(
-            "TensorRT INT8 calibration needs calibration frames", hint="pass calibration_samples"
-        )
-
+    _check_int8_inputs(onnx_path, mode, calibration_samples)
     cache_dir = Path(cfg.cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
     profiles, key, parts = _cache_slot(
@@ -126,55 +114,109 @@ def engine_from_onnx(
         return dataclasses.replace(result, sha256=sha256_file(engine_path))
 
     start = time.perf_counter()
-    logger = trt.Logger(trt.Logger.WARNING)
-    builder = trt.Builder(logger)
     typed = strongly_typed(cfg, major) and major < 11  # 11: strongly typed is the only kind
-    network = builder.create_network(
-        1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if typed else 0
-    )
-    parser = trt.OnnxParser(network, logger)
-    if not parser.parse_from_file(os.fspath(onnx_path)):
-        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise ExportError(
-            f"TensorRT {trt.__version__} cannot parse {onnx_path.name}: {errors or 'unknown error'}",
-            hint="check the opset and ops against TensorRT's ONNX operator support",
-        )
-    config = builder.create_builder_config()
-    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, cfg.workspace_mb << 20)
-    # Keeps per-layer formats in the engine, so the backend can read what precision runs.
-    config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
-    for flag in flags:
-        config.set_flag(getattr(trt.BuilderFlag, flag))
-    profile = builder.create_optimization_profile()
-    for shapes in profiles:
-        profile.set_shape(shapes.name, shapes.min, shapes.opt, shapes.max)
-    config.add_optimization_profile(profile)
-    if mode == "calibrator":
-        from edgekd.export.tensorrt.calibrator import entropy_calibrator
-
-        frames = as_samples(calibration_samples, "calibration samples")
-        batches = list(calibration_batches(frames, cfg.calibration_batch))
-        config.int8_calibrator = entropy_calibrator(trt, batches, cache_dir / f"calibration-{key}.cache")
-        config.set_calibration_profile(profile)  # dynamic shapes: calibrate with this profile
+    build = _Build(trt, onnx_path, cfg, typed=typed, flags=flags, profiles=profiles)
     timing_path = cache_dir / f"timing-trt{trt.__version__}-sm{capability[0]}{capability[1]}.cache"
-    timing = config.create_timing_cache(timing_path.read_bytes() if timing_path.exists() else b"")
-    config.set_timing_cache(timing, False)
-
-    serialized = builder.build_serialized_network(network, config)
-    if serialized is None:
-        raise ExportError(
-            f"TensorRT {trt.__version__} could not build an engine for {onnx_path.name} ({cfg.precision})",
-            hint="run with a larger tensorrt.workspace_mb or another precision; TensorRT's log has the cause",
-        )
-    plan = bytes(serialized)
-    if trt.Runtime(logger).deserialize_cuda_engine(plan) is None:
-        raise ExportError(f"TensorRT built an engine for {onnx_path.name} that it cannot load")
+    calibration_cache = cache_dir / f"calibration-{key}.cache"
+    samples = calibration_samples if mode == "calibrator" else None
+    plan = build.serialize(timing_path, samples, calibration_cache)
     atomic_write_bytes(engine_path, plan)
     record_cached_engine(engine_path, key, parts)
-    atomic_write_bytes(timing_path, bytes(config.get_timing_cache().serialize()))
+    atomic_write_bytes(timing_path, build.timing_cache())
     return dataclasses.replace(
         result, cached=False, build_s=time.perf_counter() - start, sha256=hashlib.sha256(plan).hexdigest()
     )
+
+
+def _check_int8_inputs(onnx_path: Path, mode: str | None, calibration_samples: np.ndarray | None) -> None:
+    """ConfigError when the INT8 route lacks its input: Q/DQ nodes ("qdq") or frames ("calibrator")."""
+    if mode == "qdq":
+        from edgekd.quantize.tensorrt_qdq import check_tensorrt_qdq
+
+        if check_tensorrt_qdq(onnx_path)["quantize_linear"] == 0:
+            raise ConfigError(
+                f"{onnx_path.name} has no Q/DQ nodes, but int8_mode qdq builds INT8 from them",
+                hint="make it with edgekd.quantize.tensorrt_qdq.quantize_for_tensorrt",
+            )
+    if mode == "calibrator" and calibration_samples is None:
+        raise ConfigError(
+            "TensorRT INT8 calibration needs calibration frames", hint="pass calibration_samples"
+        )
+
+
+class _Build:
+    """One engine build: the parsed network, its builder config, and the serialized plan."""
+
+    def __init__(
+        self,
+        trt: Any,
+        onnx_path: Path,
+        cfg: TensorRTConfig,
+        *,
+        typed: bool,
+        flags: Any,
+        profiles: list[ProfileShapes],
+    ) -> None:
+        """``typed``: a strongly typed network (TensorRT 11 has only those: pass False there);
+        ``flags``: BuilderFlag names; ``profiles``: min/opt/max shapes of every input."""
+        self.trt, self.onnx_path, self.cfg = trt, onnx_path, cfg
+        self.logger = trt.Logger(trt.Logger.WARNING)
+        self.builder = trt.Builder(self.logger)
+        self.network = self.builder.create_network(
+            1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if typed else 0
+        )
+        self._parse()
+        self.config = self.builder.create_builder_config()
+        self.config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, cfg.workspace_mb << 20)
+        # Keeps per-layer formats in the engine, so the backend can read what precision runs.
+        self.config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
+        for flag in flags:
+            self.config.set_flag(getattr(trt.BuilderFlag, flag))
+        self.profile = self.builder.create_optimization_profile()  # the one profile
+        for shapes in profiles:
+            self.profile.set_shape(shapes.name, shapes.min, shapes.opt, shapes.max)
+        self.config.add_optimization_profile(self.profile)
+
+    def _parse(self) -> None:
+        parser = self.trt.OnnxParser(self.network, self.logger)
+        self._parser = parser  # the network refers to the parser's weights: keep it alive
+        if not parser.parse_from_file(os.fspath(self.onnx_path)):
+            errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+            raise ExportError(
+                f"TensorRT {self.trt.__version__} cannot parse {self.onnx_path.name}: "
+                f"{errors or 'unknown error'}",
+                hint="check the opset and ops against TensorRT's ONNX operator support",
+            )
+
+    def serialize(self, timing_path: Path, samples: np.ndarray | None, calibration_cache: Path) -> bytes:
+        """The engine's bytes, checked to deserialize; the timing cache is read from ``timing_path``,
+        and ``samples`` (not None: the calibrator route) calibrate INT8 into ``calibration_cache``."""
+        trt, config = self.trt, self.config
+        if samples is not None:
+            from edgekd.export.tensorrt.calibrator import entropy_calibrator
+
+            frames = as_samples(samples, "calibration samples")
+            batches = list(calibration_batches(frames, self.cfg.calibration_batch))
+            config.int8_calibrator = entropy_calibrator(trt, batches, calibration_cache)
+            config.set_calibration_profile(self.profile)  # dynamic shapes: calibrate with this profile
+        timing = config.create_timing_cache(timing_path.read_bytes() if timing_path.exists() else b"")
+        config.set_timing_cache(timing, False)
+        serialized = self.builder.build_serialized_network(self.network, config)
+        name = self.onnx_path.name
+        if serialized is None:
+            raise ExportError(
+                f"TensorRT {trt.__version__} could not build an engine for {name} ({self.cfg.precision})",
+                hint="run with a larger tensorrt.workspace_mb or another precision; "
+                "TensorRT's log has the cause",
+            )
+        plan = bytes(serialized)
+        if trt.Runtime(self.logger).deserialize_cuda_engine(plan) is None:
+            raise ExportError(f"TensorRT built an engine for {name} that it cannot load")
+        return plan
+
+    def timing_cache(self) -> bytes:
+        """The timing cache after the build, for the next build on this TensorRT and GPU."""
+        return bytes(self.config.get_timing_cache().serialize())
 
 
 def _cache_slot(
@@ -201,7 +243,8 @@ def _cache_slot(
         for inp in inspect_onnx(onnx_path)["inputs"]
     ]
     what = (sha256_file(onnx_path), trt_version, capability, cfg, major, calib_digest)
-    return profiles, engine_cache_key(*what, profiles=profiles), engine_cache_parts(*what, profiles=profiles)
+    parts = engine_cache_parts(*what, profiles=profiles)
+    return profiles, parts_key(parts), parts
 
 
 def require_tensorrt() -> None:

@@ -9,7 +9,8 @@ profile's shapes.
 
 TensorRT 10 vs 11: 10 takes precision flags (FP16, INT8 with an IInt8EntropyCalibrator2)
 on a weakly typed network; 11 removed those flags and the calibrator API, every network
-is strongly typed, and INT8 comes from Q/DQ nodes in the ONNX (``qdq.quantize_for_tensorrt``).
+is strongly typed, and INT8 comes from Q/DQ nodes in the ONNX
+(``edgekd.quantize.tensorrt_qdq.quantize_for_tensorrt``).
 """
 
 from __future__ import annotations
@@ -199,20 +200,13 @@ def engine_cache_parts(
     }
 
 
-def engine_cache_key(
-    onnx_sha256: str,
-    trt_version: str,
-    compute_capability: tuple[int, int],
-    cfg: TensorRTConfig,
-    trt_major: int,
-    calibration_sha256: str | None = None,
-    *,
-    profiles: Sequence[ProfileShapes],
-) -> str:
-    """Hex sha256 (first 24 chars) of :func:`engine_cache_parts`."""
-    parts = engine_cache_parts(
-        onnx_sha256, trt_version, compute_capability, cfg, trt_major, calibration_sha256, profiles=profiles
-    )
+def engine_cache_key(*args: Any, **kwargs: Any) -> str:
+    """Hex sha256 (first 24 chars) of :func:`engine_cache_parts` of the same arguments."""
+    return parts_key(engine_cache_parts(*args, **kwargs))
+
+
+def parts_key(parts: dict[str, Any]) -> str:
+    """Hex sha256 (first 24 chars) of ``parts`` (from :func:`engine_cache_parts`) as sorted JSON."""
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]
 
 
@@ -227,6 +221,7 @@ __all__ = [
     "calibration_batches",
     "engine_cache_key",
     "engine_cache_parts",
+    "parts_key",
     "profile_shapes",
     "resolve_int8_mode",
     "strongly_typed",

@@ -1,4 +1,4 @@
-"""Is this model INT8? The one answer, for the backends, the remote bench, the gate and the pipeline.
+"""Is this model INT8? The one answer, for the backends, the device runner, the gate and the pipeline.
 
 Two questions, kept apart:
 
@@ -16,8 +16,9 @@ activations) computes in float on every provider: it is NOT an INT8 model. It is
 by its float type; its smaller file shows in ``artifact.size_bytes``.
 
 OpenVINO's executed precision is read from the compiled model by
-:func:`edgekd.remote.device_runner.ov_executed_precision` (the same code on the device).
-This module imports onnx only inside its functions.
+:func:`.openvino_open.ov_executed_precision` (the same code on the device).
+This module imports onnx only inside its functions, and raises plain errors (ValueError for
+an unreadable file) that edgekd code above turns into its own.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+
+from .onnxruntime_open import OrtSettings
 
 # Ops that compute in integers whatever the session options: QOperator and dynamic quantization.
 INTEGER_OPS = frozenset(
@@ -89,19 +92,17 @@ def onnx_model_is_int8(model: Any) -> bool:
     return onnx_quantization(model) in ("integer", "qdq")
 
 
-def ort_runs_qdq_as_int8(resolved: dict[str, Any] | None) -> bool:
-    """Whether ORT with ``resolved`` settings (see ``resolve_ort_options``; None = the defaults:
-    CPU, ``ORT_ENABLE_ALL``) fuses Q/DQ into integer kernels."""
-    resolved = resolved or {}
-    providers = resolved.get("providers") or ["CPUExecutionProvider"]
-    if providers[0] == "TensorrtExecutionProvider":
+def ort_runs_qdq_as_int8(settings: OrtSettings | None) -> bool:
+    """Whether ORT with ``settings`` (None = the defaults: CPU, ``ORT_ENABLE_ALL``) fuses Q/DQ
+    into integer kernels."""
+    settings = settings or OrtSettings()
+    if settings.providers[0] == "TensorrtExecutionProvider":
         return True  # TensorRT builds INT8 layers from explicit Q/DQ itself
-    if providers[0] != "CPUExecutionProvider":
+    if settings.providers[0] != "CPUExecutionProvider":
         return False  # CUDA runs QuantizeLinear/DequantizeLinear as kernels around float ops
-    entries = resolved.get("config_entries") or {}
-    if str(entries.get("session.disable_quant_qdq", "0")) == "1":
+    if str(settings.config_entries.get("session.disable_quant_qdq", "0")) == "1":
         return False
-    return resolved.get("graph_optimization_level", "ORT_ENABLE_ALL") in QDQ_FUSING_LEVELS
+    return settings.graph_optimization_level in QDQ_FUSING_LEVELS
 
 
 def onnx_float_precision(model: Any) -> str:
@@ -119,17 +120,15 @@ def onnx_float_precision(model: Any) -> str:
     return best if present[best] else "fp32"
 
 
-def onnx_executed_precision(path: str | Path, resolved: dict[str, Any] | None = None) -> str:
-    """What ONNX Runtime computes ``path`` in with session settings ``resolved``.
+def onnx_executed_precision(path: str | Path, settings: OrtSettings | None = None) -> str:
+    """What ONNX Runtime computes ``path`` in with session ``settings``.
 
     "int8" for an integer graph, or a Q/DQ graph ORT fuses (:func:`ort_runs_qdq_as_int8`);
     otherwise the float type of the weights ("fp32", "fp16", "bf16").
     """
-    import onnx
-
-    model = onnx.load(str(path), load_external_data=False)
+    model = read_onnx(path)
     kind = onnx_quantization(model)
-    if kind == "integer" or (kind == "qdq" and ort_runs_qdq_as_int8(resolved)):
+    if kind == "integer" or (kind == "qdq" and ort_runs_qdq_as_int8(settings)):
         return "int8"
     return onnx_float_precision(model)
 
@@ -141,18 +140,28 @@ def openvino_ir_is_int8(path: str | Path) -> bool:
     compute and gives False. The XML is parsed (no DTDs or entities), not searched as text,
     so a layer merely named "FakeQuantize..." does not count.
     """
-    from edgekd.errors import InputFileError
-
     try:
         for _event, elem in ET.iterparse(str(path), events=("start",)):
             if elem.tag == "layer" and elem.get("type") == "FakeQuantize":
                 return True
             elem.clear()
     except ET.ParseError as exc:
-        raise InputFileError(
-            f"{path} is not a readable OpenVINO IR: {exc}", hint="re-export the model"
-        ) from None
+        raise ValueError(f"{path} is not a readable OpenVINO IR: {exc}") from None
     return False
+
+
+def read_onnx(path: str | Path) -> Any:
+    """The ``onnx.ModelProto`` at ``path`` without external data; ValueError when it is not a
+    readable ONNX model (protobuf parses many byte strings: a model needs a graph and an opset)."""
+    import onnx
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # protobuf DecodeError, OSError, ...
+        raise ValueError(f"{path} is not a readable ONNX model: {exc}") from None
+    if not model.HasField("graph") or not model.opset_import:
+        raise ValueError(f"{path} is not an ONNX model (no graph)")
+    return model
 
 
 def artifact_is_int8(path: str | Path) -> bool:
@@ -162,9 +171,7 @@ def artifact_is_int8(path: str | Path) -> bool:
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".onnx":
-        from edgekd.export.onnx_graph import load_onnx_checked
-
-        return onnx_model_is_int8(load_onnx_checked(path, check=False, load_external_data=False))
+        return onnx_model_is_int8(read_onnx(path))
     if suffix == ".xml":
         return openvino_ir_is_int8(path)
     return False
