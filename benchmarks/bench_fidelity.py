@@ -5,12 +5,14 @@ For each model (edgekd's ``cnn1d_small`` demo student and the larger ``resnet1d`
 
 * edgekd vs bare loop, paired: one process holds an edgekd session and a bare runtime
   session (a few lines calling ``InferenceSession.run`` / ``InferRequest.infer``) of the
-  same file, both timed by THE timing loop (``edgekd.runtime.timing.time_calls``, which the
-  bench and the quantizers use too), in alternating short blocks (ABBA order, ``--blocks`` pairs).
+  same file and times them in alternating short blocks (ABBA order, ``--blocks`` pairs).
   Each pair gives a ratio; the table shows the median ratio and its interquartile range.
   The host's speed drifts by tens of percent over seconds on a shared VM, and a pair of
   blocks a fraction of a second apart sees the same drift, so the ratio isolates what
-  edgekd's harness adds.
+  edgekd's harness adds. The bare side is written here with the runtime's own API and a plain
+  ``perf_counter_ns`` loop, not with ``edgekd.runtime``: it is the independent reference
+  edgekd's one timing loop is judged against, and built from that loop it would agree by
+  construction.
 * edgekd vs ``benchmark_app`` (OpenVINO's own tool, ``-hint latency``, one stream, one
   thread, f32 through ``-load_config``, ``-api sync``): each of the ``--repeats`` rounds runs
   edgekd in a fresh process and then benchmark_app; the table shows the median of the
@@ -46,7 +48,6 @@ import numpy as np
 from edgekd.backends.base import SessionOptions, session_from_artifact
 from edgekd.bench.environment import cpu_fingerprint
 from edgekd.bench.latency import LatencyConfig, measure_latency
-from edgekd.runtime.timing import time_calls
 
 THREADS = 1
 SHAPE = (1, 2, 128)
@@ -74,19 +75,18 @@ def export(name: str, folder: Path) -> tuple[Path, Path]:
 
 
 def _bare_ort_call(path: Path, x: np.ndarray):
-    """A plain onnxruntime call (one thread), ``run(x)``: the session from the runtime opener,
-    called directly with no edgekd code around it."""
-    from edgekd.runtime.onnxruntime_open import OrtSettings, open_ort
+    """A plain onnxruntime call on ``x`` (one thread)."""
+    import onnxruntime as ort
 
-    sess = open_ort(path, OrtSettings(intra_op_threads=THREADS, inter_op_threads=1))
-    return lambda frames: sess.run(None, {"x": frames})
+    so = ort.SessionOptions()
+    so.intra_op_num_threads, so.inter_op_num_threads = THREADS, 1
+    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    return lambda: sess.run(None, {"x": x})
 
 
 def _bare_ov_call(path: Path, x: np.ndarray):
-    """A plain OpenVINO call (latency hint, one stream, f32, one thread), ``run(x)``: copy in,
-    infer(), copy the output out (the lean sequence; request.infer({0: x}) spends ~40 us of
-    Python per call building a dict and copying outputs)."""
-    from edgekd.runtime.openvino_open import OvSettings, compile_ov, ov_request_runner
+    """A plain OpenVINO call on ``x`` (latency hint, one stream, f32, one thread)."""
+    import openvino as ov
 
     config = {
         "PERFORMANCE_HINT": "LATENCY",
@@ -94,27 +94,34 @@ def _bare_ov_call(path: Path, x: np.ndarray):
         "INFERENCE_NUM_THREADS": str(THREADS),
         "INFERENCE_PRECISION_HINT": "f32",
     }
-    return ov_request_runner(compile_ov(path, OvSettings("CPU", config)).create_infer_request())
+    request = ov.Core().compile_model(str(path), "CPU", config).create_infer_request()
+    # The lean call sequence (request.infer({0: x}) spends ~40 us of Python per call
+    # building a dict and copying outputs): copy in, infer(), copy the output out.
+    data = request.get_input_tensor(0).data
+
+    def call() -> np.ndarray:
+        data[...] = x
+        request.infer()
+        return request.get_output_tensor(0).data.copy()
+
+    return call
 
 
 def bare_p50(backend: str, path: Path, x: np.ndarray, seconds: float) -> float:
     """p50 ms of a bare runtime loop in this process."""
-    return _loop((_bare_ort_call if backend == "onnxruntime" else _bare_ov_call)(path, x), x, seconds)
+    return _loop((_bare_ort_call if backend == "onnxruntime" else _bare_ov_call)(path, x), seconds)
 
 
-def _loop(call, x: np.ndarray, seconds: float, warmup: int = 200, min_calls: int = 1000) -> float:
-    """Median ms of ``call(x)`` timed by THE timing loop (:func:`edgekd.runtime.timing.time_calls`),
-    the one edgekd's bench and the quantizers use."""
-    samples, _first = time_calls(
-        call,
-        x,
-        warmup_runs=warmup,
-        warmup_seconds=0.0,
-        min_runs=min_calls,
-        min_seconds=seconds,
-        max_seconds=seconds * 10,
-    )
-    return float(np.median(samples)) / 1e6
+def _loop(call, seconds: float, warmup: int = 200, min_calls: int = 1000) -> float:
+    for _ in range(warmup):
+        call()
+    times = []
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end or len(times) < min_calls:
+        t0 = time.perf_counter_ns()
+        call()
+        times.append(time.perf_counter_ns() - t0)
+    return float(np.median(times)) / 1e6
 
 
 def edgekd_p50(backend: str, path: Path, x: np.ndarray, seconds: float) -> tuple[float, float | None]:
@@ -143,7 +150,7 @@ def paired_blocks(backend: str, path: Path, x: np.ndarray, seconds: float, pairs
             if who == "edgekd":
                 ours.append(measure_latency(session, x, cfg).p50)
             else:
-                theirs.append(_loop(bare_call, x, seconds, warmup=50, min_calls=200))
+                theirs.append(_loop(bare_call, seconds, warmup=50, min_calls=200))
     return {"edgekd": ours, "bare": theirs}
 
 

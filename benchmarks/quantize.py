@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import platform
+import statistics
 import sys
 import tempfile
 import time
@@ -353,25 +354,35 @@ def cross_runtime_ms(
     return paired_ms(calls)
 
 
-def harness_agreement(models: dict[str, tuple[str, Path, np.ndarray]], threads: int) -> list[tuple]:
+def harness_agreement(
+    models: dict[str, tuple[str, Path, np.ndarray]], threads: int, repeats: int = 8
+) -> list[tuple]:
     """The quantizers' timing against the bench's, on the same files in the same run.
 
-    For each model (name -> (backend, path, frame [1, ...])): the p50 of ``paired_ms`` over
-    the quantizers' call (what a quantize verdict rests on) and the p50 of ``edgekd bench``'s path (a backend
-    session timed by ``measure_latency``), one right after the other. Both go through
-    ``edgekd.runtime.timing``; this checks that the two front ends open, feed and time a model
-    the same way (issue #17: they once differed by 5x on one OpenVINO file).
+    For each model (name -> (backend, path, frame [1, ...])): ``paired_ms`` over the
+    quantizers' call (what a quantize verdict rests on) and ``edgekd bench``'s path (a backend
+    session timed by ``measure_latency``), in ``repeats`` alternating turns of about 0.3 s
+    each, so a VM's drift over seconds moves both alike. Reported: the median of each side's
+    per-turn p50 and the median per-turn ratio. Both go through ``edgekd.runtime.timing``;
+    this checks that the two front ends open, feed and time a model the same way (issue #17:
+    they once differed by 5x on one OpenVINO file).
     """
     from edgekd.backends import SessionOptions, session_from_artifact
     from edgekd.bench.latency import LatencyConfig, measure_latency
 
+    turn = LatencyConfig(warmup_runs=5, warmup_seconds=0.0, min_runs=60, min_seconds=0.3)
     rows = []
     for name, (backend, path, frame) in models.items():
         make = ort_call if backend == "onnxruntime" else openvino_call
-        quantize_ms = paired_ms({name: make(path, frame, threads)})[name]
+        call = make(path, frame, threads)
         session = session_from_artifact(backend, path, SessionOptions(threads=threads, precision="fp32"))
-        bench_ms = measure_latency(session, np.ascontiguousarray(frame), LatencyConfig()).p50
-        rows.append((name, backend, quantize_ms, bench_ms))
+        sample = np.ascontiguousarray(frame)
+        quantize_ms, bench_ms = [], []
+        for _ in range(repeats):
+            quantize_ms.append(paired_ms({name: call}, rounds=4, per_round=15)[name])
+            bench_ms.append(measure_latency(session, sample, turn).p50)
+        ratio = statistics.median(b / q for b, q in zip(bench_ms, quantize_ms, strict=True))
+        rows.append((name, backend, statistics.median(quantize_ms), statistics.median(bench_ms), ratio))
     return rows
 
 
@@ -533,12 +544,11 @@ def main() -> None:
         print(f"| {model_name} | {ms:.3f} | {cross['ORT FP32'] / ms:.2f}x |")
     print(
         "\nThe same FP32 files timed by the quantizers' paired rounds and by edgekd bench's "
-        f"measure_latency, one after the other, {args.threads} thread(s):\n"
+        f"measure_latency, in 8 alternating turns, {args.threads} thread(s) (medians over the turns):\n"
     )
     print("| model | runtime | quantize timing p50 ms | bench p50 ms | bench / quantize |")
     print("| --- | --- | ---: | ---: | ---: |")
-    for model_name, backend, quantize_ms, bench_ms in agreement:
-        ratio = bench_ms / quantize_ms
+    for model_name, backend, quantize_ms, bench_ms, ratio in agreement:
         print(f"| {model_name} | {backend} | {quantize_ms:.4f} | {bench_ms:.4f} | {ratio:.2f}x |")
     for threads, profile in profiles.items():
         print(
