@@ -46,7 +46,7 @@ def _ok(doc: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
-def _svg(fig: Any, salt: str) -> str:
+def figure_svg(fig: Any, salt: str) -> str:
     import matplotlib
 
     buf = io.StringIO()
@@ -58,7 +58,7 @@ def _svg(fig: Any, salt: str) -> str:
     return text[text.index("<svg") :]
 
 
-def _figure(width: float, height: float) -> tuple[Any, Any]:
+def new_figure(width: float, height: float) -> tuple[Any, Any]:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -81,7 +81,7 @@ def latency_accuracy_svg(doc: dict[str, Any]) -> str | None:
     entries = _ok(doc)
     if not entries:
         return None
-    fig, ax = _figure(7.5, 4.8)
+    fig, ax = new_figure(7.5, 4.8)
     xs = [e["latency_ms"]["p50"] for e in entries]
     ys = [100 * e["accuracy"]["overall"] for e in entries]
     sizes = [(e.get("artifact") or {}).get("size_bytes") or 0 for e in entries]
@@ -106,7 +106,7 @@ def latency_accuracy_svg(doc: dict[str, Any]) -> str | None:
     ax.set_xlabel("p50 latency (ms), lower is better")
     ax.set_ylabel("accuracy (%)")
     ax.grid(alpha=0.3)
-    return _svg(fig, "edgekd-scatter")
+    return figure_svg(fig, "edgekd-scatter")
 
 
 def snr_svg(doc: dict[str, Any]) -> str | None:
@@ -114,7 +114,7 @@ def snr_svg(doc: dict[str, Any]) -> str | None:
     entries = [e for e in _ok(doc) if e["accuracy"].get("per_snr")]
     if not entries:
         return None
-    fig, ax = _figure(7.5, 4.2)
+    fig, ax = new_figure(7.5, 4.2)
     for e in entries:
         pairs = sorted((int(k), 100 * v) for k, v in e["accuracy"]["per_snr"].items())
         ax.plot([p[0] for p in pairs], [p[1] for p in pairs], marker="o", markersize=3, label=_label(e["id"]))
@@ -123,7 +123,7 @@ def snr_svg(doc: dict[str, Any]) -> str | None:
     ax.set_ylim(0, 100)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    return _svg(fig, "edgekd-snr")
+    return figure_svg(fig, "edgekd-snr")
 
 
 def per_class_svg(doc: dict[str, Any]) -> str | None:
@@ -132,7 +132,7 @@ def per_class_svg(doc: dict[str, Any]) -> str | None:
     classes = list(doc.get("dataset", {}).get("class_names", []))
     if not entries or not classes:
         return None
-    fig, ax = _figure(max(7.5, 0.45 * len(classes) * max(1, len(entries)) ** 0.5), 4.2)
+    fig, ax = new_figure(max(7.5, 0.45 * len(classes) * max(1, len(entries)) ** 0.5), 4.2)
     width = 0.8 / len(entries)
     for i, e in enumerate(entries):
         values = [100 * (e["accuracy"]["per_class"].get(c) or 0.0) for c in classes]
@@ -149,7 +149,7 @@ def per_class_svg(doc: dict[str, Any]) -> str | None:
     ax.set_ylim(0, 100)
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8)
-    return _svg(fig, "edgekd-classes")
+    return figure_svg(fig, "edgekd-classes")
 
 
 def _flatten(prefix: str, value: Any) -> list[tuple[str, str]]:

@@ -28,6 +28,7 @@ COMMANDS = {
     "demo": "edgekd.cli.run:demo",
     "targets": "edgekd.cli.targets:targets",
     "deploy": "edgekd.cli.deploy:deploy",
+    "search": "edgekd.cli.search:search",
 }
 INTERNAL_ERROR_EXIT = 3
 

@@ -189,8 +189,18 @@ class DepthwiseSeparable1d(nn.Module):
         return self.pointwise(self.depthwise(x))
 
 
-# (output channels at width_mult=1, stride) per depthwise-separable block.
-_MOBILENET1D_BLOCKS: tuple[tuple[int, int], ...] = ((24, 1), (48, 2), (48, 1), (96, 2), (96, 1))
+# Output channels at width_mult=1 of the first block, then of each later stage; every later
+# stage opens with a stride-2 block followed by ``depth`` stride-1 blocks.
+_MOBILENET1D_FIRST = 24
+_MOBILENET1D_STAGES: tuple[int, ...] = (48, 96)
+
+
+def _mobilenet1d_blocks(depth: int) -> list[tuple[int, int]]:
+    """(output channels at width_mult=1, stride) per depthwise-separable block."""
+    blocks = [(_MOBILENET1D_FIRST, 1)]
+    for channels in _MOBILENET1D_STAGES:
+        blocks += [(channels, 2)] + [(channels, 1)] * depth
+    return blocks
 
 
 @MODELS.register("mobilenet1d")
@@ -208,6 +218,9 @@ class MobileNet1d(nn.Module):
             block: twice the MACs, the same parameters. On 8-samples-per-symbol IQ frames
             (the synthetic modulation set) it was worth 3.3 points at SNR >= 0 dB
             (docs/benchmarks.md); the default 2 keeps older checkpoints' behaviour.
+        depth: stride-1 blocks after the stride-2 block that opens each later stage (0 or
+            more). The default 1 is the original five-block network, with the same module
+            names, so older checkpoints load; ``edgekd search`` varies it.
     """
 
     def __init__(
@@ -219,9 +232,12 @@ class MobileNet1d(nn.Module):
         dropout: float = 0.0,
         stem_kernel: int = 3,
         stem_stride: int = 2,
+        depth: int = 1,
     ) -> None:
         super().__init__()
         _require_positive("mobilenet1d", num_classes=num_classes, in_channels=in_channels)
+        if isinstance(depth, bool) or not isinstance(depth, int) or depth < 0:
+            raise ConfigError(f"model 'mobilenet1d': depth must be an integer >= 0, got {depth!r}")
         _require_positive(
             "mobilenet1d", kernel_size=kernel_size, stem_kernel=stem_kernel, stem_stride=stem_stride
         )
@@ -229,7 +245,7 @@ class MobileNet1d(nn.Module):
         c_in = _round_channels(16 * width_mult)
         # The default stride-2 stem halves the length before the blocks; L >= 16 still leaves >= 2.
         layers: list[nn.Module] = [_conv_bn_relu(in_channels, c_in, stem_kernel, stride=stem_stride)]
-        for channels, stride in _MOBILENET1D_BLOCKS:
+        for channels, stride in _mobilenet1d_blocks(depth):
             c_out = _round_channels(channels * width_mult)
             layers.append(DepthwiseSeparable1d(c_in, c_out, stride, kernel_size))
             c_in = c_out

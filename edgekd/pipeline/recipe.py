@@ -1,7 +1,7 @@
 """The recipe: one YAML file that configures every stage of the pipeline.
 
-Sections mirror the stages (data, teacher, student, distill, export, quantize,
-bench, gate); each is a typed dataclass owned by its stage's module, so the
+Sections mirror the stages (data, teacher, student, search, distill, export,
+quantize, bench, gate); each is a typed dataclass owned by its stage's module, so the
 recipe stays in step with the code. Unknown keys fail with "did you mean".
 """
 
@@ -22,6 +22,7 @@ from edgekd.models.trust import trust_model_names
 from edgekd.pipeline.distill_stage import DistillSection, StudentSection
 from edgekd.pipeline.teacher_stage import TeacherSection
 from edgekd.quantize.ort_static import QuantizeConfig
+from edgekd.search.config import SearchSection
 
 
 @dataclasses.dataclass
@@ -36,6 +37,7 @@ class Recipe:
     data: DataSpec = dataclasses.field(default_factory=DataSpec)
     teacher: TeacherSection = dataclasses.field(default_factory=TeacherSection)
     student: StudentSection = dataclasses.field(default_factory=StudentSection)
+    search: SearchSection = dataclasses.field(default_factory=SearchSection)
     distill: DistillSection = dataclasses.field(default_factory=DistillSection)
     export: ExportConfig = dataclasses.field(default_factory=ExportConfig)
     quantize: QuantizeConfig = dataclasses.field(default_factory=QuantizeConfig)

@@ -1,4 +1,4 @@
-"""Run a whole recipe: data -> teacher -> distill -> export -> quantize -> bench -> report -> gate."""
+"""Run a whole recipe: data -> teacher -> [search ->] distill -> export -> quantize -> bench -> gate."""
 
 from __future__ import annotations
 
@@ -46,6 +46,30 @@ def _convert(
     return int8, exported
 
 
+def _student(recipe: Recipe, data: Path, teacher: Path, out_dir: Path, log: Log) -> Path:
+    """The distillation stage, or with ``search.enabled`` a search whose winner it distils."""
+    if not recipe.search.enabled:
+        return distill_stage.stage_distill(recipe.student, recipe.distill, data, teacher, out_dir, log)
+    import os
+
+    from edgekd.errors import ConfigError
+    from edgekd.search.command import run_search_and_distill
+    from edgekd.targets import load_target
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # Every rank would build and time every candidate at once, skewing the latencies it ranks by.
+        raise ConfigError(
+            "search.enabled runs in one process, not under torchrun",
+            hint="run the search with edgekd search, then torchrun edgekd run with its student",
+        )
+    target = load_target(recipe.search.target or recipe.gate.target)
+    _doc, student = run_search_and_distill(
+        recipe.search, recipe.distill, teacher=teacher, data=data, target=target, out_dir=out_dir,
+        threads=recipe.bench.threads, log=log,
+    )  # fmt: skip
+    return student
+
+
 def _run_stages(recipe: Recipe, out_dir: Path, log: Log) -> dict[str, Any] | None:
     from edgekd.distill.distributed import is_main_process
 
@@ -62,7 +86,7 @@ def _run_stages(recipe: Recipe, out_dir: Path, log: Log) -> dict[str, Any] | Non
 
     data = data_stage.stage_data(recipe.data, out_dir, resolve, log, checks=checked.data_checks)
     teacher = teacher_stage.stage_teacher(recipe.teacher, data, out_dir, resolve, log)
-    student = distill_stage.stage_distill(recipe.student, recipe.distill, data, teacher, out_dir, log)
+    student = _student(recipe, data, teacher, out_dir, log)
     if not is_main_process():
         return None  # measuring on several ranks at once would only skew the figures
     # The gate's target profile (loaded by the preflight) also says how each runtime is tuned for

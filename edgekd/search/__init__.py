@@ -1,0 +1,1 @@
+"""Student architecture search: candidates, training-free ranking, on-target latency, halving."""

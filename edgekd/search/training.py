@@ -1,0 +1,71 @@
+"""Short distillation runs of search candidates, all reading one teacher-logit cache.
+
+Every run distils with the recipe's own objective and optimiser settings, only shorter: no
+early stopping, the warm-up cut to fit, fresh seeded initial weights. The teacher's logits
+are cached once in ``cache_dir`` (keyed by the teacher, the training frames and the
+augmentation, :mod:`edgekd.distill.teacher_cache`), so the teacher runs once for the whole
+search, whichever and however many students train.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from edgekd.distill.config import KDConfig, TrainConfig
+from edgekd.distill.train import distill
+from edgekd.search.space import Candidate
+
+
+@dataclasses.dataclass
+class ShortTrainer:
+    """``trainer(candidate, epochs)`` -> the best validation accuracy of a short distillation.
+
+    ``seconds`` accumulates the wall time per candidate key (the report's training cost).
+    """
+
+    teacher: Any
+    train: Any
+    val: Any
+    kd: KDConfig
+    train_cfg: TrainConfig
+    cache_dir: Path
+    num_classes: int
+    in_channels: int
+    teacher_name: str = "teacher"
+    log: Callable[[str], None] | None = None
+    seconds: dict[str, float] = dataclasses.field(default_factory=dict)
+
+    def config(self, epochs: int) -> TrainConfig:
+        """The recipe's training settings for a run of ``epochs``."""
+        warmup = min(self.train_cfg.warmup_epochs, epochs - 1)
+        return dataclasses.replace(
+            self.train_cfg, epochs=epochs, warmup_epochs=warmup, early_stop_patience=None
+        )
+
+    def __call__(self, candidate: Candidate, epochs: int) -> float:
+        start = time.perf_counter()
+        # The same seed for every candidate and round: a round compares architectures, not draws.
+        torch.manual_seed(self.train_cfg.seed)
+        model = candidate.build(self.num_classes, self.in_channels)
+        result = distill(
+            model,
+            self.teacher,
+            self.train,
+            self.val,
+            self.config(epochs),
+            self.kd,
+            log=None,  # one line per candidate (the caller's), not one per epoch
+            cache_dir=self.cache_dir,
+            teacher_name=self.teacher_name,
+        )
+        self.seconds[candidate.key()] = self.seconds.get(candidate.key(), 0.0) + time.perf_counter() - start
+        return float(result.best_val_accuracy)
+
+
+__all__ = ["ShortTrainer"]
