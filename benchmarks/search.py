@@ -81,14 +81,23 @@ def modulation_data(args, work: Path) -> tuple[Path, ArrayDataset]:
     return path, test
 
 
-def train_teacher(model: str, kwargs: dict, data: Path, test: ArrayDataset, epochs: int, work: Path) -> Path:
+def train_teacher(
+    model: str, kwargs: dict, data: Path, test: ArrayDataset, epochs: int, work: Path, views: int = 0
+) -> Path:
     from edgekd.data.artifact import open_data
     from edgekd.data.batches import network_input_shape
 
     dataset = open_data(data)
     torch.manual_seed(0)
     teacher = create_model(model, dataset.num_classes, network_input_shape(dataset)[0], **kwargs)
-    cfg = TrainConfig(epochs=epochs, batch_size=128, lr=3e-3, weight_decay=1e-4, num_workers=0)
+    cfg = TrainConfig(
+        epochs=epochs,
+        batch_size=128,
+        lr=3e-3,
+        weight_decay=1e-4,
+        num_workers=0,
+        augment=augment_config(views),
+    )
     train_supervised(teacher, dataset.subset("train"), dataset.subset("val"), cfg)
     acc = _accuracy(teacher.eval(), test)
     _note(f"teacher {model}: test {acc[0]:.4f} overall, {acc[1]} at SNR >= 0")
@@ -97,8 +106,13 @@ def train_teacher(model: str, kwargs: dict, data: Path, test: ArrayDataset, epoc
     return path
 
 
+def augment_config(views: int) -> AugmentConfig:
+    """benchmarks/distill.py's IQ views: circular shift up to 16 samples and a carrier phase."""
+    return AugmentConfig(time_shift=16, phase_rotation=True, views=views) if views else AugmentConfig()
+
+
 def distill_section(args) -> DistillSection:
-    augment = AugmentConfig(enabled=args.views > 0, views=max(args.views, 1))
+    augment = augment_config(args.views)
     train = TrainConfig(
         epochs=args.epochs, batch_size=128, lr=5e-3, weight_decay=1e-4, num_workers=0, augment=augment
     )
@@ -154,7 +168,9 @@ def modulation_search(args, work: Path) -> list[str]:
     from edgekd.search.command import parse_grid
 
     data, test = modulation_data(args, work)
-    teacher = train_teacher("resnet1d", {"strides": [1, 2, 2]}, data, test, args.teacher_epochs, work)
+    teacher = train_teacher(
+        "resnet1d", {"strides": [1, 2, 2]}, data, test, args.teacher_epochs, work, args.views
+    )
     target = load_target(args.target)
     frames = test.x[:64]
     hand = measure_latencies(
@@ -258,14 +274,14 @@ def image_search(args, work: Path) -> list[str]:
     n = 1200 if args.quick else 4800
     x, y = render_images(n, size, seed=0)
     test_x, test_y = render_images(n // 4, size, seed=1)
-    split = np.array(["train"] * int(0.85 * n) + ["val"] * (n - int(0.85 * n)))
+    split = np.array([0] * int(0.85 * n) + [1] * (n - int(0.85 * n)))  # train, val
     full = ArrayDataset(x=x, y=y, split=split, class_names=list(IMAGE_CLASSES))
     data = work / "images.npz"
     full.save_npz(data)
     test = ArrayDataset(x=test_x, y=test_y, class_names=list(IMAGE_CLASSES))
     teacher = train_teacher("timm:resnet18", {}, data, test, 3 if args.quick else 10, work)
     target = dataclasses.replace(load_target(args.target), input_shape=[1, 3, size, size])
-    section = distill_section(dataclasses.replace(args, views=0) if hasattr(args, "views") else args)
+    section = distill_section(argparse.Namespace(**{**vars(args), "views": 0}))  # IQ views do not apply
     search = SearchSection(
         space=SearchSpace(family=args.image_family),
         halving=HalvingConfig(initial=args.initial, rounds=args.rounds),
@@ -277,7 +293,8 @@ def image_search(args, work: Path) -> list[str]:
     )  # fmt: skip
     return [
         f"\nImage search of {doc['family']} on synthetic OCT-like images ({size}x{size}, {n} frames), "
-        f"{doc['target']}, no budget; {time.perf_counter() - tick:.0f} s; proxy Kendall tau "
+        f"{doc['target']}, budget {doc['budget_ms']} ms {doc['budget_percentile']} ({doc['budget_source']}); "
+        f"{time.perf_counter() - tick:.0f} s; proxy Kendall tau "
         f"{doc['proxy_kendall_tau']}\n",
         _candidate_table(doc),
     ]

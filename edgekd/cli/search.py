@@ -19,7 +19,7 @@ from edgekd.cli import common
 @click.option(
     "--latency-budget-ms",
     type=float,
-    help="p50 budget in ms (default: the target's max_p50_ms or max_p90_ms).",
+    help="p50 budget in ms (default: the target's max_p90_ms, else its max_p50_ms).",
 )
 @click.option("--family", help="Student family: mobilenet1d, cnn1d_small, resnet1d, or a timm family.")
 @click.option("--grid", multiple=True, metavar="KNOB=V1,V2", help="Values of one shape knob (repeatable).")

@@ -72,8 +72,10 @@ def search_students(req: SearchRequest, log: Log = lambda _line: None) -> Search
     started = time.perf_counter()
     req.section.validate()
     dataset = open_data(req.data)
+    shape = network_input_shape(dataset)
+    _check_family_fits(req.section.space.family, shape, req.data)  # before the teacher is read
     teacher, teacher_name = load_teacher(req.teacher, dataset)
-    in_channels = network_input_shape(dataset)[0]
+    in_channels = shape[0]
     pool = candidates(req.section.space)
     budget, percentile, source = latency_budget(req.target, req.section.latency_budget_ms)
     frames = _frames(dataset, req.section)
@@ -136,6 +138,22 @@ def finish(doc: dict[str, Any], out_dir: Path, *, final_accuracy: float | None, 
     doc["winner"]["student"] = None if student is None else str(student)
     report.mark_pareto(doc["candidates"])
     return report.write_search(doc, out_dir)
+
+
+def _check_family_fits(family: str, shape: tuple[int, ...], data: Path) -> None:
+    """A 1-D family needs [C, L] frames, an image family [C, H, W] images."""
+    from edgekd.errors import ConfigError
+    from edgekd.search.space import FAMILIES
+
+    inputs = FAMILIES[family].inputs
+    wanted = 2 if inputs == "frames" else 3
+    if len(shape) != wanted:
+        kinds = [name for name, f in FAMILIES.items() if f.inputs != inputs]
+        raise ConfigError(
+            f"search family {family} takes {inputs} ({'[C, L]' if wanted == 2 else '[C, H, W]'}), "
+            f"but {data} holds samples of shape {list(shape)}",
+            hint=f"choose a family for this data: {', '.join(kinds)}",
+        )
 
 
 def _frames(dataset: Any, section: SearchSection) -> np.ndarray:

@@ -195,3 +195,28 @@ def test_a_recipe_with_a_search_section_runs_through_edgekd_run(tmp_path):
     _model, meta = load_checkpoint(out / "student.pt")
     assert meta.model_name == doc["winner"]["model"] and meta.model_kwargs == doc["winner"]["kwargs"]
     assert json.loads(result.stdout)["gate"]["passed"] is True
+
+
+def test_a_1d_family_on_images_is_one_line(run_files, tmp_path):
+    import numpy as np
+
+    from edgekd.data.dataset import ArrayDataset
+
+    rng = np.random.default_rng(0)
+    images = ArrayDataset(
+        x=rng.standard_normal((40, 3, 16, 16)).astype(np.float32),
+        y=np.arange(40) % 4,
+        split=np.array([0] * 30 + [1] * 10),  # train, val
+        class_names=["a", "b", "c", "d"],
+    )
+    path = tmp_path / "images.npz"
+    images.save_npz(path)
+    _data, teacher = run_files
+    result = CliRunner().invoke(
+        cli,
+        ["search", "--teacher", str(teacher), "--data", str(path), "--target", "x86-cpu-onnxruntime-int8",
+         "--out", str(tmp_path / "s")],
+    )  # fmt: skip
+    assert result.exit_code == 2
+    assert "search family mobilenet1d takes frames ([C, L])" in result.output
+    assert "mobilenetv3" in result.output and "Traceback" not in result.output

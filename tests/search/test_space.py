@@ -31,13 +31,13 @@ def test_key_is_the_sha256_of_the_canonical_json() -> None:
 
 def test_default_mobilenet1d_grid_in_order_with_labels() -> None:
     pool = candidates(SearchSpace())
-    assert len(pool) == 3 * 3 * 1 * 2
+    assert len(pool) == 5 * 3 * 1 * 2
     assert [c.label() for c in pool[:3]] == [
         "mobilenet1d w0.5 d0 k5 s1",
         "mobilenet1d w0.5 d0 k5 s2",
         "mobilenet1d w0.5 d1 k5 s1",
     ]
-    assert pool[-1].label() == "mobilenet1d w1.0 d2 k5 s2"
+    assert pool[-1].label() == "mobilenet1d w2.0 d2 k5 s2"
     assert all(c.model == "edgekd:mobilenet1d" for c in pool)
     assert len({c.key() for c in pool}) == len(pool)
     assert [c.key() for c in candidates(SearchSpace())] == [c.key() for c in pool]
