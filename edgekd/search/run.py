@@ -168,7 +168,7 @@ def _frames(dataset: Any, section: SearchSection) -> np.ndarray:
 def _within(result: Any, budget: float | None, percentile: str) -> bool:
     if result.status != "ok":
         return False
-    value = result.p50_ms if percentile == "p50" else result.p90_ms
+    value = result.ms(percentile)
     return budget is None or (value is not None and value <= budget)
 
 
@@ -179,9 +179,7 @@ def _budget_text(budget: float | None, percentile: str, source: str) -> str:
 def _over_budget_message(
     pool: list[Candidate], latencies: dict[str, Any], budget: float | None, pct: str
 ) -> str:
-    measured = [
-        (getattr(latencies[c.key()], f"{pct}_ms"), c) for c in pool if latencies[c.key()].status == "ok"
-    ]
+    measured = [(latencies[c.key()].ms(pct), c) for c in pool if latencies[c.key()].status == "ok"]
     if not measured:
         reasons = {latencies[c.key()].reason for c in pool}
         return f"no candidate could be built and measured: {'; '.join(sorted(str(r) for r in reasons))}"

@@ -10,8 +10,6 @@ search, whichever and however many students train.
 from __future__ import annotations
 
 import dataclasses
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +22,7 @@ from edgekd.search.space import Candidate
 
 @dataclasses.dataclass
 class ShortTrainer:
-    """``trainer(candidate, epochs)`` -> the best validation accuracy of a short distillation.
-
-    ``seconds`` accumulates the wall time per candidate key (the report's training cost).
-    """
+    """``trainer(candidate, epochs)`` -> the best validation accuracy of a short distillation."""
 
     teacher: Any
     train: Any
@@ -38,8 +33,6 @@ class ShortTrainer:
     num_classes: int
     in_channels: int
     teacher_name: str = "teacher"
-    log: Callable[[str], None] | None = None
-    seconds: dict[str, float] = dataclasses.field(default_factory=dict)
 
     def config(self, epochs: int) -> TrainConfig:
         """The recipe's training settings for a run of ``epochs``."""
@@ -49,7 +42,6 @@ class ShortTrainer:
         )
 
     def __call__(self, candidate: Candidate, epochs: int) -> float:
-        start = time.perf_counter()
         # The same seed for every candidate and round: a round compares architectures, not draws.
         torch.manual_seed(self.train_cfg.seed)
         model = candidate.build(self.num_classes, self.in_channels)
@@ -64,7 +56,6 @@ class ShortTrainer:
             cache_dir=self.cache_dir,
             teacher_name=self.teacher_name,
         )
-        self.seconds[candidate.key()] = self.seconds.get(candidate.key(), 0.0) + time.perf_counter() - start
         return float(result.best_val_accuracy)
 
 
