@@ -276,3 +276,19 @@ def test_the_documented_quantizer_is_picked_by_its_runtime_name(tmp_path: Path) 
         assert "DynamicQuantizeLinear" in onnx_op_types(read_onnx(out))
     finally:
         QUANTIZERS.unregister("ort-dynamic-u8")
+
+
+def test_the_documented_search_family_gives_its_candidates(tmp_path: Path) -> None:
+    import torch
+
+    from edgekd.search.space import FAMILIES, SearchSpace, candidates
+
+    _doc_module("A search family", tmp_path)
+    try:
+        pool = candidates(SearchSpace(family="cnn1d_tiny"))
+        assert [c.label() for c in pool[:2]] == ["cnn1d_small w4 k3", "cnn1d_small w4 k5"] and len(pool) == 6
+        assert pool[0].build(4, 2)(torch.randn(2, 2, 64)).shape == (2, 4)
+        with pytest.raises(ConfigError, match="taken"):
+            FAMILIES.register("mobilenet1d", FAMILIES.get("cnn1d_tiny"))
+    finally:
+        FAMILIES.unregister("cnn1d_tiny")

@@ -145,10 +145,10 @@ def _check_family_fits(family: str, shape: tuple[int, ...], data: Path) -> None:
     from edgekd.errors import ConfigError
     from edgekd.search.space import FAMILIES
 
-    inputs = FAMILIES[family].inputs
+    inputs = FAMILIES.get(family).inputs
     wanted = 2 if inputs == "frames" else 3
     if len(shape) != wanted:
-        kinds = [name for name, f in FAMILIES.items() if f.inputs != inputs]
+        kinds = [name for name in FAMILIES if FAMILIES.get(name).inputs != inputs]
         raise ConfigError(
             f"search family {family} takes {inputs} ({'[C, L]' if wanted == 2 else '[C, H, W]'}), "
             f"but {data} holds samples of shape {list(shape)}",

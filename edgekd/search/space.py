@@ -31,7 +31,7 @@ from typing import Any
 from torch import nn
 
 from edgekd.errors import ConfigError
-from edgekd.registry import suggestion
+from edgekd.registry import Registry, suggestion
 
 # Short label prefixes of the knobs, for tables and logs ("mobilenet1d w0.75 d2 k5 s1").
 _SHORT = {"width_mult": "w", "width": "w", "depth": "d", "kernel_size": "k", "stem_stride": "s",
@@ -136,21 +136,21 @@ class Knob:
     normalise: Callable[[Any], Any] = lambda value: value
 
 
-def _number_knob(*default: float) -> Knob:
+def number_knob(*default: float) -> Knob:
     return Knob(default, _positive_number, "a positive number", float)
 
 
-def _int_knob(*default: int, zero_ok: bool = False) -> Knob:
+def int_knob(*default: int, zero_ok: bool = False) -> Knob:
     if zero_ok:
         return Knob(default, _non_negative_int, "an integer >= 0")
     return Knob(default, _positive_int, "a positive integer")
 
 
-def _list_knob(*default: tuple[int, ...]) -> Knob:
+def list_knob(*default: tuple[int, ...]) -> Knob:
     return Knob(default, _positive_int_list, "a non-empty list of positive integers", _freeze)
 
 
-def _variant_knob(*default: str) -> Knob:
+def variant_knob(*default: str) -> Knob:
     return Knob(default, _timm_name, "a timm model name")
 
 
@@ -174,11 +174,11 @@ class Family:
         return Candidate.of(self.model, kwargs)
 
 
-def _timm_family(name: str, doc: str, *variants: str) -> Family:
-    return Family(name, None, {"variant": _variant_knob(*variants)}, "images", doc)
+def timm_family(name: str, doc: str, *variants: str) -> Family:
+    return Family(name, None, {"variant": variant_knob(*variants)}, "images", doc)
 
 
-FAMILIES: dict[str, Family] = {
+_BUILT_IN: dict[str, Family] = {
     # 5 widths x 3 depths x 2 stem strides = 30 candidates around the hand-picked students
     # (cnn1d_small 0.29M MACs, mobilenet1d 0.39M per 2x128 frame). Widths reach 2x because
     # at these sizes a CPU runtime's cost is per layer, not per channel: on ONNX Runtime INT8,
@@ -192,10 +192,10 @@ FAMILIES: dict[str, Family] = {
         "mobilenet1d",
         "edgekd:mobilenet1d",
         {
-            "width_mult": _number_knob(0.5, 0.75, 1.0, 1.5, 2.0),
-            "depth": _int_knob(0, 1, 2, zero_ok=True),
-            "kernel_size": _int_knob(5),
-            "stem_stride": _int_knob(1, 2),
+            "width_mult": number_knob(0.5, 0.75, 1.0, 1.5, 2.0),
+            "depth": int_knob(0, 1, 2, zero_ok=True),
+            "kernel_size": int_knob(5),
+            "stem_stride": int_knob(1, 2),
         },
         "frames",
         "1-D MobileNet: width multiplier, stride-1 blocks per stage, depthwise taps, stem stride",
@@ -205,7 +205,7 @@ FAMILIES: dict[str, Family] = {
     "cnn1d_small": Family(
         "cnn1d_small",
         "edgekd:cnn1d_small",
-        {"width": _int_knob(8, 12, 16, 24), "kernel_size": _int_knob(5, 7, 9)},
+        {"width": int_knob(8, 12, 16, 24), "kernel_size": int_knob(5, 7, 9)},
         "frames",
         "small plain 1-D CNN: first-layer width and taps",
     ),
@@ -215,16 +215,16 @@ FAMILIES: dict[str, Family] = {
         "resnet1d",
         "edgekd:resnet1d",
         {
-            "width": _int_knob(16, 24),
-            "blocks": _list_knob((1, 1, 1), (2, 2, 2)),
-            "strides": _list_knob((2, 2, 2), (1, 2, 2)),
+            "width": int_knob(16, 24),
+            "blocks": list_knob((1, 1, 1), (2, 2, 2)),
+            "strides": list_knob((2, 2, 2), (1, 2, 2)),
         },
         "frames",
         "1-D ResNet: width, blocks per stage, stride per stage (3 stages unless fixed.multipliers)",
     ),
     # timm families: their width/depth multipliers come as named variants. The defaults are
     # the variants that train in minutes on small images on a CPU (no b3+, no large ResNets).
-    "mobilenetv3": _timm_family(
+    "mobilenetv3": timm_family(
         "mobilenetv3",
         "timm MobileNetV3, small and large at several widths",
         "mobilenetv3_small_050",
@@ -233,7 +233,7 @@ FAMILIES: dict[str, Family] = {
         "mobilenetv3_large_075",
         "mobilenetv3_large_100",
     ),
-    "efficientnet": _timm_family(
+    "efficientnet": timm_family(
         "efficientnet",
         "timm EfficientNet: lite0 (no SE, ReLU6: edge-friendly), edge-small, b0-b2",
         "efficientnet_lite0",
@@ -242,10 +242,10 @@ FAMILIES: dict[str, Family] = {
         "efficientnet_b1",
         "efficientnet_b2",
     ),
-    "ghostnet": _timm_family(
+    "ghostnet": timm_family(
         "ghostnet", "timm GhostNet at widths 0.5, 1.0, 1.3", "ghostnet_050", "ghostnet_100", "ghostnet_130"
     ),
-    "resnet": _timm_family(
+    "resnet": timm_family(
         "resnet",
         "timm ResNets with a deep stem (10 and 14 layers) and ResNet-18",
         "resnet10t",
@@ -253,6 +253,12 @@ FAMILIES: dict[str, Family] = {
         "resnet18",
     ),
 }
+
+#: Search families by name. A family from your own module joins with
+#: ``FAMILIES.register("name", Family(...))`` (docs/extending.md); a taken name is refused.
+FAMILIES: Registry[Family] = Registry("search family")
+for _name, _family in _BUILT_IN.items():
+    FAMILIES.register(_name, _family)
 
 
 @dataclasses.dataclass
@@ -294,7 +300,7 @@ class SearchSpace:
                 f"search.space.family: unknown family {self.family!r}",
                 hint=suggestion(self.family, list(FAMILIES), "families"),
             )
-        return FAMILIES[self.family]
+        return FAMILIES.get(self.family)
 
     def values(self) -> dict[str, list[Any]]:
         """Knob -> the values tried (grid or family default), normalised and de-duplicated."""
@@ -351,7 +357,7 @@ def candidates(space: SearchSpace) -> list[Candidate]:
     """The cartesian product of the grid, in a deterministic order (knobs as the family lists
     them, values as the grid lists them), each architecture once; ``fixed`` added to each."""
     space.validate()
-    family = FAMILIES[space.family]
+    family = FAMILIES.get(space.family)
     values = space.values()
     names = list(values)
     out: dict[str, Candidate] = {}
@@ -361,4 +367,7 @@ def candidates(space: SearchSpace) -> list[Candidate]:
     return list(out.values())
 
 
-__all__ = ["FAMILIES", "Candidate", "Family", "Knob", "SearchSpace", "candidates"]
+__all__ = [
+    "FAMILIES", "Candidate", "Family", "Knob", "SearchSpace", "candidates",
+    "int_knob", "list_knob", "number_knob", "timm_family", "variant_knob",
+]  # fmt: skip

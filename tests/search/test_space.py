@@ -12,8 +12,8 @@ from edgekd.errors import ConfigError
 from edgekd.models import count_params, create_model
 from edgekd.search.space import FAMILIES, Candidate, SearchSpace, candidates
 
-ONE_D = [name for name, family in FAMILIES.items() if family.inputs == "frames"]
-TIMM = [name for name, family in FAMILIES.items() if family.model is None]
+ONE_D = [name for name in FAMILIES if FAMILIES.get(name).inputs == "frames"]
+TIMM = [name for name in FAMILIES if FAMILIES.get(name).model is None]
 needs_timm = pytest.mark.skipif(importlib.util.find_spec("timm") is None, reason="timm is not installed")
 
 
