@@ -129,7 +129,7 @@ def teacher_relations(teacher: Any, frames: torch.Tensor, num_classes: int) -> t
     """The teacher's relations on ``frames`` (in eval mode) and its predicted labels [N]."""
     was_training = teacher.training if isinstance(teacher, nn.Module) else None
     if isinstance(teacher, nn.Module):
-        teacher.eval()
+        teacher.eval()  # safe: nn.Module.eval(), inference mode
     try:
         with torch.no_grad():
             features, logits = _classifier_input(teacher, frames, num_classes)
@@ -165,7 +165,7 @@ def student_relations(
         model.train()
         for module in model.modules():
             if isinstance(module, nn.modules.dropout._DropoutNd):
-                module.eval()
+                module.eval()  # safe: nn.Module.eval(), dropout off
         try:
             with torch.no_grad():
                 features, _ = _classifier_input(model, frames, num_classes)
