@@ -17,6 +17,10 @@ class EdgeKDError(Exception):
         self.message = message
         self.hint = hint
 
+    def __str__(self) -> str:
+        # A library caller's uncaught error shows the fix too, not the message alone.
+        return self.one_line()
+
     def one_line(self) -> str:
         text = self.message.rstrip(".")
         if self.hint:

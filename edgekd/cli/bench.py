@@ -19,9 +19,8 @@ from edgekd.cli import common
 @common.timing_options()
 @click.option(
     "--reference",
-    default="torch/fp32",
-    show_default=True,
-    help="Entry that agreement and accuracy drop are measured against.",
+    help="Entry that agreement and accuracy drop are measured against "
+    "(default: torch/fp32 when benched here, else onnxruntime/fp32).",
 )
 @click.option(
     "--teacher",
@@ -68,6 +67,16 @@ def bench(output: common.Output, **params: Any) -> None:
       edgekd bench runs/modrec/student.xml --data runs/modrec/data.npz \\
           --target x86-cpu-openvino-fp32
     """
-    from edgekd.pipeline.bench_command import bench_command
+    from edgekd.api import bench as run_bench
 
-    bench_command(output=output, **params)
+    report = run_bench(
+        list(params.pop("models")),
+        data=params.pop("data_path"),
+        out=params.pop("out_dir"),
+        teacher=params.pop("teacher_path"),
+        target=params.pop("target_name"),
+        log=output.log,
+        **params,
+    )
+    report.print(console=output.console())
+    output.result(report.document, [report.path, report.path.with_name("report.html")])

@@ -24,7 +24,7 @@ set_option = click.option(
 def _verbose_callback(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
     if value:
         ctx.meta["edgekd.verbose"] = True
-        from edgekd.verbosity import set_verbose
+        from edgekd.api.cli_support import set_verbose
 
         set_verbose(True)
         ctx.call_on_close(lambda: set_verbose(False))
@@ -160,29 +160,23 @@ def make_log(quiet: bool):
 
 
 def _env_verbose() -> bool:
-    from edgekd.verbosity import is_verbose
+    from edgekd.api.cli_support import is_verbose
 
     return is_verbose()
 
 
 def emit_json(obj: Any) -> None:
     """One JSON document on stdout (numpy scalars and paths become plain values)."""
-    from edgekd.artifacts import json_default
+    from edgekd.api.cli_support import json_default
 
     click.echo(json.dumps(obj, indent=2, default=json_default))
 
 
 def artifact_summary(path: Path) -> dict[str, Any]:
     """What a command wrote, for ``--json``: path, kind, sha256 and metrics from its manifest."""
-    from edgekd.artifacts import read_manifest
+    from edgekd.api.cli_support import artifact_summary as summary
 
-    manifest = read_manifest(path, required=False)
-    return {
-        "path": str(path),
-        "kind": manifest.get("kind"),
-        "sha256": manifest.get("sha256"),
-        "metrics": manifest.get("metrics") or {},
-    }
+    return summary(path)
 
 
 def existing_file(metavar: str):

@@ -59,6 +59,25 @@ def deploy(output: common.Output, **params: Any) -> None:
       edgekd deploy student.onnx --target raspberry-pi5-onnxruntime-int8 --data data.npz \\
           --known-hosts ~/.ssh/known_hosts --json
     """
-    from edgekd.deploy.command import deploy_command
+    from edgekd.api import deploy as run_deploy
+    from edgekd.api.workflows import DeployResult
+    from edgekd.errors import EdgeKDError
 
-    deploy_command(output=output, **params)
+    try:
+        result = run_deploy(
+            params.pop("student"),
+            target=params.pop("target_name"),
+            data=params.pop("data_path"),
+            out=params.pop("out_dir"),
+            use_cache=not params.pop("no_cache"),
+            log=output.log,
+            **params,
+        )
+    except EdgeKDError as exc:
+        document = getattr(exc, "document", None)
+        if document is not None:  # the table says why every candidate lost
+            DeployResult(document, None).print(console=output.console())
+        raise
+    if output.tables:  # with --json the table goes to stderr, for a person watching
+        result.print(console=output.console())
+    output.result(result.document, [result.path.with_name("deploy.json"), result.path])

@@ -26,11 +26,6 @@ def ensemble(members: tuple[Path, ...], out_path: Path, quiet: bool) -> None:
       edgekd ensemble runs/t0/teacher.pt runs/t1/teacher.pt runs/t2/teacher.pt --out teachers.pt
       edgekd distill --config modrec --teacher teachers.pt --out runs/kd-ensemble
     """
-    from edgekd.artifacts import read_manifest
-    from edgekd.models.checkpoint import combine_checkpoints
+    from edgekd.api import ensemble as combine
 
-    log = make_log(quiet)
-    path = combine_checkpoints(members, out_path)
-    metrics = read_manifest(path)["metrics"]
-    log(f"ensemble: {len(members)} members, {metrics['params']:,} parameters, {metrics['macs']:,} MACs")
-    click.echo(str(path))
+    click.echo(str(combine(members, out=out_path, log=make_log(quiet))))

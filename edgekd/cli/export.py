@@ -53,38 +53,20 @@ def export(
       edgekd export runs/modrec/student.pt --data runs/modrec/data.npz --tensorrt fp16 \\
           --target jetson-orin-tensorrt-fp16        # on the Jetson itself: engines are not portable
     """
-    from edgekd.artifacts import ensure_dir, require_file
-    from edgekd.config import from_dict
-    from edgekd.export.onnx_export import ExportConfig
-    from edgekd.pipeline.export_stage import stage_export
+    from edgekd.api import export as run_export
 
-    require_file(checkpoint, "checkpoint")
-    cfg = from_dict(
-        ExportConfig, {"opset": opset, "openvino": openvino, "simplify": simplify, "parity": {"atol": atol}}
-    )
-    if tensorrt_precision is not None:
-        from edgekd.export.tensorrt.plan import TensorRTConfig
-
-        cfg.tensorrt = from_dict(
-            TensorRTConfig, {"precision": tensorrt_precision, "calibration": calibration}
-        )
-    target_shape = target_file = None
-    if target_name is not None:  # read before anything is written
-        from edgekd import resources
-        from edgekd.targets import load_target
-
-        target_file = resources.resolve("targets", target_name)
-        target_shape = load_target(target_file).input_shape
-    out_dir = out_dir or checkpoint.parent
-    ensure_dir(out_dir)  # removed again if the export fails
-    outputs = stage_export(
+    result = run_export(
         checkpoint,
-        data_path,
-        cfg,
-        out_dir,
-        output.log,
-        require_tensorrt=tensorrt_precision is not None,
-        target_shape=target_shape,
-        target_file=target_file,
+        data=data_path,
+        out=out_dir,
+        opset=opset,
+        openvino=openvino,
+        atol=atol,
+        simplify=simplify,
+        tensorrt=tensorrt_precision,
+        calibration=calibration,
+        target=target_name,
+        log=output.log,
     )
+    outputs = result.paths
     output.result({name: artifact_summary(path) for name, path in outputs.items()}, list(outputs.values()))

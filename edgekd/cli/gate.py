@@ -58,17 +58,21 @@ def gate(
       edgekd gate runs/modrec/bench.json --target t.yaml --baseline main-bench.json --junit gate.xml
       edgekd gate runs/modrec/student.int8.onnx --target x86-cpu-onnxruntime-int8   # static
     """
-    from edgekd.gate.command import gate_command
+    from edgekd.api import gate as run_gate
 
     to_stdout = json_out is not None and str(json_out) == "-"  # --json alone: the verdict on stdout
-    code = gate_command(
+    output = common.Output(as_json=to_stdout, quiet=False)
+    verdict = run_gate(
         result,
-        target,
-        output=common.Output(as_json=to_stdout, quiet=False),
+        target=target,
         baseline=baseline,
         update_baseline=update_baseline,
         junit=junit,
         markdown=markdown,
         json_path=None if to_stdout else json_out,
+        log=output.log,
     )
-    ctx.exit(code)
+    verdict.print(console=output.console())
+    if output.as_json:
+        output.result(verdict.to_dict(), [])
+    ctx.exit(verdict.exit_code)

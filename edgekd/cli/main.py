@@ -50,7 +50,7 @@ class LazyGroup(click.Group):
         return super().get_command(ctx, cmd_name)
 
     def invoke(self, ctx: click.Context):
-        from edgekd.artifacts import rollback_on_failure
+        from edgekd.api.cli_support import rollback_on_failure
 
         try:
             # A command that fails (exit 2 or 3) leaves nothing it wrote: see edgekd/artifacts.py.
@@ -82,7 +82,7 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
     """edgekd's version and the runtime versions, read from package metadata (no heavy import)."""
     if not value or ctx.resilient_parsing:
         return
-    from edgekd.artifacts import library_versions
+    from edgekd.api.cli_support import library_versions
 
     versions = library_versions()
     click.echo(f"edgekd {__version__}")
@@ -142,13 +142,17 @@ def cli(ctx: click.Context, debug: bool, trust_modules: tuple[str, ...]) -> None
     Trust: a file never chooses code to run. A checkpoint naming a module:PKG.MOD:factory
     model opens only when your recipe names that model or you pass --trust-module PKG.MOD.
     """
-    from edgekd.models.trust import trusted_code  # light: no torch
+    from edgekd.api.cli_support import trusted_code  # light: no torch
 
     # One scope per command: only what this command line (and its recipe) trusts.
     ctx.with_resource(trusted_code(trust_modules, replace=True))
 
 
 def main(argv: list[str] | None = None) -> None:
+    from edgekd.runtime.threads import apply_thread_policy  # standard library only
+
+    # Before any command imports torch: its OpenMP threads read the wait policy only once.
+    apply_thread_policy()
     cli.main(args=argv, prog_name="edgekd")
 
 

@@ -55,15 +55,19 @@ def qat(
       edgekd qat runs/kd/student.pt --teacher runs/kd/teacher.pt --data runs/kd/data.npz \\
           --epochs 5 --activations int8 --set ranges=frozen
     """
-    from edgekd.artifacts import require_file
-    from edgekd.qat.files import load_qat_config, qat_from_files
+    from edgekd.api import qat as run_qat
 
-    named = {"train.epochs": epochs, "train.lr": lr, "activations": activations}
-    extra = tuple(f"{key}={value}" for key, value in named.items() if value is not None)
-    cfg = load_qat_config(config_path, (*extra, *overrides))
-    require_file(student, "student checkpoint", hint="run `edgekd distill` first")
-    require_file(teacher_path, "teacher", hint="pass the teacher checkpoint written by `edgekd distill`")
-    require_file(data_path, "dataset", hint="pass the data.npz written by `edgekd distill`")
-    result = qat_from_files(student, teacher_path, data_path, out_dir or student.parent, cfg, make_log(quiet))
+    result = run_qat(
+        student,
+        teacher=teacher_path,
+        data=data_path,
+        out=out_dir,
+        config=config_path,
+        overrides=overrides,
+        epochs=epochs,
+        lr=lr,
+        activations=activations,
+        log=make_log(quiet),
+    )
     click.echo(result.table())
     click.echo(str(result.onnx_path))

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
+from edgekd.api.quantize_api import quantizer_names
 from edgekd.cli.common import Output, artifact_summary, data_option, output_options, threads_option
-from edgekd.quantize.quantizers import QUANTIZERS
 
 
 def _choice(flag: str, choices: list[str], default: str, help_text: str):
@@ -21,15 +21,14 @@ def _choice(flag: str, choices: list[str], default: str, help_text: str):
 @data_option("Dataset (.npz, or the data stage's data.json) the calibration frames are drawn from.")
 @click.option(
     "--calibration",
-    default="modrec-stratified-snr",
-    show_default=True,
-    help="Calibration recipe: a YAML file or a name from calibration/.",
+    help="Calibration recipe: a YAML file or a name from calibration/ "
+    "(default: modrec-stratified-snr when the data has SNR labels, else random-256).",
 )
 @_choice("--activation-type", ["auto", "uint8", "int8"], "auto", "auto measures both and keeps the faster.")
 @_choice("--method", ["minmax", "entropy", "percentile"], "minmax", "Calibration method.")
 @_choice(
     "--runtime",
-    QUANTIZERS.names(),
+    quantizer_names(),
     "onnxruntime",
     "The quantizer: onnxruntime: QDQ ONNX; openvino: NNCF-quantized IR.",
 )
@@ -63,7 +62,7 @@ def _choice(flag: str, choices: list[str], default: str, help_text: str):
 def quantize(
     model: Path,
     data_path: Path,
-    calibration: str,
+    calibration: str | None,
     activation_type: str,
     method: str,
     runtime: str,
@@ -85,34 +84,21 @@ def quantize(
       edgekd quantize runs/modrec/student.onnx --data runs/modrec/data.npz --min-top1-agreement 0.8
       edgekd quantize runs/modrec/student.onnx --data runs/modrec/data.npz --runtime openvino
     """
-    from edgekd.artifacts import require_file
-    from edgekd.backends.profile_options import resolve_threads
-    from edgekd.config import from_dict
-    from edgekd.data.artifact import open_data
-    from edgekd.data.batches import network_input_shape
-    from edgekd.export.onnx_graph import check_onnx_fits_data
-    from edgekd.pipeline import quantize_stage
-    from edgekd.quantize.config import QuantizeConfig
-    from edgekd.quantize.quantizers import quantizer_for
+    from edgekd.api import quantize as run_quantize
 
-    cfg = from_dict(
-        QuantizeConfig,
-        {
-            "activation_type": activation_type,
-            "calibration_method": method,
-            "calibration": calibration,
-            "runtime": runtime,
-            "accuracy_aware": accuracy_aware,
-            "max_accuracy_drop": max_accuracy_drop,
-            "min_top1_agreement": min_top1_agreement,
-            "require_speedup": require_speedup,
-        },
+    result = run_quantize(
+        model,
+        calibration=data_path,
+        calibration_recipe=calibration,
+        out=out_path,
+        runtime=runtime,
+        activation_type=activation_type,
+        method=method,
+        accuracy_aware=accuracy_aware,
+        max_accuracy_drop=max_accuracy_drop,
+        min_top1_agreement=min_top1_agreement,
+        require_speedup=require_speedup,
+        threads=threads,
+        log=output.log,
     )
-    threads = resolve_threads(threads)
-    require_file(model, "ONNX model", hint="run `edgekd export` first")
-    if model.suffix.lower() == ".onnx":  # at the door: not after a whole quantization
-        dataset = open_data(data_path)  # its labels and shape only: no frame is read here
-        check_onnx_fits_data(model, network_input_shape(dataset), dataset.num_classes, data_path)
-    out_path = out_path or quantizer_for(cfg).output_path(model.parent, model)
-    quantize_stage.stage_quantize(model, data_path, cfg, out_path, output.log, threads=threads)
-    output.result(artifact_summary(out_path), [out_path])
+    output.result(artifact_summary(result.path), [result.path])

@@ -27,9 +27,29 @@ def run(
       edgekd run my-recipe.yaml --out runs/exp1 --set distill.train.epochs=20
       torchrun --nproc-per-node 2 -m edgekd run my-recipe.yaml --out runs/exp1
     """
-    from edgekd.pipeline.run_command import run_command
+    ctx.exit(run_and_report(recipe, out_dir, overrides, output))
 
-    ctx.exit(run_command(recipe, out_dir, overrides, output))
+
+def run_and_report(
+    recipe: str, out_dir: Path | None, overrides: tuple[str, ...], output: common.Output
+) -> int:
+    """Run ``recipe`` through the API, print its bench and gate tables; the gate's exit code."""
+    from edgekd.api import run as run_recipe
+
+    result = run_recipe(recipe, out=out_dir, overrides=overrides, log=output.log)
+    if result is None:  # a torchrun rank other than 0: its part (training) is done
+        return 0
+    console = output.console()
+    result.bench.print(console=console)
+    if result.gate is not None:
+        result.gate.print(console=console)
+    console.print(
+        f"bench.json and report.html in {result.out_dir}/ — whole pipeline {result.seconds:.0f} s",
+        highlight=False,
+    )
+    if output.as_json:
+        output.result(result.to_dict(), [])
+    return result.exit_code
 
 
 @click.command()
@@ -45,6 +65,4 @@ def demo(ctx: click.Context, out_dir: Path | None, overrides: tuple[str, ...], o
     runtime, gates against targets/x86-cpu-onnxruntime-int8.yaml, and writes
     bench.json and report.html.
     """
-    from edgekd.pipeline.run_command import run_command
-
-    ctx.exit(run_command(DEMO_RECIPE, out_dir, overrides, output))
+    ctx.exit(run_and_report(DEMO_RECIPE, out_dir, overrides, output))

@@ -48,6 +48,17 @@ def search(output: common.Output, **params: Any) -> None:
       edgekd search --teacher t.pt --data data.npz --target x86-cpu-onnxruntime-int8 \\
           --grid width_mult=0.5,0.75 --grid stem_stride=1,2 --recipe modrec --out runs/s
     """
-    from edgekd.search.command import search_command
+    from edgekd.api import search as run_search
 
-    search_command(output=output, **params)
+    result = run_search(
+        params.pop("teacher"),
+        data=params.pop("data_path"),
+        target=params.pop("target_name"),
+        out=params.pop("out_dir"),
+        log=output.log,
+        **params,
+    )
+    if output.tables:
+        result.print(console=output.console())
+    out_dir = result.out_dir
+    output.result(result.document, [out_dir / "search.json", out_dir / "search.html", result.student])

@@ -64,8 +64,11 @@ class FeatureTaps:
     times in one forward pass records its last output.
     """
 
-    def __init__(self, model: nn.Module, paths: Iterable[str], what: str = "model", detach: bool = False):
-        self.paths = list(dict.fromkeys(paths))  # unique, in order
+    def __init__(
+        self, model: nn.Module, paths: str | Iterable[str], what: str = "model", detach: bool = False
+    ):
+        # One path is one path, not the characters of a string.
+        self.paths = list(dict.fromkeys([paths] if isinstance(paths, str) else paths))  # unique, in order
         self.outputs: dict[str, torch.Tensor] = {}
         self._handles = []
         modules = [resolve_module(model, p, what) for p in self.paths]  # fail before hooking any

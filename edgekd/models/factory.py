@@ -6,8 +6,12 @@ Names (the part before the first ``:`` picks the source):
 * ``module:pkg.mod:factory`` — imports ``pkg.mod`` and calls ``factory(num_classes,
   in_channels, **kwargs)``. Importing code named by the user is an explicit choice made
   on the command line or in a recipe, the same trust as ``python -m pkg.mod``.
-* ``timm:NAME`` — ``timm.create_model(NAME, pretrained=False)`` when timm is installed
-  (imported only then). edgekd never downloads weights: ``pretrained: true`` is refused.
+* ``timm:NAME`` — ``timm.create_model(NAME, ...)`` when timm is installed (imported only then).
+  ``NAME`` may carry a pretrained tag (``convnextv2_large.fcmae_ft_in22k_in1k``) or be a hub
+  model (``hf-hub:org/name``). ``pretrained: true`` starts from timm's ImageNet weights: from the
+  hub cache, else downloaded and cached by timm, else one line (exit 2) pointing to
+  ``pretrained_path`` or the hub cache; ``pretrained: auto`` falls back to random weights with a
+  warning. See :mod:`edgekd.models.timm_models`.
 
 Built-in networks register themselves in :data:`edgekd.models.registry.MODELS` when their
 module is imported; importing this module imports the zoo, so every built-in name resolves.
@@ -17,6 +21,9 @@ Any model takes ``pretrained_path=FILE``: initial weights from a local state_dic
 ``.pt``/``.bin`` read with ``torch.load(weights_only=True)``, or ``.safetensors``), e.g. a timm
 ImageNet file or the ``.pt`` of an earlier edgekd run. See :func:`edgekd.models.weights.
 load_pretrained_weights` for the rules (a classifier of another class count is re-initialised).
+It wins over ``pretrained``: the hub is not asked for weights it would replace. Built-in
+networks have no hub weights: ``pretrained: true`` is refused, ``auto`` warns, ``false`` is
+dropped; a ``module:`` factory receives ``pretrained`` as its own argument.
 
 Trust rule: a value read from a file never chooses code to run nor a path to read. Names
 that come from a file (a checkpoint's ``model_name``, an ensemble checkpoint's members) may
@@ -24,12 +31,13 @@ only be built-in and ``timm:`` names; a ``module:`` name there is built only whe
 running edgekd trusts its module: by naming it in their recipe, or with
 ``edgekd --trust-module pkg.mod CMD ...`` (``EDGEKD_TRUST_MODULE``). Model arguments from a
 file that name a file, folder or URL (``pretrained_path``, timm's ``checkpoint_path``, ...)
-are refused. See :mod:`edgekd.models.trust`.
+are refused, and a file's ``pretrained: true`` is ignored: the network is built with random
+weights (the hub is never asked) and the file's own weights are loaded. See
+:mod:`edgekd.models.trust`.
 """
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import importlib.util
 import inspect
@@ -42,7 +50,9 @@ from edgekd.errors import ConfigError, RuntimeUnavailable
 from edgekd.models import zoo1d, zoo_attention
 from edgekd.models.ensemble import TeacherEnsemble, check_member_count, member_spec
 from edgekd.models.registry import MODELS, ModelFactory
-from edgekd.models.trust import check_model_request
+from edgekd.models.timm_hub import PretrainedUnavailable
+from edgekd.models.timm_models import create_timm_model, pretrained_mode, warn_random_start
+from edgekd.models.trust import check_model_request, reading_a_file
 from edgekd.models.weights import load_pretrained_weights
 from edgekd.registry import suggestion
 
@@ -58,8 +68,9 @@ def create_model(name: str, num_classes: int, in_channels: int = 2, **kwargs: An
         name: ``"resnet1d"``, ``"edgekd:resnet1d"``, ``"module:pkg.mod:factory"`` or ``"timm:NAME"``.
         num_classes: number of output logits.
         in_channels: input channels (2 for IQ frames, 3 for RGB images).
-        **kwargs: model-specific settings, e.g. ``width=48`` for ``resnet1d``, and
-            ``pretrained_path`` (any model): a local weights file to start from.
+        **kwargs: model-specific settings, e.g. ``width=48`` for ``resnet1d``;
+            ``pretrained_path`` (any model): a local weights file to start from, which wins over
+            ``pretrained`` (``timm:`` models): ``true``, ``false`` or ``"auto"``.
 
     Raises:
         ConfigError: unknown name (with "did you mean"), unknown or bad argument, weights
@@ -68,6 +79,8 @@ def create_model(name: str, num_classes: int, in_channels: int = 2, **kwargs: An
         UntrustedFileError: while a file is read (:func:`edgekd.models.trust.reading_file`),
             a ``module:`` name whose module is not trusted, or an argument naming a path.
         RuntimeUnavailable: ``timm:`` names where timm is not installed.
+        PretrainedUnavailable: ``pretrained: true`` (``timm:`` models) where the weights cannot
+            be had: offline and not in the hub cache, a failed download, no weights in timm.
 
     >>> model = create_model("cnn1d_small", num_classes=11)
     >>> model(torch.zeros(4, 2, 128)).shape
@@ -75,7 +88,7 @@ def create_model(name: str, num_classes: int, in_channels: int = 2, **kwargs: An
     """
     check_model_request(name, kwargs)  # before anything is imported or read
     pretrained_path = kwargs.pop("pretrained_path", None)
-    model = _create_fresh(name, num_classes, in_channels, kwargs)
+    model = _create_fresh(name, num_classes, in_channels, kwargs, weights_given=bool(pretrained_path))
     if not isinstance(model, nn.Module):  # whatever the source, callers get a network
         raise ConfigError(
             f"model {name!r}: the factory returned {type(model).__name__}, not a torch.nn.Module",
@@ -99,20 +112,43 @@ def build_ensemble(num_classes: int, in_channels: int = 2, members: Sequence[Map
     return TeacherEnsemble(num_classes, in_channels, built)
 
 
-def _create_fresh(name: str, num_classes: int, in_channels: int, kwargs: dict[str, Any]) -> Any:
+def _create_fresh(
+    name: str, num_classes: int, in_channels: int, kwargs: dict[str, Any], *, weights_given: bool = False
+) -> Any:
     source, sep, rest = name.partition(":")
     if not sep:
         source, rest = "edgekd", name
     if source == "edgekd":
-        return _build(name, MODELS.get(rest), num_classes, in_channels, kwargs)
-    if source == "module":
-        return _build(name, _import_factory(name, rest), num_classes, in_channels, kwargs)
+        factory = MODELS.get(rest)  # an unknown name fails first, with "did you mean"
+        _no_hub_weights(name, kwargs, weights_given=weights_given)
+        return _build(name, factory, num_classes, in_channels, kwargs)
+    if source == "module":  # ``pretrained`` is the factory's own argument, if it takes one
+        factory = _import_factory(name, rest)
+        if reading_a_file() and kwargs.get("pretrained"):
+            kwargs["pretrained"] = False  # a file's flag never makes code download; its weights follow
+        return _build(name, factory, num_classes, in_channels, kwargs)
     if source == "timm":
-        return _create_timm(rest, num_classes, in_channels, kwargs)
+        return _create_timm(rest, num_classes, in_channels, kwargs, weights_given=weights_given)
     raise ConfigError(
         f"unknown model source {source!r} in model name {name!r}",
         hint=suggestion(source, list(_SOURCES), "sources (write SOURCE:NAME)"),
     )
+
+
+def _no_hub_weights(name: str, kwargs: dict[str, Any], *, weights_given: bool) -> None:
+    """Built-in networks have no hub weights: ``pretrained: true`` is an error, ``auto`` says so
+    once and goes on, ``false`` is dropped (a recipe may switch kd-oct's timm teacher for one)."""
+    if "pretrained" not in kwargs:
+        return
+    mode = pretrained_mode(name, kwargs.pop("pretrained"))
+    if weights_given or reading_a_file() or mode == "off":
+        return
+    message = f"model {name!r}: edgekd's built-in networks have no pretrained weights"
+    if mode == "on":
+        raise PretrainedUnavailable(
+            message, hint="set pretrained_path: FILE (e.g. the .pt of an earlier run), or pretrained: auto"
+        )
+    warn_random_start(name, message)
 
 
 def _import_factory(name: str, target: str) -> ModelFactory:
@@ -181,46 +217,18 @@ def _build(
     return model
 
 
-def _create_timm(arch: str, num_classes: int, in_channels: int, kwargs: dict[str, Any]) -> nn.Module:
+def _create_timm(
+    name: str, num_classes: int, in_channels: int, kwargs: dict[str, Any], *, weights_given: bool
+) -> nn.Module:
     if importlib.util.find_spec("timm") is None:
         raise RuntimeUnavailable(
-            f"model 'timm:{arch}' needs timm, which is not installed here",
+            f"model 'timm:{name}' needs timm, which is not installed here",
             hint="pip install 'edgekd[vision]', or use an edgekd:NAME or module:pkg.mod:factory model",
         )
-    for key in _TIMM_DOWNLOAD_KWARGS:
-        if kwargs.get(key):
-            # Weights come only from files the user names: no hub traffic, no unreviewed pickles.
-            raise ConfigError(
-                f"model 'timm:{arch}': {key!r} is not supported (edgekd never lets timm fetch weights)",
-                hint="download the weights yourself and set pretrained_path: /path/to/model.safetensors",
-            )
-    import timm  # heavy; imported only when a timm model is asked for
-
-    if not timm.is_model(arch):
-        raise ConfigError(f"unknown timm model {arch!r}", hint=_timm_suggestion(arch, timm.list_models()))
-    kwargs = {k: v for k, v in kwargs.items() if k not in _TIMM_DOWNLOAD_KWARGS}
-    try:
-        return timm.create_model(
-            arch, pretrained=False, num_classes=num_classes, in_chans=in_channels, **kwargs
-        )
-    except (TypeError, ValueError) as exc:
-        detail = " ".join(str(exc).split())[:200]
-        raise ConfigError(
-            f"model 'timm:{arch}' cannot be built with {kwargs}: {detail}",
-            hint="check the model kwargs against the timm model's arguments",
-        ) from None
-
-
-# timm.create_model arguments that fetch or load weights on their own.
-_TIMM_DOWNLOAD_KWARGS = ("pretrained", "pretrained_cfg_overlay", "checkpoint_path", "cache_dir")
-
-
-def _timm_suggestion(arch: str, names: list[str]) -> str:
-    """'did you mean' among timm's ~1,400 names; never the whole list."""
-    close = difflib.get_close_matches(arch, names, n=3)
-    if close:
-        return f"did you mean {close[0]!r}? similar: {', '.join(close)}"
-    return (
-        f"no timm model is close to {arch!r}; list a family with "
-        "python -c \"import timm; print(timm.list_models('*convnext*'))\""
-    )
+    kwargs = dict(kwargs)
+    mode = pretrained_mode(f"timm:{name}", kwargs.pop("pretrained", None))
+    from_file = reading_a_file()
+    if weights_given or from_file:
+        # pretrained_path's weights replace the hub's; a file's weights are loaded after the build.
+        mode = "off"
+    return create_timm_model(name, num_classes, in_channels, kwargs, pretrained=mode, cache_only=from_file)

@@ -12,7 +12,10 @@ member list of an ensemble checkpoint) it would let whoever wrote the file run c
   Inside it :func:`check_model_request` (called first by ``create_model``) admits built-in
   (``edgekd:``) and ``timm:`` names, and a ``module:`` name only when its module (or that very
   ``pkg.mod:factory``) is trusted; a model argument that names a file, folder or URL
-  (``pretrained_path``, timm's ``checkpoint_path``, ...) is refused whatever the source.
+  (``pretrained_path``, timm's ``checkpoint_path``, ...) is refused whatever the source, and so
+  is a ``timm:local-dir:FOLDER`` name. ``pretrained: true/false/auto`` is a flag, not a path: it
+  is admitted and the factory ignores it (:func:`reading_a_file`), so a file never makes edgekd
+  download weights; a ``timm:hf-hub:`` model read from a file is built from the hub cache only.
 * Trust comes from the person: ``edgekd --trust-module pkg.mod CMD ...`` (or
   ``EDGEKD_TRUST_MODULE``) for one command, and the model names of a recipe (teacher, student
   and the ensemble members in their kwargs) once it is loaded (:func:`trust_model_names`).
@@ -140,6 +143,12 @@ def reading_file(path: str | os.PathLike[str], what: str = "checkpoint") -> Iter
         _SOURCE.reset(token)
 
 
+def reading_a_file() -> bool:
+    """True inside :func:`reading_file`: the network being built is named by a file, so the
+    factory builds it with random weights and never asks the network (the file's weights follow)."""
+    return _SOURCE.get() is not None
+
+
 def check_model_request(name: str, kwargs: Mapping[str, Any]) -> None:
     """Inside :func:`reading_file`, refuse a model name or argument a file may not choose.
 
@@ -150,6 +159,13 @@ def check_model_request(name: str, kwargs: Mapping[str, Any]) -> None:
     if source is None:
         return
     kind, sep, target = str(name).partition(":")
+    if sep and kind == "timm" and target.partition(":")[0].lower() == "local-dir":
+        raise UntrustedFileError(
+            f"{source.what} {source.path} names model {name!r}, a folder to read weights from; "
+            "a file may not choose a folder for edgekd to read",
+            hint="name the model timm:ARCH with pretrained_path: FOLDER/model.safetensors in your "
+            "recipe instead: its checkpoints then rebuild without the folder",
+        )
     if sep and kind == "module":
         module = target.rpartition(":")[0] or target
         allowed = _TRUSTED.get()
@@ -184,6 +200,8 @@ def _path_argument(value: Any, where: str = "", depth: int = 0) -> tuple[str, An
     if isinstance(value, Mapping):
         for key, item in value.items():
             dotted = f"{where}.{key}" if where else str(key)
+            if key == "pretrained" and (item is True or str(item).strip().lower() == "auto"):
+                continue  # a flag the factory ignores while a file is read, not a location
             if item and any(word in _PATH_WORDS for word in _words(str(key))):
                 return dotted, item
             found = _path_argument(item, dotted, depth + 1)
@@ -202,6 +220,7 @@ __all__ = [
     "check_model_request",
     "modules_named",
     "parse_trusted",
+    "reading_a_file",
     "reading_file",
     "trust_model_names",
     "trusted",

@@ -12,7 +12,7 @@ import numpy as np
 
 from edgekd.artifacts import commits_on_success, write_manifest
 from edgekd.config import to_dict
-from edgekd.errors import ShapeError
+from edgekd.errors import ConfigError, ShapeError
 from edgekd.models.fit import checkpoint_input, data_label
 from edgekd.pipeline.checks import Log, _quiet
 from edgekd.pipeline.conversion import export_onnx_step, export_openvino_step
@@ -29,9 +29,10 @@ def _parity_samples(dataset: Any) -> np.ndarray:
     return network_arrays(test, np.arange(min(PARITY_SAMPLES, len(test)))).x
 
 
-def _record(path: Path, kind: str, parent: Path, cfg: Any, parity: Any, log: Log) -> None:
+def _record(path: Path, kind: str, parent: Path | None, cfg: Any, parity: Any, log: Log) -> None:
     """The manifest of one checked export and its log line."""
-    write_manifest(path, kind, parents=[parent], config=to_dict(cfg), metrics={"parity": parity.to_dict()})
+    parents = [parent] if parent is not None else []
+    write_manifest(path, kind, parents=parents, config=to_dict(cfg), metrics={"parity": parity.to_dict()})
     log(f"export: {path} — {parity.summary()}")
 
 
@@ -61,10 +62,42 @@ def stage_export(
 
         check_tensorrt()  # before any work: an explicit request fails whole
     model, dataset = _checked_inputs(student_path, data_path, target_shape, target_file)
-    samples = _parity_samples(dataset)
-    onnx_path = out_dir / f"{student_path.stem}.onnx"
-    parity = export_onnx_step(model, samples, onnx_path, export_cfg, source=student_path)
-    _record(onnx_path, "onnx", student_path, export_cfg, parity, log)
+    return export_checked(
+        model,
+        _parity_samples(dataset),
+        out_dir,
+        student_path.stem,
+        export_cfg,
+        log,
+        source=student_path,
+        dataset=dataset,
+        require_tensorrt=require_tensorrt,
+        target_shape=target_shape,
+    )
+
+
+def export_checked(
+    model: Any,
+    samples: np.ndarray,
+    out_dir: Path,
+    stem: str,
+    export_cfg: Any,
+    log: Log = _quiet,
+    *,
+    source: Path | None = None,
+    dataset: Any = None,
+    require_tensorrt: bool = False,
+    target_shape: list[int] | None = None,
+) -> dict:
+    """``model`` (an ``nn.Module``) to ``out_dir/<stem>.onnx`` (and ``.xml``, a TensorRT engine),
+    each checked against PyTorch on ``samples`` (float32 [n, ...] as the network takes them).
+
+    ``source``: the checkpoint the model came from (named in messages and manifests; None for a
+    model built in memory). ``dataset``: where TensorRT INT8 draws its calibration frames.
+    """
+    onnx_path = out_dir / f"{stem}.onnx"
+    parity = export_onnx_step(model, samples, onnx_path, export_cfg, source=source)
+    _record(onnx_path, "onnx", source, export_cfg, parity, log)
     outputs: dict[str, Path] = {"onnx": onnx_path}
     if not export_cfg.openvino and export_cfg.tensorrt is None:
         return outputs
@@ -74,37 +107,68 @@ def stage_export(
     with torch.inference_mode():
         reference = model(torch.from_numpy(samples)).float().numpy()
     if export_cfg.openvino:
-        xml_path = out_dir / f"{student_path.stem}.xml"
+        xml_path = out_dir / f"{stem}.xml"
         ov_parity = export_openvino_step(
             onnx_path,
             xml_path,
             samples,
             export_cfg.parity,
             reference=reference,
-            reference_name=f"model {student_path}",
+            reference_name=f"model {source or stem}",
         )
         _record(xml_path, "openvino-ir", onnx_path, export_cfg, ov_parity, log)
         outputs["openvino"] = xml_path
     if export_cfg.tensorrt is not None:
-        from edgekd.data.calibration import calibration_frames
-        from edgekd.pipeline.tensorrt_stage import tensorrt_engine_stage
-
-        trt = export_cfg.tensorrt
-        calibration = calibration_frames(dataset, trt.calibration).frames if trt.precision == "int8" else None
-        engine = tensorrt_engine_stage(
+        engine = _tensorrt(
             onnx_path,
             out_dir,
-            trt,
-            parity_samples=samples,
-            reference=reference,
-            calibration=calibration,
-            target_shape=target_shape,
+            export_cfg.tensorrt,
+            samples,
+            reference,
+            dataset,
+            log,
             required=require_tensorrt,
-            log=log,
+            target_shape=target_shape,
         )
         if engine is not None:
             outputs["tensorrt"] = engine
     return outputs
+
+
+def _tensorrt(
+    onnx_path: Path,
+    out_dir: Path,
+    trt: Any,
+    samples: np.ndarray,
+    reference: np.ndarray,
+    dataset: Any,
+    log: Log,
+    *,
+    required: bool,
+    target_shape: list[int] | None,
+) -> Path | None:
+    """The TensorRT engine of ``onnx_path`` checked against ``reference`` (None: not built here)."""
+    from edgekd.data.calibration import calibration_frames
+    from edgekd.pipeline.tensorrt_stage import tensorrt_engine_stage
+
+    calibration = None
+    if trt.precision == "int8":
+        if dataset is None:
+            raise ConfigError(
+                "a TensorRT INT8 engine needs calibration data", hint="pass data= (a dataset or data file)"
+            )
+        calibration = calibration_frames(dataset, trt.calibration).frames
+    return tensorrt_engine_stage(
+        onnx_path,
+        out_dir,
+        trt,
+        parity_samples=samples,
+        reference=reference,
+        calibration=calibration,
+        target_shape=target_shape,
+        required=required,
+        log=log,
+    )
 
 
 def _checked_inputs(

@@ -43,6 +43,8 @@ def bench_candidates(
             v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else None
             for v in (metrics.get("params"), metrics.get("macs"))
         )
+    else:  # no checkpoint benched (the Python API's own modules): count on the FP32 ONNX graph
+        params, macs = _onnx_figures(artifacts)
     candidates = []
     for entry_id, path in artifacts.items():
         backend, _, precision = entry_id.partition("/")
@@ -57,6 +59,17 @@ def bench_candidates(
             )
         )
     return candidates
+
+
+def _onnx_figures(artifacts: dict[str, Path]) -> tuple[int | None, int | None]:
+    """Parameters and MACs counted on the FP32 ONNX file among ``artifacts`` (None, None without)."""
+    fp32 = [Path(p) for k, p in artifacts.items() if k.endswith("/fp32") and str(p).lower().endswith(".onnx")]
+    if not fp32:
+        return None, None
+    from edgekd.gate.static import onnx_static_metrics
+
+    metrics = onnx_static_metrics(fp32[0])
+    return metrics.get("params"), metrics.get("macs")
 
 
 def entry_for_artifact(path: Path) -> str:
@@ -79,7 +92,7 @@ def entry_for_artifact(path: Path) -> str:
 def stage_bench(
     artifacts: dict[str, Path],
     student_path: Path | None,
-    data_path: Path,
+    data_path: Path | None,
     bench_cfg: Any,
     out_dir: Path,
     *,
@@ -91,8 +104,12 @@ def stage_bench(
     teacher_path: Path | None = None,
     target: Any = None,
     log: Log = _quiet,
+    dataset: Any = None,
 ) -> dict[str, Any]:
     """Latency and accuracy of every artifact through one harness: bench.json + report.html.
+
+    The frames are the test split of ``data_path`` (a data file), or of ``dataset`` (an opened
+    map-style dataset, e.g. the Python API's wrapped torch Dataset) when given instead.
 
     ``host`` "local" runs here; ``ssh://user@device[:port]`` copies the models and the
     runtime package to the device and runs the same loop there (the executor of edgekd/remote/).
@@ -119,7 +136,8 @@ def stage_bench(
     from edgekd.data.artifact import open_data
     from edgekd.data.batches import whole_network_arrays
 
-    dataset = open_data(data_path)
+    if dataset is None:
+        dataset = open_data(data_path)
     test = bench_split(dataset)
     if host != "local":
         test = whole_network_arrays(test, "a remote bench")  # the device is sent every frame
@@ -129,7 +147,7 @@ def stage_bench(
         out_dir=out_dir,
         reference_id=reference,
         log=log,
-        dataset_name=data_path.name,
+        dataset_name=data_path.name if data_path is not None else str(dataset.source),
         split="test" if dataset.split is not None else "all",
     )
     from edgekd.remote import executor_for

@@ -30,12 +30,14 @@ def _val_split(dataset: Any) -> tuple[Any, np.ndarray]:
 @commits_on_success
 def stage_quantize(
     onnx_path: Path,
-    data_path: Path,
+    data_path: Path | None,
     quant_cfg: Any,
     out_path: Path,
     log: Log = _quiet,
     *,
     threads: int | None = None,
+    dataset: Any = None,
+    validation: Any = None,
 ) -> Path:
     """INT8 of ``onnx_path`` at ``out_path`` by the quantizer ``quant_cfg.runtime`` names (ONNX
     Runtime QDQ ONNX, OpenVINO/NNCF IR, ...), calibrated by a calibration recipe.
@@ -45,6 +47,9 @@ def stage_quantize(
     stage fails with both accuracies. ``accuracy_aware`` keeps the most damaging
     layers in float until the drop is within that budget. ``threads``: the thread count
     INT8 is timed against FP32 with (the target's); None: every core this process may use.
+
+    ``dataset`` (an opened dataset, e.g. the Python API's wrapped torch Dataset) replaces
+    ``data_path``; ``validation`` replaces its validation split as the frames INT8 is judged on.
     """
     from edgekd.data.artifact import open_data
     from edgekd.data.calibration import calibration_frames
@@ -52,9 +57,10 @@ def stage_quantize(
     from edgekd.quantize.quantizers import quantizer_for
 
     require_file(onnx_path, "ONNX model", hint="run `edgekd export` first")
-    dataset = open_data(data_path)
+    if dataset is None:
+        dataset = open_data(data_path)
     calibration = calibration_frames(dataset, quant_cfg.calibration)
-    val, eval_samples = _val_split(dataset)
+    val, eval_samples = _val_split(dataset if validation is None else validation)
     quantizer = quantizer_for(quant_cfg)
 
     def evaluate(path: Path) -> float:
@@ -70,7 +76,11 @@ def stage_quantize(
     reference = quantizer.fp32_reference(onnx_path)
     metrics["accuracy"] = verify_int8_accuracy(result, reference, val, quant_cfg.max_accuracy_drop)
     write_manifest(
-        out_path, result.kind, parents=[onnx_path, data_path], config=to_dict(quant_cfg), metrics=metrics
+        out_path,
+        result.kind,
+        parents=[onnx_path] + ([data_path] if data_path is not None else []),
+        config=to_dict(quant_cfg),
+        metrics=metrics,
     )
     accuracy = metrics["accuracy"]
     log(

@@ -86,31 +86,18 @@ def run_search_and_distill(
     return outcome.doc, student
 
 
-def search_command(
+def search_settings(
+    recipe: str | None,
+    overrides: tuple[str, ...],
     *,
-    output: Any,
-    teacher: Path,
-    data_path: Path,
-    target_name: str | None,
-    out_dir: Path,
-    latency_budget_ms: float | None = None,
     family: str | None = None,
-    grid: tuple[str, ...] = (),
-    recipe: str | None = None,
-    overrides: tuple[str, ...] = (),
+    grid: dict[str, list[Any]] | None = None,
+    budget: float | None = None,
     epochs: int | None = None,
-    host: str | None = None,
-    threads: int | None = None,
-    known_hosts: Path | None = None,
-    identity: Path | None = None,
-    remote_python: str = "python3",
-) -> dict[str, Any]:
-    """``edgekd search`` with the command line's settings; prints the candidates table and the
-    files written (or the document with --json). Returns the search document."""
-    from edgekd.artifacts import require_file
+) -> tuple[SearchSection, Any, str]:
+    """The search section, the distill section and the target name of ``recipe`` (default: the
+    recipe defaults) with the caller's family, grid, budget and epochs over them; validated."""
     from edgekd.pipeline.recipe import Recipe, load_recipe
-    from edgekd.search.report import print_search
-    from edgekd.targets import load_target
 
     loaded = load_recipe(recipe, overrides) if recipe else _default_recipe(Recipe, overrides)
     section = loaded.search
@@ -118,31 +105,15 @@ def search_command(
         # A new family starts from its own default grid: the recipe's knobs may not apply to it.
         section.space = dataclasses.replace(section.space, family=family, grid={})
     if grid:
-        section.space = dataclasses.replace(section.space, grid={**section.space.grid, **parse_grid(grid)})
-    if latency_budget_ms is not None:
-        section.latency_budget_ms = latency_budget_ms
+        section.space = dataclasses.replace(section.space, grid={**section.space.grid, **grid})
+    if budget is not None:
+        section.latency_budget_ms = budget
     distill = loaded.distill
     if epochs is not None:
         distill = dataclasses.replace(distill, train=dataclasses.replace(distill.train, epochs=epochs))
     distill.train.validate()
     section.validate()
-    name = target_name or section.target or loaded.gate.target
-    target = load_target(name)
-    teacher = require_file(teacher, "teacher", hint="pass the trained teacher .pt (or .onnx)")
-    data_path = require_file(data_path, "dataset", hint="pass the data.npz (or data.json) to train on")
-    ssh = None
-    if (host or target.host) != "local":
-        from edgekd.remote.ssh import SshOptions
-
-        ssh = SshOptions(known_hosts=known_hosts, identity=identity)
-    doc, student = run_search_and_distill(
-        section, distill, teacher=teacher, data=data_path, target=target, out_dir=out_dir,
-        host=host, threads=threads, ssh=ssh, remote_python=remote_python, log=output.log,
-    )  # fmt: skip
-    if output.tables:
-        print_search(doc, console=output.console())
-    output.result(doc, [out_dir / "search.json", out_dir / "search.html", student])
-    return doc
+    return section, distill, section.target or loaded.gate.target
 
 
 def _default_recipe(recipe_type: Any, overrides: tuple[str, ...]) -> Any:
@@ -152,4 +123,4 @@ def _default_recipe(recipe_type: Any, overrides: tuple[str, ...]) -> Any:
     return from_dict(recipe_type, apply_overrides({}, list(overrides)))
 
 
-__all__ = ["parse_grid", "run_search_and_distill", "search_command"]
+__all__ = ["parse_grid", "run_search_and_distill", "search_settings"]

@@ -285,7 +285,7 @@ def test_the_cli_refuses_a_stale_index_in_one_line(tmp_path):
 def test_distill_data_takes_a_data_index(tmp_path):
     """``edgekd distill --data`` accepts the ``data.json`` an earlier run's data stage wrote
     (grayscale pixels [1, S, S] fit a recipe's data.input_shape [3, S, S]), and says so."""
-    from edgekd.cli.distill import _checked_data
+    from edgekd.api.distill_recipe import _checked_data
 
     index = write_image_index(write_image_folder(tmp_path / "img", per_class=8), tmp_path / "run")
     assert _checked_data(index, [3, 16, 16], ()) == index

@@ -115,7 +115,7 @@ def test_a_deploy_that_fails_after_building_keeps_no_build(
 ) -> None:
     """Builds are real files at the destination: a failed command (exit 2) removes them, as it
     removes every other file it wrote; a finished deploy keeps them (tests/deploy/test_deploy.py)."""
-    import edgekd.deploy.run as deploy_run
+    from edgekd.deploy import run as deploy_run  # (edgekd.deploy is also the public function)
 
     def measuring_fails(*_args, **_kwargs):
         raise ConfigError("measuring failed")

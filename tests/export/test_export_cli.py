@@ -119,7 +119,9 @@ def test_a_failed_later_stage_restores_the_previous_export(tmp_path, inputs, mon
     def broken_compile(*_args, **_kwargs):
         raise ExportError("OpenVINO CPU plugin cannot compile the IR: simulated")
 
-    monkeypatch.setattr("edgekd.export.openvino_export.compile_cpu", broken_compile)
+    from edgekd.export import openvino_export  # (edgekd.export is also the public function)
+
+    monkeypatch.setattr(openvino_export, "compile_cpu", broken_compile)
     retrained = out.parent / "student.pt"  # same stem, other weights: every output file would change
     retrained.write_bytes((inputs / "retrained.pt").read_bytes())
     code, output = _export(retrained, inputs / "data.npz", out, "-q")

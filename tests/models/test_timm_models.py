@@ -1,7 +1,8 @@
-"""timm models: built without downloads, started from local weights files only (weights_only).
+"""timm models: built without downloads, started from local weights files (weights_only).
 
 The networks are timm's own tiny test members (``test_efficientnet``, ``test_convnext``), so
-each test builds and saves them in well under a second.
+each test builds and saves them in well under a second. Weights from the hub and its cache
+(``pretrained: true/auto``) are tested in ``test_pretrained_hub.py``.
 """
 
 from __future__ import annotations
@@ -150,12 +151,21 @@ def test_unknown_timm_name_suggests(name: str, expected: str) -> None:
     assert "\n" not in line and len(line) < 300
 
 
-@pytest.mark.parametrize("key", ["pretrained", "checkpoint_path"])
-def test_timm_is_never_asked_to_fetch_or_load_weights(key: str) -> None:
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("checkpoint_path", "w.pth"),
+        ("cache_dir", "/tmp/hub"),
+        ("pretrained_cfg", {"file": "w.pth"}),
+        ("pretrained_cfg_overlay", {"url": "https://example.com/w.pth"}),
+    ],
+)
+def test_timm_arguments_that_name_files_are_refused(key: str, value: object) -> None:
     with pytest.raises(ConfigError) as info:
-        create_model("timm:test_efficientnet", 4, 3, **{key: True if key == "pretrained" else "w.pth"})
-    assert f"{key!r} is not supported" in info.value.one_line()
-    assert "set pretrained_path" in info.value.one_line()
+        create_model("timm:test_efficientnet", 4, 3, pretrained=True, **{key: value})
+    line = info.value.one_line()
+    assert f"{key!r} is not supported" in line
+    assert "set pretrained: true" in line and "pretrained_path" in line
 
 
 def test_cli_reports_mismatched_weights_in_one_line_before_any_work(tmp_path: Path) -> None:
