@@ -1,8 +1,10 @@
 """Optional dependencies, imported when a feature first needs them.
 
-edgekd installs without h5py, Pillow, onnxruntime or safetensors; each is needed by one kind of
-input only (a RadioML 2018 file, an image folder, an ONNX teacher, ``.safetensors`` weights).
-A missing one is one clear line naming what needed it and how to install it, not a traceback.
+Some modules are needed by one kind of input only: h5py (a RadioML 2018 file), Pillow (an image
+folder), onnxruntime (an ONNX teacher), safetensors (``.safetensors`` weights, which comes with
+the ``vision`` extra's timm). They are imported on first use, so an install that lacks one (a
+trimmed device image, a package removed by hand) still runs everything else, and a missing one
+is one clear line naming what needed it and how to install it, not a traceback.
 This module imports nothing from edgekd but the error type, so any layer can use it.
 """
 
