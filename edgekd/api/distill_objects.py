@@ -25,8 +25,8 @@ def _configs(explicit: dict[str, Any], splits: inputs.Splits, train_options: dic
     kd = dict(kd_options)
     kd.update({k: explicit[k] for k in ("loss", "temperature", "alpha") if explicit[k] is not None})
     train = dict(train_options)
-    if splits.batch_size is not None:  # a DataLoader's batch size, unless batch_size= says otherwise
-        train.setdefault("batch_size", splits.batch_size)
+    for key, value in splits.loader.items():  # a DataLoader's settings, unless the arguments say otherwise
+        train.setdefault(key, value)
     keys = ("epochs", "batch_size", "lr", "device", "seed")
     train.update({k: explicit[k] for k in keys if explicit[k] is not None})
     return from_dict(TrainConfig, train, "train_options"), from_dict(KDConfig, kd, "kd_options")

@@ -25,12 +25,13 @@ def is_path(value: Any) -> bool:
 @dataclasses.dataclass
 class Splits:
     """Training data as edgekd datasets: ``train`` and ``val`` (map-style), the file they came
-    from (None for the user's own datasets), and the batch size a DataLoader asked for."""
+    from (None for the user's own datasets), and what a DataLoader asked for (batch_size,
+    num_workers) as training settings."""
 
     train: Any
     val: Any
     path: Path | None = None
-    batch_size: int | None = None
+    loader: dict[str, int] = dataclasses.field(default_factory=dict)
 
 
 def open_file(path: PathLike, what: str = "dataset") -> Any:
@@ -59,9 +60,9 @@ def training_splits(train: Any, val: Any, class_names: Any = None) -> Splits:
         )
     from edgekd.data.torch_dataset import as_torch_datasets, unwrap_loader
 
-    batch_size = unwrap_loader(train, "train")[1]
+    loader = unwrap_loader(train, "train")[1]
     wrapped = as_torch_datasets({"train": train, "val": val}, class_names)
-    return Splits(wrapped["train"], wrapped["val"], batch_size=batch_size)
+    return Splits(wrapped["train"], wrapped["val"], loader=loader)
 
 
 def evaluation_data(data: Any, name: str, class_names: Any = None) -> tuple[Any, Path | None]:

@@ -169,14 +169,17 @@ class TorchDataset(MapDataset):
         return out
 
 
-def unwrap_loader(data: Any, name: str) -> tuple[Any, int | None]:
-    """``(dataset, batch_size)`` of a DataLoader (``(data, None)`` otherwise); an iterable-style
-    dataset is refused: edgekd reads samples by index (cache, calibration, resume)."""
+def unwrap_loader(data: Any, name: str) -> tuple[Any, dict[str, int]]:
+    """``(dataset, settings)`` of a DataLoader, its ``batch_size`` and ``num_workers`` as
+    training settings (``(data, {})`` otherwise); an iterable-style dataset is refused: edgekd
+    reads samples by index (teacher cache, calibration, exact resume), and shuffles itself."""
+    settings: dict[str, int] = {}
     if isinstance(data, DataLoader):
-        batch_size = data.batch_size
+        if data.batch_size is not None:
+            settings["batch_size"] = data.batch_size
+        if data.num_workers:
+            settings["num_workers"] = data.num_workers
         data = data.dataset
-    else:
-        batch_size = None
     if isinstance(data, IterableDataset):
         raise ConfigError(
             f"{name} is an IterableDataset; edgekd needs a map-style dataset (len() and ds[i])",
@@ -187,7 +190,7 @@ def unwrap_loader(data: Any, name: str) -> tuple[Any, int | None]:
             f"{name} is a {type(data).__name__}, not a dataset",
             hint="pass a torch Dataset, a DataLoader, or a data file (.npz, data.json)",
         )
-    return data, batch_size
+    return data, settings
 
 
 def as_torch_datasets(

@@ -158,3 +158,16 @@ def test_quantize_and_bench_take_the_callers_dataset(tmp_path: Path) -> None:
     assert entries["onnxruntime/int8"]["status"] == "ok", entries
     assert report.document["reference"] == "onnxruntime/fp32"
     assert entries["onnxruntime/fp32"]["params"] > 0  # counted on the ONNX graph
+
+
+def test_a_dataloaders_batch_size_and_workers_become_training_settings() -> None:
+    from edgekd.api import inputs
+    from edgekd.api.distill_objects import _configs
+
+    loader = DataLoader(Counting(40), batch_size=8, num_workers=2)
+    splits = inputs.training_splits(loader, Counting(8, seed=1))
+    explicit = dict.fromkeys(("loss", "temperature", "alpha", "epochs", "batch_size", "lr", "device", "seed"))
+    train_cfg, _kd = _configs(explicit, splits, {}, {})
+    assert (train_cfg.batch_size, train_cfg.num_workers) == (8, 2)
+    train_cfg, _kd = _configs({**explicit, "batch_size": 16}, splits, {}, {})
+    assert train_cfg.batch_size == 16  # the argument wins over the loader
