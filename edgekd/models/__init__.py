@@ -4,7 +4,8 @@ Layers, each importing only those below it (tests/models/test_import_graph.py ho
 ``registry`` (MODELS) and ``weights`` (weight files) are leaves; the zoo modules register
 themselves in ``registry``; ``ensemble`` is the network only; ``timm_hub`` (the hub cache and
 whether it can be reached) under ``timm_models`` (timm networks, ``pretrained: true/auto``);
-``factory`` builds any model (importing the zoo); ``checkpoint`` rebuilds through the factory; ``teacher`` opens teachers.
+``factory`` builds any model (importing the zoo); ``checkpoint`` rebuilds through the
+factory; ``teacher`` opens teachers.
 
 The names below import torch when first used; ``edgekd.models.trust`` (the rule that a file
 never chooses code to run) does not, so the CLI root can use it before any command.
