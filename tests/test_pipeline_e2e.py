@@ -168,7 +168,7 @@ def test_quantize_takes_the_agreement_bar_from_the_command_line(demo_run, tmp_pa
 
     seen = []
     monkeypatch.setattr(
-        quantize_stage, "stage_quantize", lambda model, data, cfg, out, log, threads: seen.append(cfg)
+        quantize_stage, "stage_quantize", lambda model, data, cfg, out, log, **_settings: seen.append(cfg)
     )
     runner = CliRunner()
     out = tmp_path / "x.int8.onnx"

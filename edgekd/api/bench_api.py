@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from edgekd.api.distill_api import with_thread_policy
 from edgekd.api.results import BenchReport
 from edgekd.errors import ConfigError, EdgeKDError
 
@@ -118,6 +119,7 @@ def _run_bench(models: list[str], data: Any, out_dir: Path, *, log: Any, **param
         raise
 
 
+@with_thread_policy
 def bench(
     models: str | Path | list[str | Path] | dict[str, str | Path],
     *,

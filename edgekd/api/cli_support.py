@@ -1,6 +1,7 @@
 """What the command line needs beside the API verbs: process-level plumbing, not work.
 
-Version lines, the scope of trusted modules, verbosity, the journal that undoes a failed
+The thread policy (applied before torch is imported), version lines, the scope of trusted
+modules, verbosity, the journal that undoes a failed
 command's writes, JSON encoding and artifact summaries. Not exported from :mod:`edgekd`:
 library callers get the same behaviour from the verbs themselves.
 """
@@ -13,6 +14,7 @@ from typing import Any
 from edgekd.artifacts import json_default, library_versions, read_manifest, rollback_on_failure
 from edgekd.config import dump_yaml
 from edgekd.models.trust import trusted_code
+from edgekd.runtime.threads import apply_thread_policy
 from edgekd.verbosity import is_verbose, set_verbose
 
 
@@ -28,6 +30,7 @@ def artifact_summary(path: Path) -> dict[str, Any]:
 
 
 __all__ = [
+    "apply_thread_policy",
     "artifact_summary",
     "dump_yaml",
     "is_verbose",

@@ -2,18 +2,35 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from edgekd.api import inputs
 from edgekd.api.results import DistillResult
 from edgekd.errors import ConfigError
 
 Log = Callable[[str], None]
+P = ParamSpec("P")
+R = TypeVar("R")
 _logger = logging.getLogger("edgekd")
+
+
+def with_thread_policy(verb: Callable[P, R]) -> Callable[P, R]:
+    """Apply edgekd's thread policy (:mod:`edgekd.runtime.threads`) when a verb is called: a
+    library caller gets the same manners on a shared machine as the command line."""
+
+    @functools.wraps(verb)
+    def call(*args: P.args, **kwargs: P.kwargs) -> R:
+        from edgekd.runtime.threads import apply_thread_policy
+
+        apply_thread_policy()
+        return verb(*args, **kwargs)
+
+    return call
 
 
 def default_log(log: Log | None) -> Log:
@@ -21,6 +38,7 @@ def default_log(log: Log | None) -> Log:
     return log if log is not None else _logger.info
 
 
+@with_thread_policy
 def distill(
     teacher: Any = None,
     student: Any = None,
@@ -54,7 +72,8 @@ def distill(
         teacher: an ``nn.Module`` (frozen, used as it is), an edgekd checkpoint or an ONNX file
             (run as a black box: logit losses only), or a registry name such as
             ``"edgekd:resnet1d"`` / ``"timm:convnextv2_tiny"``, trained here first on ``train``
-            for ``teacher_epochs`` (default ``epochs``).
+            for ``teacher_epochs`` (default ``epochs``). None with ``loss="ce"``: the student
+            trained alone on the labels, the baseline KD is measured against.
         student: an ``nn.Module`` (trained in place), a registry name (built for the data's
             frames and classes, with ``student_kwargs``) or an edgekd checkpoint to continue from.
         train, val: map-style datasets yielding ``(x, y)`` or ``(x, y, extras)``, or DataLoaders
@@ -170,4 +189,4 @@ def _from_recipe(
     )
 
 
-__all__ = ["default_log", "distill", "recipe_overrides"]
+__all__ = ["default_log", "distill", "recipe_overrides", "with_thread_policy"]

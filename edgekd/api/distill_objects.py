@@ -62,8 +62,9 @@ def _teacher(
     log: Any,
     progress: bool,
 ) -> tuple[Any, Path | None]:
-    """The teacher (an nn.Module or an ONNX teacher) and its file; a name is trained here first."""
-    if isinstance(teacher, nn.Module):
+    """The teacher (an nn.Module or an ONNX teacher) and its file; a name is trained here first;
+    None (the student trains alone) stays None."""
+    if teacher is None or isinstance(teacher, nn.Module):
         return teacher, None
     if not isinstance(teacher, (str, Path)):
         raise ConfigError(
@@ -137,12 +138,16 @@ def distill_objects(
     """See :func:`edgekd.api.distill_api.distill` (no ``config``)."""
     from edgekd.artifacts import ensure_dir
     from edgekd.distill.train import distill as train_distill
-    from edgekd.distill.train import evaluate_model
     from edgekd.models.complexity import count_params
 
-    if teacher is None or student is None:
+    if student is None:
         raise ConfigError("distill needs teacher= and student=", hint="or pass config= (a recipe)")
     train_cfg, kd = _configs(explicit, splits, train_options, kd_options)
+    if teacher is None and kd.needs_teacher:
+        raise ConfigError(
+            f"distill needs teacher= for the objective {kd.describe()}",
+            hint="pass a teacher, loss='ce' to train the student alone on its labels, or config= (a recipe)",
+        )
     if out is not None:
         ensure_dir(out)  # removed again if the call fails before writing into it
     model, name = _student(student, splits, student_kwargs, train_cfg.seed)
@@ -160,7 +165,7 @@ def distill_objects(
         cache_dir=out / "teacher_cache" if out else None,
         progress=progress,
     )
-    teacher_acc = evaluate_model(teacher_model, splits.val)
+    teacher_acc = _report_teacher(teacher_model, splits.val, result.best_val_accuracy, kd, log)
     metrics = {
         "val_accuracy": result.best_val_accuracy,
         "best_epoch": result.best_epoch,
@@ -168,6 +173,8 @@ def distill_objects(
         "params": count_params(model),
         "history": result.history,
     }
+    if teacher_model is None:
+        del metrics["teacher_val_accuracy"]  # no teacher: no figure (a NaN is no JSON)
     checkpoint = None
     if out is not None:
         checkpoint = out / "student.pt"
@@ -184,6 +191,20 @@ def distill_objects(
         out_dir=out,
         data=splits.path,
     )
+
+
+def _report_teacher(teacher: Any, val: Any, student_acc: float, kd: Any, log: Any) -> float:
+    """The teacher's val accuracy (NaN without a teacher), logged beside the student's with a
+    warning when a distilled student ends within noise of it or above it."""
+    if teacher is None:
+        return float("nan")
+    from edgekd.distill.reporting import teacher_comparison
+    from edgekd.distill.train import evaluate_model
+
+    acc = evaluate_model(teacher, val)
+    for line in teacher_comparison(student_acc, acc, len(val), distilled=kd.needs_teacher):
+        log(f"distill: {line}")
+    return acc
 
 
 __all__ = ["distill_objects"]

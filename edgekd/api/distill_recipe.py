@@ -63,7 +63,7 @@ def distill_recipe(
     if teacher_path is not None:
         cfg.teacher.checkpoint = str(teacher_path.resolve())
     # The models build, the teacher file opens: before anything is created or trained.
-    checked = preflight_training(cfg)
+    checked = preflight_training(cfg, qat=qat)
     out = out or Path("runs") / cfg.name
     # A given dataset is checked before anything is created or trained.
     given = None if data_path is None else _checked_data(data_path, cfg.data.input_shape, checked.data_checks)

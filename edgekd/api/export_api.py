@@ -8,11 +8,12 @@ from typing import Any
 import numpy as np
 
 from edgekd.api import inputs
-from edgekd.api.distill_api import Log, default_log
+from edgekd.api.distill_api import Log, default_log, with_thread_policy
 from edgekd.api.results import ExportResult
 from edgekd.errors import ConfigError, ShapeError
 
 
+@with_thread_policy
 def export(
     model: Any,
     *,

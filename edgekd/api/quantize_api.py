@@ -6,12 +6,13 @@ from pathlib import Path
 from typing import Any
 
 from edgekd.api import inputs
-from edgekd.api.distill_api import Log, default_log
+from edgekd.api.distill_api import Log, default_log, with_thread_policy
 from edgekd.api.results import QuantizeResult
 
 SNR_RECIPE, PLAIN_RECIPE = "modrec-stratified-snr", "random-256"
 
 
+@with_thread_policy
 def quantize(
     model: str | Path,
     *,
@@ -92,7 +93,7 @@ def quantize(
             dataset=dataset,
             validation=judged,
         )
-    manifest = read_manifest(out_path)
+    manifest = read_manifest(out_path, required=False)
     metrics = manifest.get("metrics") or {}
     return QuantizeResult(
         path=out_path, kind=manifest.get("kind", ""), accuracy=metrics.get("accuracy") or {}, report=metrics

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from edgekd.api.distill_api import Log, default_log
+from edgekd.api.distill_api import Log, default_log, with_thread_policy
 from edgekd.api.results import BenchReport, RunResult, verdict_of
 
 
@@ -23,6 +23,7 @@ def _ssh(host: str | None, target: Any, known_hosts: Any, identity: Any) -> Any:
     )
 
 
+@with_thread_policy
 def run(
     recipe: str | Path,
     *,
@@ -73,6 +74,7 @@ class DeployResult:
         print_deploy(self.document, console=console)
 
 
+@with_thread_policy
 def deploy(
     student: str | Path,
     *,
@@ -143,6 +145,7 @@ class SearchResult:
         print_search(self.document, console=console)
 
 
+@with_thread_policy
 def search(
     teacher: str | Path,
     *,
@@ -185,6 +188,7 @@ def search(
     return SearchResult(doc, student, Path(out))
 
 
+@with_thread_policy
 def qat(
     student: str | Path,
     *,

@@ -149,7 +149,7 @@ def cli(ctx: click.Context, debug: bool, trust_modules: tuple[str, ...]) -> None
 
 
 def main(argv: list[str] | None = None) -> None:
-    from edgekd.runtime.threads import apply_thread_policy  # standard library only
+    from edgekd.api.cli_support import apply_thread_policy  # imports neither numpy nor torch
 
     # Before any command imports torch: its OpenMP threads read the wait policy only once.
     apply_thread_policy()

@@ -37,19 +37,18 @@ WORKERS_ENV = "EDGEKD_NUM_WORKERS"
 
 
 def available_cores() -> int:
-    """CPU cores this process may run on (its affinity mask; the machine's count elsewhere)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
+    """CPU cores this process may run on: its affinity mask capped by a cgroup CPU quota."""
+    from edgekd.runtime.threads import usable_cores
+
+    return usable_cores()
 
 
 def resolve_workers(workers: int | str | None, dataset: Any) -> int:
     """DataLoader worker processes for ``dataset``: an int as given (>= 0), or "auto"/None:
     0 for a dataset held in memory (slicing beats any worker), else the environment's
-    ``EDGEKD_NUM_WORKERS`` when set (a container whose CPU quota is below its visible cores;
-    the test suite, which keeps workers out of its own process), else one per core up to
-    :data:`MAX_AUTO_WORKERS`."""
+    ``EDGEKD_NUM_WORKERS`` when set (the test suite, which keeps workers out of its own
+    process), else one per usable core (affinity and cgroup quota: :func:`available_cores`)
+    up to :data:`MAX_AUTO_WORKERS`."""
     if workers not in (None, "auto"):
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
             raise ConfigError(

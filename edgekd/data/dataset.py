@@ -10,6 +10,7 @@ are never loaded, and the arrays go through :func:`edgekd.data.validate.validate
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import os
 import zipfile
@@ -25,7 +26,20 @@ from edgekd.errors import ConfigError, InputFileError
 
 SPLITS = SPLIT_NAMES
 NPZ_KEYS = ("x", "y", "class_names", "snr", "split")
-NPZ_HINT = "an edgekd dataset npz holds x [N, C, L] and y [N] (and optionally class_names, snr, split)"
+NPZ_HINT = (
+    "an edgekd dataset npz holds x [N, C, L] and y [N]; split [N] (0 train, 1 val, 2 test) too for "
+    "distill and run; class_names [K] (else '0'..'K-1') and snr [N] optionally"
+)
+# Names other tools give the arrays of NPZ_KEYS (RadioML's X/Y/Z, scikit-learn's data/target...),
+# so a refusal can say which array to rename. Checked case-insensitively, after an exact
+# case-insensitive match and before a spelling match.
+NEAR_MISSES = {
+    "x": ("data", "frames", "inputs", "input", "samples", "signals", "iq", "x_train", "features", "images"),
+    "y": ("labels", "label", "targets", "target", "y_train", "classes", "class_ids", "lbl"),
+    "class_names": ("classes", "names", "labels", "label_names", "target_names", "mods", "modulations"),
+    "snr": ("snrs", "z"),
+    "split": ("splits", "fold", "subset", "partition"),
+}
 # What a damaged zip or .npy member raises from zipfile, zlib or numpy's header parser.
 _UNREADABLE = (
     zipfile.BadZipFile,
@@ -217,13 +231,94 @@ def read_npz_arrays(path: Path, where: str) -> dict[str, np.ndarray]:
         raise InputFileError(f"{where} is not a readable npz file: {exc}", hint=NPZ_HINT) from None
 
 
+Header = tuple[tuple[int, ...], np.dtype]
+
+
+def _header(handle: Any) -> Header | None:
+    """(shape, dtype) of the .npy data at ``handle``, None when its header does not read."""
+    try:
+        shape, _, dtype = npy_header(handle, "", "")
+    except (*_UNREADABLE, InputFileError):
+        return None
+    return shape, dtype
+
+
+def _member_headers(path: Path) -> dict[str, Header | None]:
+    """Name -> (shape, dtype) of every .npy array of an npz (or of a folder of .npy files), from
+    the headers alone; None for a member whose header does not read."""
+    out: dict[str, Header | None] = {}
+    try:
+        if path.is_dir():
+            for file in sorted(path.glob("*.npy")):
+                with open(file, "rb") as handle:
+                    out[file.stem] = _header(handle)
+            return out
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                if info.filename.endswith(".npy"):
+                    with archive.open(info) as handle:
+                        out[info.filename[:-4]] = _header(handle)
+    except _UNREADABLE:
+        pass  # the names read so far still help the message
+    return out
+
+
+def _fits(key: str, header: Header | None) -> bool:
+    """Whether an array of this header could be the NPZ_KEYS array ``key`` (unknown: yes)."""
+    if header is None:
+        return True
+    shape, dtype = header
+    if key == "class_names":
+        return dtype.kind in "US" and len(shape) == 1
+    numeric = dtype.kind in "biuf" and dtype.fields is None
+    ndims = {"x": (3, 4), "y": (1, 2), "snr": (1, 2), "split": (1,)}[key]
+    return numeric and len(shape) in ndims
+
+
+def near_miss(key: str, headers: dict[str, Header | None]) -> str | None:
+    """The array of ``headers`` most likely meant as NPZ_KEYS array ``key``: the same name in
+    another case ('X'), a name other tools use ('labels', 'data'), or a close spelling; only
+    arrays of a fitting kind and rank (class names are strings, frames [N, C, ...])."""
+    free = [name for name in headers if name not in NPZ_KEYS and _fits(key, headers[name])]
+    lowered = {name.lower(): name for name in free}
+    if key in lowered:
+        return lowered[key]
+    for alias in NEAR_MISSES[key]:
+        if alias in lowered:
+            return lowered[alias]
+    close = difflib.get_close_matches(key, list(lowered), n=1, cutoff=0.75)
+    return lowered[close[0]] if close else None
+
+
+def class_names_near_miss(path: Path) -> str | None:
+    """The array of an npz or .npy folder without ``class_names`` that looks like them
+    ('classes', 'mods', ...: 1-D strings), for the warning that names the classes by number."""
+    return near_miss("class_names", _member_headers(path))
+
+
+def missing_arrays_note(path: Path, missing: list[str]) -> str:
+    """What to add to a "lacks array(s)" line: the arrays the file does hold, and which to
+    rename (``"; it holds 'X', 'classes': rename 'X' to 'x'"``); reads headers only."""
+    headers = _member_headers(path)
+    if not headers:
+        return "; it holds no .npy arrays"
+    names = sorted(headers)
+    shown = ", ".join(repr(n) for n in names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
+    renames = [(near_miss(key, headers), key) for key in missing]
+    fixes = ", ".join(f"{old!r} to {new!r}" for old, new in renames if old is not None)
+    return f"; it holds {shown}" + (f": rename {fixes}" if fixes else "")
+
+
 def load_npz(path: str | os.PathLike[str]) -> ArrayDataset:
     """Read and check a dataset written by :meth:`ArrayDataset.save_npz` (or by hand with the same keys).
 
     Required keys: ``x`` [N, C, L] or [N, C, H, W] and ``y`` [N] (class ids; one-hot [N, K] is
-    accepted); optional ``class_names`` [K], ``snr`` [N] (dB), ``split`` [N] (0/1/2).
+    accepted); optional ``class_names`` [K] (without it the classes are named '0'..'K-1', with
+    one warning line), ``snr`` [N] (dB), ``split`` [N] (0/1/2: training needs it, see
+    :func:`edgekd.data.validate.check_splits`; a file without it is scored whole).
     Raises InputFileError naming the file and the array for anything
-    :func:`edgekd.data.validate.validate_arrays` refuses.
+    :func:`edgekd.data.validate.validate_arrays` refuses; a missing ``x`` or ``y`` names the
+    arrays the file holds and the one to rename (``'X'`` to ``'x'``).
     """
     path = Path(path)
     if not path.is_file():
@@ -232,7 +327,9 @@ def load_npz(path: str | os.PathLike[str]) -> ArrayDataset:
     arrays = read_npz_arrays(path, where)
     missing = [key for key in ("x", "y") if key not in arrays]
     if missing:
-        raise InputFileError(f"{where} lacks array(s) {', '.join(missing)}", hint=NPZ_HINT)
+        note = missing_arrays_note(path, missing)
+        raise InputFileError(f"{where} lacks array(s) {', '.join(missing)}{note}", hint=NPZ_HINT)
+    names_near_miss = None if "class_names" in arrays else class_names_near_miss(path)
     return validate_arrays(
         arrays["x"],
         arrays["y"],
@@ -240,4 +337,5 @@ def load_npz(path: str | os.PathLike[str]) -> ArrayDataset:
         class_names=arrays.get("class_names"),
         snr=arrays.get("snr"),
         split=arrays.get("split"),
+        names_near_miss=names_near_miss,
     )

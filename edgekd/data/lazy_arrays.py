@@ -31,14 +31,25 @@ from typing import Any
 
 import numpy as np
 
-from edgekd.data.dataset import _UNREADABLE, NPZ_HINT, NPZ_KEYS, _read_member, npy_header
+from edgekd.data.dataset import (
+    _UNREADABLE,
+    NPZ_HINT,
+    NPZ_KEYS,
+    _read_member,
+    class_names_near_miss,
+    missing_arrays_note,
+    npy_header,
+)
 from edgekd.data.mapstyle import Augment, MapDataset
 from edgekd.data.validate import check_finite, check_frame_layout, validate_labels
 from edgekd.errors import InputFileError
 
 ZIP_LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")  # zipfile.structFileHeader: 30 bytes
 ZIP_LOCAL_SIGNATURE = b"PK\x03\x04"
-FOLDER_HINT = "a dataset folder holds x.npy [N, C, L] and y.npy [N] (optionally class_names, snr, split)"
+FOLDER_HINT = (
+    "a dataset folder holds x.npy [N, C, L] and y.npy [N]; split.npy too for distill and run; "
+    "class_names.npy and snr.npy optionally"
+)
 
 
 class CompressedArrayError(InputFileError):
@@ -144,7 +155,8 @@ def _npy_file(path: Path, key: str, where: str) -> Any:
 def _open_folder(folder: Path, where: str) -> tuple[MappedArray, dict[str, np.ndarray]]:
     for key in ("x", "y"):
         if not (folder / f"{key}.npy").is_file():
-            raise InputFileError(f"{where} lacks {key}.npy", hint=FOLDER_HINT)
+            note = missing_arrays_note(folder, [key])
+            raise InputFileError(f"{where} lacks {key}.npy{note}", hint=FOLDER_HINT)
     x_path = folder / "x.npy"
     try:
         with open(x_path, "rb") as handle:
@@ -167,8 +179,9 @@ def _open_npz(path: Path, where: str) -> tuple[MappedArray, dict[str, np.ndarray
     x = locate_npz_member(path, "x", where)
     meta = _npz_labels(path, where)
     if x is None or "y" not in meta:
-        missing = ", ".join(k for k, v in (("x", x), ("y", meta.get("y"))) if v is None)
-        raise InputFileError(f"{where} lacks array(s) {missing}", hint=NPZ_HINT)
+        missing = [k for k, v in (("x", x), ("y", meta.get("y"))) if v is None]
+        note = missing_arrays_note(path, missing)
+        raise InputFileError(f"{where} lacks array(s) {', '.join(missing)}{note}", hint=NPZ_HINT)
     return x, meta
 
 
@@ -218,6 +231,7 @@ class ArrayFileDataset(MapDataset):
             class_names=meta.get("class_names"),
             snr=meta.get("snr"),
             split=meta.get("split"),
+            names_near_miss=None if "class_names" in meta else class_names_near_miss(self.path),
         )
         super().__init__(
             rows=np.arange(len(x)),

@@ -16,6 +16,7 @@ grows with the data; that costs about 0.1 s per GB of frames.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from typing import TYPE_CHECKING, Any
@@ -34,6 +35,10 @@ FRAMES_HINT = "frames are real numbers: float32 x [N, C, L] (IQ) or [N, C, H, W]
 _INT16 = np.iinfo(np.int16)
 # Classes implied by the largest label when a file names none: beyond this a label is garbage.
 MAX_UNNAMED_CLASSES = 100_000
+_log = logging.getLogger("edgekd.data")
+# Sources already told that their classes are named by number: a run opens its data several
+# times (data stage, teacher, student, export...), and one line says it.
+_unnamed_told: set[str] = set()
 
 
 def physical_memory() -> int | None:
@@ -243,6 +248,21 @@ def split_codes(split: Any, n: int, where: str) -> np.ndarray:
     return codes.astype(np.int8)
 
 
+def warn_unnamed_classes(where: str, count: int, near_miss: str | None = None) -> None:
+    """One warning line per source and process: ``where`` names no classes, so they are called
+    '0'..'K-1' (reports, checkpoints and an ONNX teacher's class check then see those names).
+    ``near_miss``: an array of the file that looks like the class names, to rename."""
+    if where in _unnamed_told:
+        return
+    _unnamed_told.add(where)
+    fix = (
+        f"rename its array {near_miss!r} to 'class_names'"
+        if near_miss
+        else f"add a class_names array of {count} strings, in label order"
+    )
+    _log.warning("%s has no class_names: its classes are named '0'..'%d' (fix: %s)", where, count - 1, fix)
+
+
 def validate_labels(
     n: int,
     y: Any,
@@ -251,11 +271,14 @@ def validate_labels(
     class_names: Any = None,
     snr: Any = None,
     split: Any = None,
+    names_near_miss: str | None = None,
 ) -> tuple[np.ndarray, list[str], np.ndarray | None, np.ndarray | None]:
     """Check the per-frame metadata of ``n`` frames read from ``where``; reads no frame.
 
     Returns ``(y int64 [n], class names [K], snr int16 [n] | None, split int8 [n] | None)``;
-    the arguments are as in :func:`validate_arrays`. Lazy datasets call this when they are
+    the arguments are as in :func:`validate_arrays`. Without ``class_names`` the classes are
+    named '0'..'K-1' and one warning line says so (naming ``names_near_miss``, an array of
+    the file that looks like the names, when given). Lazy datasets call this when they are
     opened and check the frames themselves as they are read.
     """
     labels, width = class_labels(y, n, where)
@@ -279,7 +302,9 @@ def validate_labels(
     snr_codes = None if snr is None else snr_labels(snr, n, where)
     split_code = None if split is None else split_codes(split, n, where)
     check_class_count(count, where)
-    names = names if names is not None else [str(i) for i in range(count)]
+    if names is None:
+        warn_unnamed_classes(where, count, names_near_miss)
+        names = [str(i) for i in range(count)]
     return labels, names, snr_codes, split_code
 
 
@@ -292,8 +317,10 @@ def validate_arrays(x: Any, y: Any, *, where: str, **labels: Any) -> ArrayDatase
         y: class ids [N] (whole numbers >= 0) or one-hot rows [N, K].
         where: what the arrays came from, e.g. ``"dataset runs/kd/data.npz"``; starts every message.
         labels: the optional per-frame metadata of :func:`validate_labels`: ``class_names``
-            ([K] strings; default ``"0".."K-1"`` from the labels; labels must be < K, K >= 2),
-            ``snr`` ([N] or [N, 1] SNR labels in dB, whole numbers), ``split`` ([N] codes 0/1/2).
+            ([K] strings; default ``"0".."K-1"`` from the labels, with one warning line;
+            labels must be < K, K >= 2),
+            ``snr`` ([N] or [N, 1] SNR labels in dB, whole numbers), ``split`` ([N] codes 0/1/2),
+            ``names_near_miss`` (for the warning when there are no class names).
     """
     from edgekd.data.dataset import ArrayDataset
 
@@ -322,7 +349,13 @@ def check_splits(dataset: ArrayDataset, where: str, hint: str) -> None:
     ``hint`` says how to fix the source (which recipe option or array to change).
     """
     if dataset.split is None:
-        raise InputFileError(f"{where} has no split labels", hint="add split (0 train, 1 val, 2 test)")
+        # Assigned here, a split would differ between the stages that reopen a file (and bench,
+        # quantize and export score a file without one whole): the file carries it instead.
+        raise InputFileError(
+            f"{where} has no split labels; training needs them",
+            hint="add a split array [N] (0 train, 1 val, 2 test); edgekd.data.splits.assign_splits(y, snr) "
+            "draws a seeded one stratified by class and SNR",
+        )
     counts = np.bincount(dataset.split, minlength=len(SPLIT_NAMES))
     for code, name in enumerate(SPLIT_NAMES):
         if counts[code] == 0:

@@ -186,12 +186,32 @@ def _finite(data: Any) -> bool:
 
 
 @contextlib.contextmanager
-def cpu_threads(num_threads: int | None) -> Iterator[None]:
-    """Use ``num_threads`` torch CPU threads for the duration of a run, then restore."""
+def cpu_threads(num_threads: int | None, *, deterministic: bool = False) -> Iterator[None]:
+    """Use ``num_threads`` torch CPU threads for the duration of a run, then restore.
+
+    ``num_threads`` None: edgekd's default count, fitted before every optimizer step (at most
+    once a second) to the cores other processes leave free
+    (:class:`edgekd.runtime.threads.ThreadGovernor`), unless the user fixed the count with
+    ``OMP_NUM_THREADS`` or ``deterministic`` asks for results that do not depend on the
+    machine's load (a float sum's order follows the thread count).
+    """
+    from edgekd.runtime.threads import torch_thread_governor
+
     previous = torch.get_num_threads()
     if num_threads:
         torch.set_num_threads(num_threads)
+    governor = None if num_threads or deterministic else torch_thread_governor(torch)
+    hook = None
+    if governor is not None:
+        from torch.optim.optimizer import register_optimizer_step_pre_hook
+
+        def look(*_: Any) -> None:  # a pre-step hook returns None: the step's arguments stay
+            governor.tick()
+
+        hook = register_optimizer_step_pre_hook(look)
     try:
         yield
     finally:
+        if hook is not None:
+            hook.remove()
         torch.set_num_threads(previous)

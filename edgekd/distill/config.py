@@ -18,8 +18,18 @@ Recipe form (every key optional)::
           - {name: fitnet, student: [features.1], teacher: [stages.1]}
           - {name: ofa, student: [features.0, features.1]}
       train: {epochs: 10, schedule: cosine, warmup_epochs: 1, ema: 0.999, amp: auto,
-              early_stop_patience: 5, checkpoint_every: 200, deterministic: false, ...,
+              early_stop_patience: 5, checkpoint_every: 200, deterministic: false,
+              num_threads: null, num_workers: auto, ...,
               augment: {time_shift: 16, phase_rotation: true, views: 4, seed: 0}}
+
+An objective of labels alone (``loss: ce``, ``kd`` with ``alpha: 0``, terms that are all ``ce``
+or weigh 0) never runs the teacher in training and builds no teacher cache: it is how a student
+is trained alone, the baseline KD is measured against (see ``KDConfig.needs_teacher``).
+
+``train.num_threads``: the torch CPU threads of the run (the student's steps, the teacher's
+forward passes and its cache, validation); null leaves the count to edgekd's thread policy
+(``edgekd.runtime.threads``, which takes ``OMP_NUM_THREADS`` when it is set). The count is
+restored when the run ends. Set it to share a machine, or to time training at a fixed count.
 """
 
 from __future__ import annotations
@@ -167,7 +177,7 @@ class TrainConfig:
     deterministic: bool = False  # torch.use_deterministic_algorithms (needed for exact resume on GPU)
     seed: int = 0
     device: str = "auto"  # "auto" = cuda when available, else cpu
-    num_threads: int | None = None  # CPU threads for torch (None: torch's default)
+    num_threads: int | None = None  # torch CPU threads for the run (None: edgekd's thread policy)
     # DataLoader worker processes reading lazy data ("auto": one per core, up to 8; data held
     # in memory is sliced in the training process and never uses workers).
     num_workers: int | Literal["auto"] = "auto"
@@ -304,6 +314,23 @@ class LossTerm:
             raise ConfigError(f"{where}: {self.name!r} uses no teacher features", hint="remove teacher")
 
 
+#: How logs name an objective of labels alone.
+LABELS_ONLY = "labels only, no teacher"
+
+
+def effective_terms(terms: list[LossTerm]) -> list[LossTerm]:
+    """``terms`` as they act: a term of weight 0 dropped (it adds nothing, and must not make the
+    teacher run), and ``kd`` with alpha 0 (``0 * KL * T^2 + CE``) written as the ``ce`` it is."""
+    kept = []
+    for term in terms:
+        if term.resolved_weight() == 0:
+            continue
+        if term.name == "kd" and term.params.get("alpha", loss_params("kd")["alpha"]) == 0:
+            term = LossTerm("ce", term.weight)
+        kept.append(term)
+    return kept
+
+
 @dataclasses.dataclass
 class KDConfig:
     """Distillation objective: the simple form (``loss``/``temperature``/``alpha``) or ``terms``.
@@ -365,15 +392,24 @@ class KDConfig:
         return [LossTerm(self.loss, self.alpha, params), LossTerm("ce", 1.0 - self.alpha)]
 
     def describe(self) -> str:
-        """One line for logs, e.g. ``kd(T=4, alpha=0.7)`` or ``1*dkd(beta=8) + 100*fitnet[...]``."""
+        """One line for logs, e.g. ``loss kd T=4 alpha=0.7``, ``1*dkd(beta=8) + 100*fitnet[...]``,
+        or ``ce (labels only, no teacher)``."""
         if not self.terms:
+            if not self.needs_teacher:  # T and alpha mean nothing without the teacher's logits
+                return f"ce ({LABELS_ONLY})"
             return f"loss {self.loss} T={self.temperature:g} alpha={self.alpha:g}"
         parts = []
         for term in self.terms:
             args = ", ".join(f"{k}={v}" for k, v in term.params.items())
             paths = f"[{','.join(term.student)}->{','.join(term.teacher)}]" if term.student else ""
             parts.append(f"{term.resolved_weight():g}*{term.name}({args}){paths}")
-        return " + ".join(parts)
+        return " + ".join(parts) + ("" if self.needs_teacher else f" ({LABELS_ONLY})")
+
+    @property
+    def needs_teacher(self) -> bool:
+        """Whether any term that acts (:func:`effective_terms`) reads the teacher's logits or
+        features; False for labels alone, when training never runs the teacher."""
+        return any(t.name != "ce" for t in effective_terms(self.resolved_terms()))
 
     @property
     def needs_teacher_features(self) -> bool:

@@ -15,7 +15,8 @@ then each epoch is ``_train_epoch`` (``_train_step`` per batch) and ``_close_epo
 
 With ``train.augment`` the student's batch is the epoch's view of each frame
 (``edgekd.distill.augment``); teacher logits come from the cache of that same view
-(``edgekd.distill.teacher_cache``) or from the teacher run on the batch the student sees.
+(``edgekd.distill.teacher_cache``) or from the teacher run on the batch the student sees; an
+objective of labels alone (``DistillObjective.needs_teacher`` False) never runs the teacher.
 """
 
 from __future__ import annotations
@@ -156,6 +157,10 @@ def fit(
     What training writes (metrics, best/last weights, the resume state) is durable: a command
     that fails later keeps it, so ``--resume`` can continue the run.
     """
+    if not objective.needs_teacher:
+        # Labels alone: the teacher's outputs would be thrown away, so it never runs (a forward
+        # pass per batch made an epoch about 4x longer), and no cache is read.
+        teacher = Teacher(name=teacher.name)
     ctx = ddp.setup_distributed(model_device(student))
     try:
         with durable():
@@ -444,6 +449,8 @@ def _close_epoch(run: _RunContext, state: RunState, start: float) -> None:
         "train_seconds": train_seconds,  # the steps alone, without validation (throughput)
     }
     improved = state.records.add(record, model, cfg.early_stop_patience)
+    if epoch >= cfg.epochs:  # patience ran out with the schedule: nothing was stopped early
+        state.records.stopped_early = False
     if run.log is not None:
         run.log(
             f"epoch {epoch}/{cfg.epochs}  loss {train_loss:.4f}  val_acc {acc:.4f}  "

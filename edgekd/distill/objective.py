@@ -12,7 +12,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from edgekd.distill.config import LossTerm
+from edgekd.distill.config import LossTerm, effective_terms
 from edgekd.distill.feature_losses import FEATURE_LOSSES, LossInputs
 from edgekd.distill.losses import LOSSES, PROGRESS_PARAM, Progress
 from edgekd.errors import ConfigError
@@ -39,9 +39,19 @@ class DistillObjective(nn.Module):
             raise ConfigError("the distillation objective has no terms", hint="add at least one loss term")
         for term in terms:
             term.validate()
-        self.terms = list(terms)
+        # As the terms act: a weight-0 term dropped, kd at alpha 0 as ce, so that an objective of
+        # labels alone is seen as one and the loop never runs the teacher for it.
+        self.terms = effective_terms(list(terms))
+        if not self.terms:
+            raise ConfigError(
+                "every term of the distillation objective has weight 0", hint="give a term a weight > 0"
+            )
         self.feature_terms = nn.ModuleDict(
-            {str(i): FEATURE_LOSSES.get(t.name)(**t.params) for i, t in enumerate(terms) if t.is_feature_loss}
+            {
+                str(i): FEATURE_LOSSES.get(t.name)(**t.params)
+                for i, t in enumerate(self.terms)
+                if t.is_feature_loss
+            }
         )
         for key, module in self.feature_terms.items():
             term = self.terms[int(key)]
@@ -49,7 +59,7 @@ class DistillObjective(nn.Module):
         # Logit terms: the function and whether it declares ``progress`` (read once, not per batch).
         self._logit_terms = {
             i: (LOSSES.get(t.name), takes_progress(LOSSES.get(t.name)))
-            for i, t in enumerate(terms)
+            for i, t in enumerate(self.terms)
             if not t.is_feature_loss
         }
 
@@ -63,7 +73,7 @@ class DistillObjective(nn.Module):
 
     @property
     def needs_teacher(self) -> bool:
-        """False only when every term is label-only (``ce``): supervised training."""
+        """False when every term is of the labels alone (``ce``): the teacher never runs."""
         return any(t.name != "ce" for t in self.terms)
 
     @property

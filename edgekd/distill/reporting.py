@@ -1,4 +1,5 @@
-"""What a training run shows while it runs: a per-epoch progress bar and TensorBoard scalars.
+"""What a training run shows: a per-epoch progress bar and TensorBoard scalars while it runs,
+and at its end the student's held-out accuracy beside its teacher's (:func:`teacher_comparison`).
 
 Both are optional. The bar (rich, on stderr) is for a person at a terminal: the command turns
 it on only when stderr is a TTY and ``--quiet`` is not given, and it disappears when the epoch
@@ -10,8 +11,13 @@ it. metrics.csv / metrics.jsonl are written either way (``edgekd.distill.state``
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
+
+#: "Within noise": the student's val accuracy at most this many binomial standard errors below
+#: the teacher's.
+NOISE_SE = 2.0
 
 
 class EpochProgress:
@@ -83,3 +89,33 @@ class TensorBoardScalars:
 
     def close(self) -> None:
         self._writer.close()
+
+
+def teacher_comparison(student_acc: float, teacher_acc: float, frames: int, *, distilled: bool) -> list[str]:
+    """Lines for the end of a run: the student's val accuracy beside its teacher's, then, when
+    the student learnt from the teacher (``distilled``), a warning if it ends within noise of
+    it or above it: the teacher then has little left to teach, and KD's gain is bounded.
+
+    Noise is :data:`NOISE_SE` binomial standard errors of the teacher's accuracy on the
+    ``frames`` val frames, ``sqrt(p * (1 - p) / frames)``. Accuracies are fractions in [0, 1].
+    """
+    se = math.sqrt(teacher_acc * (1.0 - teacher_acc) / max(frames, 1))
+    gap = 100.0 * (student_acc - teacher_acc)
+    lines = [
+        f"student val acc {student_acc:.2%}, teacher {teacher_acc:.2%} ({gap:+.2f} points; "
+        f"{frames:,} val frames, binomial SE {100.0 * se:.2f} points)"
+    ]
+    if not distilled:
+        return lines
+    advice = (
+        "the teacher has little left to teach, so KD's gain is bounded "
+        "(measure it against the student trained alone, distill.kd.loss=ce, or use a stronger teacher)"
+    )
+    if student_acc > teacher_acc:
+        lines.append(f"warning: the student ends above its teacher on val ({gap:+.2f} points): {advice}")
+    elif teacher_acc - student_acc <= NOISE_SE * se:
+        lines.append(
+            f"warning: the student ends within noise of its teacher on val ({gap:+.2f} points, "
+            f"within {NOISE_SE:g} binomial SE = {100.0 * NOISE_SE * se:.2f} points): {advice}"
+        )
+    return lines

@@ -88,7 +88,7 @@ def train_supervised(
     train = with_image_views(train, cfg.augment)
     objective = DistillObjective([LossTerm("ce", 1.0)])
     opts = FitOptions(Path(out_dir) if out_dir is not None else None, resume, log, on_step, progress)
-    with cpu_threads(cfg.num_threads):
+    with cpu_threads(cfg.num_threads, deterministic=cfg.deterministic):
         return fit(model, objective, Teacher(), train, val, cfg, opts)
 
 
@@ -118,7 +118,8 @@ def distill(
     Args:
         student: network mapping [N, *frame] -> [N, K]; trained in place.
         teacher: an ``nn.Module`` (frozen, eval mode) or a black-box callable returning
-            logits [N, K] (with ``supports_features = False``: logit losses only).
+            logits [N, K] (with ``supports_features = False``: logit losses only); None for an
+            objective of labels alone (``distill.kd.loss: ce``), which never runs a teacher.
         train, val: datasets with the same frame shape and classes: map-style
             (:mod:`edgekd.data.mapstyle`; lazy ones are read by ``cfg.num_workers``
             DataLoader workers) or in-memory ``ArrayDataset`` s.
@@ -149,7 +150,7 @@ def distill(
     # The process group (under torchrun) is joined before the cache, so rank 0 alone writes it.
     ctx = ddp.setup_distributed(device)
     try:
-        with cpu_threads(cfg.num_threads):
+        with cpu_threads(cfg.num_threads, deterministic=cfg.deterministic):
             cache = None
             if kd.cache_teacher and teacher_taps is None and objective.needs_teacher:
                 cache = _teacher_cache(
@@ -159,7 +160,10 @@ def distill(
                 if kd.cache_teacher and teacher_taps is not None:
                     log("teacher cache: not used, the feature terms need the teacher's activations")
                 how = "cached teacher logits" if cache is not None else "teacher run per batch"
-                log(f"distilling with {kd.describe()} on {device} ({how})")
+                if not objective.needs_teacher:
+                    log(f"training with {kd.describe()} on {device}")
+                else:
+                    log(f"distilling with {kd.describe()} on {device} ({how})")
             return fit(student, objective, Teacher(teacher, cache, teacher_taps, name), train, val, cfg, opts)
     finally:
         ddp.teardown(ctx)
@@ -208,6 +212,11 @@ def _prepare_networks(
     cfg.validate()
     kd.validate()
     objective = DistillObjective(kd.resolved_terms())
+    if teacher is None and objective.needs_teacher:
+        raise ConfigError(
+            f"no teacher, but the objective {kd.describe()} needs one",
+            hint="give a teacher, or set distill.kd.loss: ce to train the student on its labels alone",
+        )
     if objective.needs_teacher_features and not _supports_features(teacher):
         raise ConfigError(
             f"the teacher ({type(teacher).__name__}) gives no intermediate features, but distill.kd.terms "
@@ -222,7 +231,8 @@ def _prepare_networks(
         for p in teacher.parameters():
             p.requires_grad_(False)
     check_datasets(student, train, val, "student")
-    check_fits(teacher, network_input_shape(train), train.num_classes, "teacher")
+    if teacher is not None:
+        check_fits(teacher, network_input_shape(train), train.num_classes, "teacher")
     check_augmentable(network_input_shape(train), cfg.augment)
     return objective, device
 

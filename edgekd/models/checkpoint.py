@@ -105,9 +105,10 @@ def save_checkpoint(
     """
     model = unwrap_model(model)
     input_shape = tuple(int(d) for d in input_shape)
-    # The initial weights (a file, or the hub's) are provenance (kept in the manifest's config),
-    # not rebuild arguments: the trained weights are in this file, and a rebuild needs neither.
-    model_kwargs = {k: v for k, v in model_kwargs.items() if k not in ("pretrained_path", "pretrained")}
+    # The initial weights' file is provenance (kept in the manifest's config), not a rebuild
+    # argument: the trained weights are in this file, and a rebuild must not need that one.
+    # (A stored ``pretrained`` flag stays: a rebuild from a file ignores it, never downloads.)
+    model_kwargs = {k: v for k, v in model_kwargs.items() if k != "pretrained_path"}
     metrics = {
         "params": count_params(model),
         "macs": count_macs(model, input_shape),

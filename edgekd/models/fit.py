@@ -8,11 +8,22 @@ which two things disagree. Plain data and numbers only: this module imports no m
 from __future__ import annotations
 
 import dataclasses
+import logging
 from pathlib import Path
 from typing import Any
 
 from edgekd.data.batches import network_input_shape
 from edgekd.errors import ConfigError, ShapeError
+
+_log = logging.getLogger("edgekd.models")
+# Model files already told that their class order cannot be checked: a run opens its teacher
+# in several stages, and one line says it.
+_unchecked_told: set[Path] = set()
+#: How an ONNX file gets the class names its order is checked by.
+ONNX_CLASS_NAMES_FIX = (
+    "add the names in logit order as metadata: "
+    "onnx.helper.set_model_props(model, {'class_names': json.dumps(names)}), then onnx.save"
+)
 
 
 def data_label(dataset: Any, fallback: str | Path = "the data") -> str:
@@ -33,6 +44,9 @@ class ModelInput:
     input_shape: tuple[int | None, ...] | None
     num_classes: int | None = None
     class_names: tuple[str, ...] | None = None
+    # How to give the file class names, when it may lack them (an ONNX file): its absence is
+    # then said in one warning line, since nothing can check the class order.
+    names_fix: str | None = None
 
     @property
     def label(self) -> str:
@@ -74,6 +88,17 @@ class ModelInput:
                 f"classes {list(dataset.class_names)}",
                 hint=f"use a {self.role} trained on these classes, or data of its classes (same order)",
             )
+        if not self.class_names and self.names_fix and self.path not in _unchecked_told:
+            # Reordered labels would run silently, at below-chance accuracy: say it once.
+            _unchecked_told.add(self.path)
+            _log.warning(
+                "%s has no class_names metadata, so its class order cannot be checked against %s %s "
+                "(fix: %s)",
+                self.label,
+                data,
+                _shown_names(dataset.class_names),
+                self.names_fix,
+            )
 
 
 def checkpoint_input(path: Path, meta: Any, role: str) -> ModelInput:
@@ -95,7 +120,14 @@ def onnx_teacher_input(path: Path, teacher: Any) -> ModelInput:
         input_shape=tuple(teacher.input_shape),
         num_classes=teacher.num_classes,
         class_names=tuple(teacher.class_names) if teacher.class_names else None,
+        names_fix=ONNX_CLASS_NAMES_FIX,
     )
 
 
-__all__ = ["ModelInput", "checkpoint_input", "data_label", "onnx_teacher_input"]
+def _shown_names(names: Any, limit: int = 6) -> str:
+    """``['a', 'b', ...]``: the first ``limit`` class names, for a one-line message."""
+    names = [str(n) for n in names]
+    return repr(names) if len(names) <= limit else repr(names[:limit])[:-1] + ", ...]"
+
+
+__all__ = ["ONNX_CLASS_NAMES_FIX", "ModelInput", "checkpoint_input", "data_label", "onnx_teacher_input"]

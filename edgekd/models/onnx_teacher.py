@@ -7,6 +7,11 @@ tensor [N, ...] to float32 logits [N, K], computed without autograd. It has no i
 features to tap (``supports_features = False``); :func:`require_feature_support` turns a
 feature loss asked of it into one clear line.
 
+The class order is checked against the data only when the file says it: a ``class_names``
+metadata entry (a JSON list, or comma-separated names, in logit order), which
+``onnx.helper.set_model_props(model, {"class_names": json.dumps(names)})`` adds. Without it
+one warning line says the order cannot be checked (:mod:`edgekd.models.fit`).
+
 >>> teacher = OnnxTeacher("teacher.onnx")
 >>> logits = teacher(torch.randn(8, 2, 128))   # float32 [8, K], on the input's device
 """
@@ -28,6 +33,11 @@ from edgekd.optional import require_module
 
 _ORT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64}
 DEFAULT_BATCH = 256  # frames per ORT call: bounds the memory of one teacher pass
+# onnx.TensorProto element types of weights: FLOAT, FLOAT16, DOUBLE, BFLOAT16 (integer
+# initializers are shapes and indices, not parameters).
+_WEIGHT_TYPES = (1, 10, 11, 16)
+#: How the parameter count of an ONNX teacher is taken, for the log and the manifest.
+PARAMETERS_AS_EXPORTED = "as exported with batch norms folded"
 
 
 def _ort() -> Any:
@@ -48,14 +58,22 @@ class OnnxTeacher(nn.Module):
             first output.
         providers: ONNX Runtime execution providers in order of preference; default CUDA when
             ORT has it, then CPU.
-        threads: intra-op threads of the CPU provider (default: ORT's choice).
-        batch_size: frames per ORT call when the graph's batch is dynamic.
+        threads: intra-op threads of ONNX Runtime (default: edgekd's thread policy,
+            :mod:`edgekd.runtime.threads`); ``distill.train.num_threads`` sets it in a recipe.
+        batch_size: frames per ORT call when the graph's batch is dynamic. A graph exported
+            with a fixed batch B is fed exactly B frames per call, the last chunk padded by
+            repeating its last frame (those rows are dropped), as ``bench`` does.
 
     Attributes:
         input_shape: per-sample input dims ``[C, ...]``, ``None`` where the graph leaves a dim free.
         num_classes: K when the graph fixes it, else None.
         class_names: from the model's ``class_names`` metadata (JSON list), else None.
-        num_parameters: elements of the graph's initializers (the teacher's size).
+        num_parameters: elements of the graph's float initializers, as exported: an exporter
+            folds batch norms into the convolutions before them, so a network with batch norms
+            counts fewer than in PyTorch; batch-norm running statistics left in the graph are
+            not counted. None without the ``onnx`` package.
+        parameters_note: how ``num_parameters`` was counted (:data:`PARAMETERS_AS_EXPORTED`
+            when the graph holds no batch norm), for wherever the count is reported.
     """
 
     supports_features = False
@@ -110,6 +128,8 @@ class OnnxTeacher(nn.Module):
         out_shape = outputs[0].shape
         self.num_classes = out_shape[-1] if isinstance(out_shape[-1], int) and len(out_shape) == 2 else None
         self.class_names = self._metadata_class_names()
+        # How num_parameters was counted, printed beside it (the log, the student's manifest).
+        self.parameters_note: str | None = None
         self.num_parameters = self._count_parameters()
 
     def _metadata_class_names(self) -> list[str] | None:
@@ -123,12 +143,19 @@ class OnnxTeacher(nn.Module):
         return [str(n).strip() for n in names] if isinstance(names, list) else None
 
     def _count_parameters(self) -> int | None:
+        """Float initializer elements; sets :attr:`parameters_note` to how they were counted."""
         try:
             import onnx
         except ImportError:
             return None
-        model = onnx.load(os.fspath(self.path), load_external_data=False)
-        return int(sum(int(np.prod(init.dims)) for init in model.graph.initializer))
+        graph = onnx.load(os.fspath(self.path), load_external_data=False).graph
+        norms = [node for node in graph.node if node.op_type == "BatchNormalization"]
+        # A BatchNormalization left in the graph takes its running mean and variance as inputs
+        # 3 and 4: buffers in PyTorch, not parameters. None left: the exporter folded them.
+        stats = {name for node in norms for name in node.input[3:5]}
+        self.parameters_note = "as exported" if norms else PARAMETERS_AS_EXPORTED
+        weights = [i for i in graph.initializer if i.data_type in _WEIGHT_TYPES and i.name not in stats]
+        return int(sum(int(np.prod(init.dims)) for init in weights))
 
     def check_input_shape(self, sample_shape: Sequence[int], what: str = "data") -> None:
         """ShapeError unless samples of shape ``sample_shape`` (no batch axis) fit the graph input."""
@@ -152,16 +179,7 @@ class OnnxTeacher(nn.Module):
         self.check_input_shape(x.shape[1:], "batch")
         frames = x.detach().to("cpu", torch.float32).numpy().astype(self.input_dtype, copy=False)
         step = self.fixed_batch or self.batch_size
-        if self.fixed_batch and len(frames) % self.fixed_batch:
-            raise ShapeError(
-                f"ONNX teacher {self.path.name} has a fixed batch of {self.fixed_batch}; "
-                f"got {len(frames)} samples",
-                hint="re-export the teacher with a dynamic batch axis, or batch by that size",
-            )
-        chunks = [
-            self.session.run(None, {self.input_name: np.ascontiguousarray(frames[i : i + step])})[0]
-            for i in range(0, len(frames), step)
-        ]
+        chunks = [self._run_chunk(frames[i : i + step]) for i in range(0, len(frames), step)]
         logits = np.concatenate(chunks, axis=0) if chunks else np.zeros((0, self.num_classes or 0))
         if logits.ndim != 2 or len(logits) != len(frames):
             raise ShapeError(
@@ -170,6 +188,15 @@ class OnnxTeacher(nn.Module):
                 hint="export the teacher so its first output is the logits",
             )
         return torch.from_numpy(logits.astype(np.float32, copy=False)).to(x.device)
+
+    def _run_chunk(self, chunk: np.ndarray) -> np.ndarray:
+        """The first output for ``chunk``; a fixed-batch graph gets its batch, the shortfall made
+        up by repeating the last frame, and only the rows of ``chunk`` are kept."""
+        real = len(chunk)
+        if self.fixed_batch and real < self.fixed_batch:
+            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], self.fixed_batch - real, axis=0)])
+        out = self.session.run(None, {self.input_name: np.ascontiguousarray(chunk)})[0]
+        return out[:real] if self.fixed_batch and len(out) == self.fixed_batch else out
 
     def extra_repr(self) -> str:
         return f"path={str(self.path)!r}, input_shape={self.input_shape}, num_classes={self.num_classes}"

@@ -11,19 +11,21 @@ from edgekd.models.fit import ModelInput, checkpoint_input, data_label, onnx_tea
 from edgekd.models.onnx_teacher import OnnxTeacher, is_onnx_path
 
 
-def _open_teacher(path: Path) -> tuple[Any, ModelInput, str]:
-    """The teacher in ``path``, what it takes and gives, and its name for messages."""
+def _open_teacher(path: Path, threads: int | None = None) -> tuple[Any, ModelInput, str]:
+    """The teacher in ``path``, what it takes and gives, and its name for messages; ``threads``:
+    ONNX Runtime's intra-op threads for an ONNX teacher (None: edgekd's default)."""
     if is_onnx_path(path):
-        teacher = OnnxTeacher(path)
+        teacher = OnnxTeacher(path, threads=threads)
         return teacher, onnx_teacher_input(path, teacher), path.name
     model, meta = load_checkpoint(path)
     return model, checkpoint_input(path, meta, "teacher"), meta.model_name
 
 
-def load_teacher(path: Path, dataset: Any) -> tuple[Any, str]:
+def load_teacher(path: Path, dataset: Any, *, threads: int | None = None) -> tuple[Any, str]:
     """The teacher in ``path`` (an edgekd checkpoint, or an ONNX file run as a black box) and its
     name for messages, checked against ``dataset`` (frame shape, class count and names; a
-    mismatch names both files).
+    mismatch names both files). ``threads``: ONNX Runtime's intra-op threads for an ONNX
+    teacher (a PyTorch teacher runs on the training's torch threads).
 
     Returns:
         (the teacher: an ``nn.Module`` in eval mode or an :class:`OnnxTeacher`, its model name).
@@ -32,7 +34,7 @@ def load_teacher(path: Path, dataset: Any) -> tuple[Any, str]:
         InputFileError / UntrustedFileError: the file does not load; ShapeError / ConfigError:
             it does not fit the data.
     """
-    teacher, fits, name = _open_teacher(path)
+    teacher, fits, name = _open_teacher(path, threads)
     fits.check(dataset, data_label(dataset))
     return teacher, name
 

@@ -13,6 +13,7 @@ from edgekd.config import to_dict
 from edgekd.data.artifact import open_data
 from edgekd.data.batches import network_input_shape
 from edgekd.distill.distributed import barrier, is_main_process
+from edgekd.distill.reporting import teacher_comparison
 from edgekd.distill.train import KDConfig, TrainConfig, distill, evaluate_model
 from edgekd.models.complexity import count_params
 from edgekd.models.factory import create_model
@@ -38,7 +39,7 @@ def stage_distill(
     student: StudentSection,
     section: DistillSection,
     data_path: Path,
-    teacher_path: Path,
+    teacher_path: Path | None,
     out_dir: Path,
     log: Log = _quiet,
     *,
@@ -48,24 +49,28 @@ def stage_distill(
     """Distil the teacher into the student: ``out_dir/student.pt`` (run files in ``distill-run/``).
 
     Teacher logits are cached in ``distill.kd.cache_dir`` (default ``out_dir/teacher_cache``).
+    ``teacher_path`` None (``teacher.model: none``): the student trains on its labels alone,
+    which ``distill.kd`` must then ask for (``loss: ce``). At the end the student's val
+    accuracy is logged beside the teacher's, with a warning when a distilled student ends
+    within noise of its teacher or above it (:func:`edgekd.distill.reporting.teacher_comparison`).
     Under torchrun every rank trains (DDP) and rank 0 alone writes.
     """
     dataset = open_data(data_path)
-    teacher, teacher_name = load_teacher(teacher_path, dataset)
+    teacher, teacher_name = (
+        # distill.train.num_threads also sets an ONNX teacher's ONNX Runtime threads.
+        load_teacher(teacher_path, dataset, threads=section.train.num_threads)
+        if teacher_path is not None
+        else (None, None)
+    )
     torch.manual_seed(section.train.seed)  # seeded initial weights, as for the teacher
     model = create_model(
         student.model, dataset.num_classes, network_input_shape(dataset)[0], **student.kwargs
     )
-    t_params = getattr(teacher, "num_parameters", None) or count_params(teacher)
-    s_params = count_params(model)
     val = dataset.subset("val")
     main = is_main_process()
-    teacher_acc = evaluate_model(teacher, val) if main else float("nan")  # for rank 0's log and manifest
-    log(
-        f"distill: {teacher_name} ({t_params:,} params, val acc {teacher_acc:.1%}) -> "
-        f"{student.model} ({s_params:,} params, {t_params / max(s_params, 1):.1f}x fewer), "
-        f"{section.kd.describe()}"
-    )
+    figures = _teacher_figures(teacher, val, main)
+    s_params = count_params(model)
+    log(f"distill: {_pairing(teacher_name, figures, student.model, s_params)}, {section.kd.describe()}")
     result = distill(
         model,
         teacher,
@@ -78,8 +83,16 @@ def stage_distill(
         resume=resume,
         cache_dir=out_dir / "teacher_cache",
         progress=progress,
-        teacher_name=f"teacher {teacher_path}",
+        teacher_name=f"teacher {teacher_path}" if teacher_path is not None else None,
     )
+    if main and teacher is not None:
+        for line in teacher_comparison(
+            result.best_val_accuracy,
+            figures["teacher_val_accuracy"],
+            len(val),
+            distilled=section.kd.needs_teacher,
+        ):
+            log(f"distill: {line}")
     path = out_dir / "student.pt"
     if main:
         save_trained(
@@ -88,20 +101,49 @@ def stage_distill(
             student.model,
             student.kwargs,
             dataset,
-            metrics={
-                "val_accuracy": result.best_val_accuracy,
-                "best_epoch": result.best_epoch,
-                "teacher_val_accuracy": teacher_acc,
-                "teacher_params": t_params,
-                "params": s_params,
-                "compression": t_params / s_params if t_params else None,
-                "history": result.history,
-            },
-            parents=[data_path, teacher_path],
+            metrics=_metrics(result, figures, s_params),
+            parents=[p for p in (data_path, teacher_path) if p is not None],
             config={"student": to_dict(student), "distill": to_dict(section)},
         )
     barrier()  # every rank returns once student.pt exists
     return path
+
+
+def _teacher_figures(teacher: Any, val: Any, main: bool) -> dict[str, Any]:
+    """The teacher's parameters and val accuracy (evaluated once, on rank 0, for the log and the
+    manifest; training itself runs it only when the objective needs it); {} without a teacher."""
+    if teacher is None:
+        return {}
+    figures = {
+        "teacher_val_accuracy": evaluate_model(teacher, val) if main else float("nan"),
+        "teacher_params": getattr(teacher, "num_parameters", None) or count_params(teacher),
+    }
+    # An ONNX teacher's count is its exported graph's (batch norms folded), not PyTorch's.
+    if getattr(teacher, "parameters_note", None):
+        figures["teacher_params_counted"] = teacher.parameters_note
+    return figures
+
+
+def _metrics(result: Any, figures: dict[str, Any], s_params: int) -> dict[str, Any]:
+    """The student manifest's metrics; the teacher's figures only when there is a teacher."""
+    metrics = {"val_accuracy": result.best_val_accuracy, "best_epoch": result.best_epoch, **figures}
+    metrics.update(params=s_params, history=result.history)
+    if figures:
+        t_params = figures["teacher_params"]
+        metrics["compression"] = t_params / s_params if t_params else None
+    return metrics
+
+
+def _pairing(teacher_name: str | None, figures: dict[str, Any], student_model: str, s_params: int) -> str:
+    """``teacher (params, val acc) -> student (params, Nx fewer)``, or ``no teacher -> student``."""
+    if teacher_name is None:
+        return f"no teacher -> {student_model} ({s_params:,} params)"
+    t_params, acc = figures["teacher_params"], figures["teacher_val_accuracy"]
+    counted = f" {figures['teacher_params_counted']}" if "teacher_params_counted" in figures else ""
+    return (
+        f"{teacher_name} ({t_params:,} params{counted}, val acc {acc:.1%}) -> "
+        f"{student_model} ({s_params:,} params, {t_params / max(s_params, 1):.1f}x fewer)"
+    )
 
 
 __all__ = ["DistillSection", "StudentSection", "stage_distill"]

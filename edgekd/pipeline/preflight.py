@@ -45,7 +45,7 @@ def preflight_models(recipe: Recipe) -> None:
     classes = len(recipe.data.synthetic.classes) if recipe.data.source == "synthetic_modulation" else 2
     channels = 3 if recipe.data.source == "imagefolder" else 2
     roles = [("student", recipe.student.model, recipe.student.kwargs)]
-    if not recipe.teacher.checkpoint:
+    if not recipe.teacher.checkpoint and not recipe.teacher.absent:
         roles.insert(0, ("teacher", recipe.teacher.model, recipe.teacher.kwargs))
     for role, name, kwargs in roles:
         key = f"{role}.model {name!r}" + (f" with {role}.kwargs {kwargs}" if kwargs else "")
@@ -72,10 +72,13 @@ class Preflight:
     data_checks: list[DataCheck] = dataclasses.field(default_factory=list)
 
 
-def preflight_training(recipe: Recipe) -> Preflight:
-    """Before ``distill``: the models build, the teacher checkpoint (if given) opens and says
-    which frames and classes it takes, so the data is checked against it before ``data.npz``."""
+def preflight_training(recipe: Recipe, *, qat: bool = False) -> Preflight:
+    """Before ``distill`` (then quantization-aware distillation with ``qat``): the models build,
+    a recipe without a teacher asks for labels alone (and no QAT, which distils from it), the
+    teacher checkpoint (if given) opens and says which frames and classes it takes, so the
+    data is checked against it before ``data.npz``."""
     preflight_models(recipe)
+    _check_objective(recipe, qat)
     found = Preflight()
     if recipe.teacher.checkpoint:
         found.teacher = teacher = read_teacher_input(recipe.path(recipe.teacher.checkpoint))
@@ -88,6 +91,25 @@ def preflight_training(recipe: Recipe) -> Preflight:
             )
         found.data_checks.append(teacher.check)
     return found
+
+
+def _check_objective(recipe: Recipe, qat: bool) -> None:
+    """Without a teacher (``teacher.model: none``) the objective must be of labels alone."""
+    from edgekd.errors import ConfigError
+
+    if recipe.teacher.absent and qat:
+        raise ConfigError(
+            f"{recipe_label(recipe)}: quantization-aware training distils from the teacher, "
+            "but teacher.model is none",
+            hint="name a teacher, or run without --qat",
+        )
+    kd = recipe.distill.kd
+    if recipe.teacher.absent and kd.needs_teacher:
+        raise ConfigError(
+            f"{recipe_label(recipe)}: teacher.model is none (no teacher), "
+            f"but distill.kd ({kd.describe()}) needs one",
+            hint="set distill.kd.loss=ce to train the student alone on its labels, or name a teacher",
+        )
 
 
 def _calibration(name: str) -> DataCheck:
@@ -126,6 +148,14 @@ def preflight_run(recipe: Recipe) -> Preflight:
     recipes select from them, the gate's and deploy's targets fit them) is checked by the data
     stage before it writes: deploy and quantize would refuse them only after training."""
     found = preflight_training(recipe)
+    if recipe.search.enabled and recipe.teacher.absent:
+        from edgekd.errors import ConfigError
+
+        raise ConfigError(
+            f"{recipe_label(recipe)}: search.enabled distils each candidate from the teacher, "
+            "but teacher.model is none",
+            hint="name a teacher, or turn the search off (search.enabled=false)",
+        )
     found.data_checks.append(_calibration(recipe.quantize.calibration))
     tensorrt = recipe.export.tensorrt
     if tensorrt is not None and tensorrt.precision == "int8":

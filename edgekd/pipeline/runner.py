@@ -46,7 +46,7 @@ def _convert(
     return int8, exported
 
 
-def _student(recipe: Recipe, data: Path, teacher: Path, out_dir: Path, log: Log) -> Path:
+def _student(recipe: Recipe, data: Path, teacher: Path | None, out_dir: Path, log: Log) -> Path:
     """The distillation stage, or with ``search.enabled`` a search whose winner it distils."""
     if not recipe.search.enabled:
         return distill_stage.stage_distill(recipe.student, recipe.distill, data, teacher, out_dir, log)

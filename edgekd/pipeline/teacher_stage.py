@@ -1,4 +1,9 @@
-"""The teacher stage: train the teacher, or open and check the one the recipe names."""
+"""The teacher stage: train the teacher, open and check the one the recipe names, or none.
+
+``teacher.model: none`` (and no ``teacher.checkpoint``) is no teacher at all: the stage does
+nothing, and the student is trained on its labels alone (``distill.kd.loss: ce``), the
+baseline a distilled student is measured against.
+"""
 
 from __future__ import annotations
 
@@ -21,15 +26,24 @@ from edgekd.models.factory import create_model
 from edgekd.models.teacher import load_teacher
 from edgekd.pipeline.checks import Log, _quiet
 
+#: ``teacher.model`` for no teacher at all.
+NO_TEACHER = "none"
+
 
 @dataclasses.dataclass
 class TeacherSection:
-    """A teacher to train (``model``) or to load (``checkpoint``, which wins when set)."""
+    """A teacher to train (``model``) or to load (``checkpoint``, which wins when set);
+    ``model: none`` without a checkpoint: no teacher."""
 
     model: str = "edgekd:resnet1d"
     kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
     checkpoint: str | None = None
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+
+    @property
+    def absent(self) -> bool:
+        """True for ``model: none`` without a checkpoint: the student trains alone."""
+        return not self.checkpoint and self.model.strip().lower() == NO_TEACHER
 
 
 @commits_on_success
@@ -42,13 +56,17 @@ def stage_teacher(
     *,
     resume: bool = False,
     progress: bool = False,
-) -> Path:
-    """Train the teacher into ``out_dir/teacher.pt``, or check and return the given checkpoint.
+) -> Path | None:
+    """Train the teacher into ``out_dir/teacher.pt``, or check and return the given checkpoint;
+    None for no teacher (:attr:`TeacherSection.absent`).
 
     Training state goes to ``out_dir/teacher-run/`` (metrics CSV/JSONL, best/last weights,
     the resume state); ``resume`` continues a killed run from it, with the same settings.
     Under torchrun every rank trains (DDP) and rank 0 alone writes.
     """
+    if section.absent:
+        log("teacher: none (teacher.model: none): the student trains on its labels alone")
+        return None
     dataset = open_data(data_path)
     if section.checkpoint:
         path = require_file(resolve(section.checkpoint), "teacher checkpoint")
@@ -104,4 +122,4 @@ def save_trained(
     )
 
 
-__all__ = ["TeacherSection", "save_trained", "stage_teacher"]
+__all__ = ["NO_TEACHER", "TeacherSection", "save_trained", "stage_teacher"]

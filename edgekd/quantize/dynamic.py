@@ -27,7 +27,7 @@ from edgekd.quantize.config import QuantizeConfig, QuantizeError
 from edgekd.quantize.ort_build import preprocess, quiet_logs
 from edgekd.quantize.ort_static import quantize_onnx_static
 from edgekd.quantize.timing import time_batch1
-from edgekd.runtime.machine import usable_cores
+from edgekd.runtime.threads import default_threads
 
 
 class DynamicNotWorthIt(QuantizeError):
@@ -89,7 +89,7 @@ def measure_dynamic(
                     f"ONNX Runtime dynamic quantization failed: {short_reason(exc)}",
                     hint="use static quantization",
                 ) from None
-        threads = threads if threads is not None else usable_cores()
+        threads = threads if threads is not None else default_threads()
         timed = time_batch1(
             {"fp32": fp32_path, "static": static, "dynamic": dynamic}, calib[:1], threads, rounds=rounds
         )

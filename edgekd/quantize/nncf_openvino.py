@@ -34,7 +34,7 @@ from edgekd.export.parity import ParityReport
 from edgekd.quantize.assess import CheckedReport, Int8Assessment, assess_int8, int8_agreement
 from edgekd.quantize.config import QuantizeConfig, QuantizeError
 from edgekd.quantize.timing import time_openvino_batch1
-from edgekd.runtime.machine import usable_cores
+from edgekd.runtime.threads import default_threads
 from edgekd.verbosity import is_verbose
 
 NNCF_BOUND = "nncf>=3.0,<4"
@@ -135,9 +135,9 @@ def quantize_openvino(
 def _assess(
     fp32_xml: Path, int8_xml: Path, frame: np.ndarray, cfg: QuantizeConfig, threads: int | None
 ) -> Int8Assessment:
-    """INT8 timed against FP32 on ``frame`` ``[1, ...]`` with ``threads`` (None: every usable
-    core), plus sizes: see :func:`assess_int8`."""
-    threads = threads if threads is not None else usable_cores()
+    """INT8 timed against FP32 on ``frame`` ``[1, ...]`` with ``threads`` (None:
+    ``default_threads()``), plus sizes: see :func:`assess_int8`."""
+    threads = threads if threads is not None else default_threads()
     timed = time_openvino_batch1({"fp32": fp32_xml, "int8": int8_xml}, frame, threads)
     return assess_int8(
         fp32_xml,

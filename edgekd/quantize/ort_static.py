@@ -54,7 +54,7 @@ from edgekd.quantize.ort_build import (
     saturation_text,
 )
 from edgekd.quantize.timing import time_batch1
-from edgekd.runtime.machine import usable_cores
+from edgekd.runtime.threads import default_threads
 
 # Kept importable from here: the pipeline, the CLI and older callers use these names.
 __all__ = [
@@ -138,7 +138,7 @@ def quantize_onnx_static(
     try:
         with quiet_logs(verbose):
             build = _build(fp32_path, work, calib, evals, cfg, list(nodes_to_exclude))
-        report = _measure(build, cfg, threads if threads is not None else usable_cores())
+        report = _measure(build, cfg, threads if threads is not None else default_threads())
         with atomic_path(out_path) as tmp:
             os.replace(build.variants[report.activation_type], tmp)
         return report

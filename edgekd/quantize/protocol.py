@@ -54,13 +54,14 @@ class QuantizeInputs:
     verbose: bool = False
 
     def timing_threads(self) -> int:
-        """``threads``, else the cores this process may use (affinity and cgroup quota), never
-        the host's ``os.cpu_count()``: a container limited to two cores times with two."""
+        """``threads``, else ``OMP_NUM_THREADS`` when the user set it, else the cores this process
+        may use (affinity and cgroup quota), never the host's ``os.cpu_count()``: a container
+        limited to two cores times with two (:func:`edgekd.runtime.threads.default_threads`)."""
         if self.threads is not None:
             return self.threads
-        from edgekd.runtime.machine import usable_cores
+        from edgekd.runtime.threads import default_threads
 
-        return usable_cores()
+        return default_threads()
 
 
 @dataclass

@@ -9,6 +9,7 @@ above turns them into its own.
 
 * :mod:`.timing` - THE timing loop (``time_calls``, ``paired_ms``) and its statistics.
 * :mod:`.machine` - CPU fingerprint, ``usable_cores()``, peak memory, pinning, roofline.
+* :mod:`.threads` - the thread policy: default counts, libgomp's waiting, the governor.
 * :mod:`.inputs` - input checks and the batched prediction pass.
 * :mod:`.onnxruntime_open` - ``OrtSettings`` and ``open_ort``, the one ORT session builder.
 * :mod:`.openvino_open` - ``OvSettings`` and ``compile_ov``, the one OpenVINO compile.

@@ -6,7 +6,6 @@ Standard library and numpy only: this file also runs on a device without edgekd.
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import platform
 import sys
@@ -16,9 +15,11 @@ from typing import Any
 
 import numpy as np
 
+# Re-exported: the thread policy owns them (it runs before numpy or torch is imported).
+from .threads import cgroup_cpu_limit, usable_cores  # noqa: F401
+
 #: CPU flags that change which kernels a runtime can pick (int8 dot products, bf16, AMX).
 ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile", "amx_bf16", "amx_int8")
-_CGROUP = Path("/sys/fs/cgroup")
 
 
 def parse_cpuinfo(text: str) -> tuple[str | None, set[str] | None]:
@@ -35,40 +36,6 @@ def parse_cpuinfo(text: str) -> tuple[str | None, set[str] | None]:
         if model is not None and flags is not None:
             break
     return model, flags
-
-
-def cgroup_cpu_limit(root: Path = _CGROUP) -> int | None:
-    """Whole cores a cgroup CPU quota allows this process (rounded up), None without a quota.
-
-    Reads cgroup v2 ``cpu.max`` ("200000 100000" = 2 cores, "max 100000" = no quota) or v1
-    ``cpu/cpu.cfs_quota_us`` / ``cpu.cfs_period_us`` (quota -1 = none).
-    """
-    try:
-        quota_text, _, period_text = (root / "cpu.max").read_text(encoding="ascii").partition(" ")
-        if quota_text.strip() == "max":
-            return None
-        quota, period = int(quota_text), int(period_text)
-    except (OSError, ValueError):
-        try:
-            quota = int((root / "cpu" / "cpu.cfs_quota_us").read_text(encoding="ascii"))
-            period = int((root / "cpu" / "cpu.cfs_period_us").read_text(encoding="ascii"))
-        except (OSError, ValueError):
-            return None
-    if quota <= 0 or period <= 0:
-        return None
-    return max(1, math.ceil(quota / period))
-
-
-def usable_cores(cgroup_root: Path = _CGROUP) -> int:
-    """Logical cores this process may really use: its CPU affinity (a container or taskset may
-    allow fewer than the machine has), capped by a cgroup CPU quota. What a runtime should
-    time with when no thread count is given; never ``os.cpu_count()``, which sees the host."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # not Linux
-        cores = os.cpu_count() or 1
-    limit = cgroup_cpu_limit(cgroup_root)
-    return max(1, min(cores, limit) if limit else cores)
 
 
 def cpu_fingerprint(cpuinfo_text: str | None = None) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from .inputs import check_input_spec
+from .threads import default_threads, policy_enabled
 
 _LEVELS = ("ORT_DISABLE_ALL", "ORT_ENABLE_BASIC", "ORT_ENABLE_EXTENDED", "ORT_ENABLE_ALL")
 _MODES = ("sequential", "parallel")
@@ -28,11 +29,12 @@ class OrtSettings:
 
     ``providers``: execution providers in priority order. ``execution_mode``: "sequential"
     (one node at a time) or "parallel". ``graph_optimization_level``: an ``ORT_*`` level
-    name. ``intra_op_threads``/``inter_op_threads``: 0 = ORT's default. ``config_entries``:
-    session config entries (e.g. ``session.disable_quant_qdq``). ``enable_profiling`` writes
-    ORT's per-node profile to files starting ``profile_prefix``; ``optimized_model_path``
-    saves the graph ORT really runs. ``log_severity`` 3 = errors only (warnings about unused
-    initializers etc. are noise in a measurement).
+    name. ``intra_op_threads``: 0 = :func:`~.threads.default_threads` (ORT's own default
+    under ``EDGEKD_THREAD_POLICY=off``); ``inter_op_threads``: 0 = ORT's default.
+    ``config_entries``: session config entries (e.g. ``session.disable_quant_qdq``).
+    ``enable_profiling`` writes ORT's per-node profile to files starting ``profile_prefix``;
+    ``optimized_model_path`` saves the graph ORT really runs. ``log_severity`` 3 = errors
+    only (warnings about unused initializers etc. are noise in a measurement).
     """
 
     providers: tuple[str, ...] = ("CPUExecutionProvider",)
@@ -83,6 +85,10 @@ def session_options(ort: Any, settings: OrtSettings) -> Any:
     so.log_severity_level = settings.log_severity
     if settings.intra_op_threads:
         so.intra_op_num_threads = int(settings.intra_op_threads)
+    elif policy_enabled():
+        # ORT's own default counts the machine's cores, ignoring the affinity mask and cgroup
+        # quota (under `taskset -c 0` it still starts two threads): use the cores we may use.
+        so.intra_op_num_threads = default_threads()
     if settings.inter_op_threads:
         so.inter_op_num_threads = int(settings.inter_op_threads)
     for key, value in settings.config_entries.items():

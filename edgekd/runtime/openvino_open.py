@@ -12,6 +12,8 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from .threads import policy_enabled, user_threads
+
 # Runtime-graph layer types that carry the arithmetic; their runtimePrecision says what executes.
 _OV_COMPUTE = frozenset(
     {"Convolution", "GroupConvolution", "Deconvolution", "FullyConnected", "MatMul", "Gemm"}
@@ -48,13 +50,19 @@ def new_core() -> Any:
 def compile_ov(model: Any, settings: OvSettings | None = None, core: Any = None) -> Any:
     """``CompiledModel`` of ``model`` (an IR/ONNX path or an ``openvino.Model``) for
     ``settings`` (default: CPU, the plugin's own defaults), on ``core`` (a new Core by default).
+    On the CPU without an ``INFERENCE_NUM_THREADS``, a user's ``OMP_NUM_THREADS`` sets it.
 
     Raises whatever OpenVINO raises (RuntimeError for a model or config it refuses).
     """
     settings = settings or OvSettings()
     core = core if core is not None else new_core()
     source = os.fspath(model) if isinstance(model, (str, os.PathLike)) else model
-    return core.compile_model(source, settings.device, dict(settings.config))
+    config = dict(settings.config)
+    threads = user_threads() if policy_enabled() else None
+    if threads and settings.device.upper() == "CPU" and "INFERENCE_NUM_THREADS" not in config:
+        # The CPU plugin's own default already follows the affinity; OMP_NUM_THREADS it ignores.
+        config["INFERENCE_NUM_THREADS"] = threads
+    return core.compile_model(source, settings.device, config)
 
 
 def ov_input_shape(model: Any) -> tuple[int | None, ...]:

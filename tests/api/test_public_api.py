@@ -73,3 +73,18 @@ def test_library_errors_read_as_one_line_with_the_fix() -> None:
     from edgekd.errors import ConfigError
 
     assert str(ConfigError("bad value", hint="use 3")) == "bad value (fix: use 3)"
+
+
+def test_a_verb_applies_the_thread_policy_before_torch_loads() -> None:
+    """A library caller gets the command line's manners on a shared machine (issue #19)."""
+    import os
+
+    code = (
+        "import os, sys, edgekd\n"
+        "try:\n    edgekd.bench('missing.onnx', data='missing.npz')\n"
+        "except edgekd.EdgeKDError:\n    pass\n"
+        "print(os.environ.get('GOMP_SPINCOUNT'), 'OMP_NUM_THREADS' in os.environ)"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OMP_", "GOMP_", "EDGEKD_"))}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    assert done.stdout.split() == ["10000", "True"], done.stdout + done.stderr

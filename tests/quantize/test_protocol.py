@@ -110,13 +110,16 @@ def test_deploy_builds_every_quantizer_that_names_a_build_recipe(toy_quantizer):
     QUANTIZERS.register("toy-copy", _CopyQuantizer)  # for the fixture to remove
 
 
-def test_without_a_thread_count_quantizers_time_with_the_usable_cores(monkeypatch):
-    from edgekd.runtime import machine
+def test_without_a_thread_count_quantizers_time_with_the_default_threads(monkeypatch):
+    from edgekd.runtime import threads
 
-    monkeypatch.setattr(machine, "usable_cores", lambda: 3)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(threads, "usable_physical_cores", lambda *_: 3)
     frames = np.zeros((1, 2, 8), np.float32)
     assert QuantizeInputs(frames).timing_threads() == 3
-    assert QuantizeInputs(frames, threads=1).timing_threads() == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the user's count wins
+    assert QuantizeInputs(frames).timing_threads() == 1
+    assert QuantizeInputs(frames, threads=2).timing_threads() == 2
 
 
 def _radio_dataset():
