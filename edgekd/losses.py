@@ -436,8 +436,8 @@ class OFA(_FeatureLoss):
 
     The term includes the label's cross-entropy. Each head (1x1 conv + BN + ReLU + pooling
     + linear; an MLP for vectors) exists after the first call or ``build()``: only then put
-    ``ofa.parameters()`` in the optimizer, and switch the loss to ``train()``/``eval()`` with
-    the student (the heads hold BatchNorm).
+    ``ofa.parameters()`` in the optimizer, and switch the loss between training and evaluation
+    mode with the student (the heads hold BatchNorm).
 
     >>> ofa = OFA(eps=1.5).build(student_shapes=[(1, 32, 8, 8)], num_classes=10)
     >>> loss = ofa(student_logits, teacher_logits, targets, student_stage_features)

@@ -100,40 +100,40 @@ def distill(
         edgekd.EdgeKDError (ConfigError, InputFileError, ShapeError, ...): bad input, in one
             line; nothing is left half-written in ``out``.
     """
+    return _distill(dict(locals()))
+
+
+_EXPLICIT = ("loss", "temperature", "alpha", "epochs", "batch_size", "lr", "device", "seed")
+
+
+def _distill(a: dict[str, Any]) -> DistillResult:
+    """:func:`distill` on its arguments ``a`` (by name)."""
     from edgekd.artifacts import rollback_on_failure
 
-    explicit = {
-        "loss": loss,
-        "temperature": temperature,
-        "alpha": alpha,
-        "epochs": epochs,
-        "batch_size": batch_size,
-        "lr": lr,
-        "device": device,
-        "seed": seed,
-    }
+    explicit = {key: a[key] for key in _EXPLICIT}
     with rollback_on_failure():
-        if config is not None:
+        if a["config"] is not None:
             return _from_recipe(
-                config, overrides, explicit, teacher, student, train, val, out, resume, qat, log, progress
-            )
-        if qat:
+                a["config"], a["overrides"], explicit, a["teacher"], a["student"], a["train"], a["val"],
+                a["out"], a["resume"], a["qat"], a["log"], a["progress"],
+            )  # fmt: skip
+        if a["qat"]:
             raise ConfigError("qat=True needs a recipe (config=)", hint="call edgekd.qat(...) after distill")
         from edgekd.api.distill_objects import distill_objects
 
         return distill_objects(
-            teacher,
-            student,
-            inputs.training_splits(train, val, class_names),
+            a["teacher"],
+            a["student"],
+            inputs.training_splits(a["train"], a["val"], a["class_names"]),
             explicit,
-            train_options=train_options or {},
-            kd_options=kd_options or {},
-            teacher_epochs=teacher_epochs,
-            student_kwargs=student_kwargs or {},
-            out=Path(out) if out is not None else None,
-            resume=resume,
-            log=default_log(log),
-            progress=progress,
+            train_options=a["train_options"] or {},
+            kd_options=a["kd_options"] or {},
+            teacher_epochs=a["teacher_epochs"],
+            student_kwargs=a["student_kwargs"] or {},
+            out=Path(a["out"]) if a["out"] is not None else None,
+            resume=a["resume"],
+            log=default_log(a["log"]),
+            progress=a["progress"],
         )
 
 

@@ -152,7 +152,7 @@ def _export_module(
             f"{list(samples.shape[1:])}",
             hint="use the target profile of the device this model is for",
         )
-    model.eval()
+    model.eval()  # safe: nn.Module.eval(), inference mode for the export
     folder = ensure_dir(Path(out) if out is not None else source.parent)  # type: ignore[union-attr]
     stem = name or (source.stem if source is not None else "model")
     return export_checked(

@@ -60,13 +60,7 @@ def quantize(
 
     threads = resolve_threads(threads)
     model = require_file(Path(model), "ONNX model", hint="run `edgekd export` first")
-    dataset, data_path = inputs.evaluation_data(calibration, "calibration")
-    judged = None
-    if val is not None:
-        judged = inputs.evaluation_data(val, "val", class_names=dataset.class_names)[0]
-    if dataset.split is None:  # the caller's dataset: all of it is the calibration pool
-        judged = judged if judged is not None else dataset
-        dataset = inputs.as_train_split(dataset)
+    dataset, data_path, judged = _datasets(calibration, val)
     recipe = calibration_recipe or (SNR_RECIPE if dataset.snr is not None else PLAIN_RECIPE)
     cfg = _config(
         recipe,
@@ -98,6 +92,19 @@ def quantize(
     return QuantizeResult(
         path=out_path, kind=manifest.get("kind", ""), accuracy=metrics.get("accuracy") or {}, report=metrics
     )
+
+
+def _datasets(calibration: Any, val: Any) -> tuple[Any, Path | None, Any]:
+    """The calibration data (opened or wrapped), its file (None for a dataset) and the frames
+    INT8 is judged on (None: the data file's val split)."""
+    dataset, data_path = inputs.evaluation_data(calibration, "calibration")
+    judged = None
+    if val is not None:
+        judged = inputs.evaluation_data(val, "val", class_names=dataset.class_names)[0]
+    if dataset.split is None:  # the caller's dataset: all of it is the calibration pool
+        judged = judged if judged is not None else dataset
+        dataset = inputs.as_train_split(dataset)
+    return dataset, data_path, judged
 
 
 def quantizer_names() -> list[str]:
