@@ -73,7 +73,14 @@ def distill_recipe(
             ensure_dir(out)  # removed again if the call fails before writing into it
         data = given or data_stage.stage_data(cfg.data, out, cfg.path, say, checks=checked.data_checks)
         teacher = teacher_stage.stage_teacher(
-            cfg.teacher, data, out, cfg.path, say, resume=resume, progress=progress and ctx.is_main
+            cfg.teacher,
+            data,
+            out,
+            cfg.path,
+            say,
+            resume=resume,
+            progress=progress and ctx.is_main,
+            hide_labels=cfg.data.hide_labels,
         )
         student = distill_stage.stage_distill(
             cfg.student,
@@ -84,6 +91,8 @@ def distill_recipe(
             say,
             resume=resume,
             progress=progress and ctx.is_main,
+            data_section=cfg.data,
+            resolve=cfg.path,
         )
     qat_onnx = None
     if qat:

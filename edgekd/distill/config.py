@@ -353,8 +353,16 @@ class KDConfig:
     # one is written, the least recently used others go until the folder fits (None: keep all).
     cache_max_gib: float | None = 8.0
     terms: list[LossTerm] = dataclasses.field(default_factory=list)
+    # With unlabelled frames (data.unlabelled, data.hide_labels): the share of each batch they
+    # fill, in (0, 1); "auto" shuffles them with the labelled frames (their share of the set).
+    unlabelled_share: float | Literal["auto"] = "auto"
 
     def validate(self) -> None:
+        if self.unlabelled_share != "auto" and not 0 < self.unlabelled_share < 1:
+            raise ConfigError(
+                f"distill.kd.unlabelled_share must be 'auto' or between 0 and 1, got {self.unlabelled_share}",
+                hint="e.g. 0.5: half of each batch unlabelled frames",
+            )
         if self.cache_topk < 1:
             raise ConfigError(f"distill.kd.cache_topk must be >= 1, got {self.cache_topk}")
         if self.cache_max_gib is not None and not self.cache_max_gib > 0:

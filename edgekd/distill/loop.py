@@ -52,6 +52,7 @@ from edgekd.distill.optim import Schedule, make_optimizer
 from edgekd.distill.reporting import EpochProgress, TensorBoardScalars
 from edgekd.distill.run_state import EpochLoss, ModelEMA, RunState, ShuffledBatches
 from edgekd.distill.teacher_cache import CachedLogits
+from edgekd.distill.unlabelled import mark_unlabelled
 from edgekd.errors import ConfigError
 
 Log = Callable[[str], None]
@@ -112,6 +113,10 @@ class FitOptions:
     log: Log | None = None
     on_step: StepCallback | None = None
     progress: bool = False  # a rich progress bar per epoch on stderr (rank 0; the caller checks for a TTY)
+    # With unlabelled frames (edgekd.distill.unlabelled): rows >= labelled_frames have no label,
+    # and unlabelled_share is their share of each batch (None: shuffled in with the rest).
+    labelled_frames: int | None = None
+    unlabelled_share: float | None = None
 
 
 def _build_objective(
@@ -210,6 +215,7 @@ class _RunContext:
             xb = epoch_view.apply(xb, idx)  # the view the teacher cache holds for this epoch
         if self.channels_last:
             xb = xb.contiguous(memory_format=torch.channels_last)
+        y = mark_unlabelled(y, idx, self.opts.labelled_frames)  # the pool's rows: no label
         return xb, y.to(self.device, non_blocking=True)
 
 
@@ -259,7 +265,11 @@ def _start(
     ema = ModelEMA(student, cfg.ema) if cfg.ema else None  # copied before hooks are added
     sample = (torch.from_numpy(network_arrays(train, np.arange(min(2, n))).x), train.num_classes)
     step_module = _step_module(student, objective, teacher, sample, cfg, ctx, device, cleanup)
-    sampler = ShuffledBatches(n, cfg.batch_size, ctx, cfg.seed, blocks=storage_blocks(train, cfg.batch_size))
+    mix = None
+    if opts.labelled_frames is not None and opts.unlabelled_share is not None:
+        mix = (opts.labelled_frames, opts.unlabelled_share)
+    blocks = storage_blocks(train, cfg.batch_size)
+    sampler = ShuffledBatches(n, cfg.batch_size, ctx, cfg.seed, blocks=blocks, mix=mix)
     feed = make_feed(train, sampler, cfg.num_workers, device)
     cleanup.callback(feed.close)  # persistent workers stop when training ends, or fails
     state = RunState(
@@ -285,7 +295,7 @@ def _start(
         channels_last=channels_last,
         schedule=Schedule(cfg, sampler.steps_per_epoch),
         watch=FiniteWatch(device, teacher.name),
-        fingerprint=_fingerprint(cfg, objective, n, ctx),
+        fingerprint=_fingerprint(cfg, objective, n, ctx, opts),
     )
     return run, state
 
@@ -332,7 +342,9 @@ def _step_module(student, objective, teacher, sample, cfg, ctx, device, cleanup)
     return step_module
 
 
-def _fingerprint(cfg: TrainConfig, objective: DistillObjective, frames: int, ctx: ddp.DistContext) -> dict:
+def _fingerprint(
+    cfg: TrainConfig, objective: DistillObjective, frames: int, ctx: ddp.DistContext, opts: FitOptions
+) -> dict:
     """The settings a resumed run must share with the one that saved the state."""
     fingerprint = {
         "frames": frames,
@@ -342,6 +354,8 @@ def _fingerprint(cfg: TrainConfig, objective: DistillObjective, frames: int, ctx
         "world_size": ctx.world_size,
         "terms": repr(to_dict(objective.terms)),
     }
+    if opts.labelled_frames is not None:  # only then, as for augment below
+        fingerprint["unlabelled"] = [frames - opts.labelled_frames, opts.unlabelled_share]
     if cfg.augment.enabled:  # only then, so states saved before augmentation existed still resume
         fingerprint["augment"] = repr(cfg.augment.spec())
     return fingerprint

@@ -132,8 +132,25 @@ def kd_loss(
         Scalar loss in the promoted dtype (fp32 for half inputs).
     """
     soft = kd_divergence(student_logits, teacher_logits, temperature)
-    hard = F.cross_entropy(_at_least_fp32(student_logits), targets)
+    hard = labelled_cross_entropy(student_logits, targets)
     return alpha * soft + (1.0 - alpha) * hard
+
+
+def labelled_cross_entropy(
+    student_logits: torch.Tensor, targets: torch.Tensor, label_smoothing: float = 0.0
+) -> torch.Tensor:
+    """Cross-entropy averaged over the rows that have a label; rows marked unlabelled (target
+    -1, :data:`edgekd.distill.unlabelled.UNLABELLED`) add nothing, and a batch of them alone
+    gives 0 (not NaN), without a host sync."""
+    logits = _at_least_fp32(student_logits)
+    smooth = label_smoothing
+    summed = F.cross_entropy(logits, targets, ignore_index=-1, reduction="sum", label_smoothing=smooth)
+    return summed / (targets >= 0).sum().clamp_min(1)
+
+
+# Label terms: they read the targets as they are, unlabelled rows (-1) included, and leave those
+# rows out themselves; every other term gets the teacher's top-1 class on an unlabelled row.
+kd_loss.reads_unlabelled = True  # type: ignore[attr-defined]
 
 
 @LOSSES.register("ce")
@@ -148,7 +165,10 @@ def ce_loss(
 ) -> torch.Tensor:
     """Cross-entropy on the labels; the teacher, ``temperature`` and ``alpha`` are ignored."""
     del teacher_logits, temperature, alpha
-    return F.cross_entropy(_at_least_fp32(student_logits), targets, label_smoothing=label_smoothing)
+    return labelled_cross_entropy(student_logits, targets, label_smoothing)
+
+
+ce_loss.reads_unlabelled = True  # type: ignore[attr-defined]
 
 
 @LOSSES.register("rkl")

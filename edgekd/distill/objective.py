@@ -15,6 +15,7 @@ from torch import nn
 from edgekd.distill.config import LossTerm, effective_terms
 from edgekd.distill.feature_losses import FEATURE_LOSSES, LossInputs
 from edgekd.distill.losses import LOSSES, PROGRESS_PARAM, Progress
+from edgekd.distill.unlabelled import pseudo_targets
 from edgekd.errors import ConfigError
 
 
@@ -35,6 +36,9 @@ class DistillObjective(nn.Module):
     def __init__(self, terms: list[LossTerm]) -> None:
         super().__init__()
         self.progress = None
+        # Set by distill() when the training set holds unlabelled frames (target UNLABELLED):
+        # then terms that need a class on every row get the teacher's top-1 on those rows.
+        self.has_unlabelled = False
         if not terms:
             raise ConfigError("the distillation objective has no terms", hint="add at least one loss term")
         for term in terms:
@@ -62,6 +66,10 @@ class DistillObjective(nn.Module):
             for i, t in enumerate(self.terms)
             if not t.is_feature_loss
         }
+        self._reads_unlabelled = [
+            not t.is_feature_loss and getattr(LOSSES.get(t.name), "reads_unlabelled", False)
+            for t in self.terms
+        ]
 
     @property
     def student_paths(self) -> list[str]:
@@ -107,11 +115,13 @@ class DistillObjective(nn.Module):
         """
         total = None
         parts: dict[str, torch.Tensor] = {}
+        # Label terms read `targets` (unlabelled rows marked); the others a class on every row.
+        classes = pseudo_targets(targets, teacher_logits) if self.has_unlabelled else targets
         for i, term in enumerate(self.terms):
             inputs = LossInputs(
                 student_logits,
                 teacher_logits,
-                targets,
+                targets if self._reads_unlabelled[i] else classes,
                 [student_features[p] for p in term.student],
                 [teacher_features[p] for p in term.teacher],
                 self.progress,

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from edgekd.distill import distributed as ddp
+from edgekd.distill.unlabelled import mixed_order
 
 #: Top-level keys of ``RunState.state_dict()``.
 STATE_KEYS = (
@@ -74,9 +75,18 @@ class ShuffledBatches:
     """
 
     def __init__(
-        self, frames: int, batch_size: int, ctx: ddp.DistContext, seed: int, blocks: np.ndarray | None = None
+        self,
+        frames: int,
+        batch_size: int,
+        ctx: ddp.DistContext,
+        seed: int,
+        blocks: np.ndarray | None = None,
+        mix: tuple[int, float] | None = None,
     ) -> None:
         self.frames, self.batch_size, self.ctx = frames, batch_size, ctx
+        # (labelled rows, share of pool rows per batch): batches mixed to that share
+        # (edgekd.distill.unlabelled.mixed_order); None: one shuffle of every row.
+        self.mix = mix
         self.blocks = (
             None if blocks is None else np.unique(np.asarray(blocks), return_inverse=True)[1].reshape(-1)
         )
@@ -99,11 +109,19 @@ class ShuffledBatches:
         return fresh
 
     def _draw_order(self) -> np.ndarray:
+        if self.mix is not None:
+            labelled, share = self.mix
+            return mixed_order(self.rng, self._permute, labelled, self.frames, self.batch_size, share)
+        return self._permute(np.arange(self.frames))
+
+    def _permute(self, rows: np.ndarray) -> np.ndarray:
+        """``rows`` in a seeded random order: block-shuffled when the rows have storage blocks."""
         if self.blocks is None:
-            return self.rng.permutation(self.frames)
+            return self.rng.permutation(rows)
+        blocks = self.blocks[rows]
         block_rank = self.rng.permutation(int(self.blocks.max()) + 1 if self.frames else 0)
         # Primary key: the block's place in the epoch; secondary: a random order inside it.
-        return np.lexsort((self.rng.permutation(self.frames), block_rank[self.blocks]))
+        return rows[np.lexsort((self.rng.permutation(len(rows)), block_rank[blocks]))]
 
     def __len__(self) -> int:
         """Batches in the epoch under way."""

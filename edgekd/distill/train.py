@@ -112,6 +112,7 @@ def distill(
     on_step: StepCallback | None = None,
     progress: bool = False,
     teacher_name: str | None = None,
+    unlabelled: Any = None,
 ) -> TrainResult:
     """Train ``student`` to match a frozen ``teacher`` with the objective ``kd``.
 
@@ -132,6 +133,10 @@ def distill(
         progress: show a progress bar per epoch on stderr.
         teacher_name: how errors name the teacher, e.g. ``teacher runs/t/teacher.pt`` (default:
             its ONNX file or its class, :func:`edgekd.distill.finite.describe_teacher`).
+        unlabelled: frames without labels (a dataset like ``train``; its labels, if any, are
+            ignored) that the student learns from the teacher alone: every frame gets the
+            teacher terms, the labelled ones also the label terms; ``kd.unlabelled_share`` sets
+            their share of each batch (:mod:`edgekd.distill.unlabelled`).
 
     The teacher's logits (of every ``cfg.augment`` view) are computed once when
     ``kd.cache_teacher`` and no term needs teacher features, else per batch. Both networks
@@ -139,8 +144,10 @@ def distill(
     run with an error that names the teacher and the step.
     """
     objective, device = _prepare_networks(student, teacher, train, val, cfg, kd)
-    train = with_image_views(train, cfg.augment)
     opts = FitOptions(Path(out_dir) if out_dir is not None else None, resume, log, on_step, progress)
+    if unlabelled is not None and len(unlabelled):
+        train = _with_pool(train, unlabelled, objective, kd, opts)
+    train = with_image_views(train, cfg.augment)
     teacher_taps = (
         FeatureTaps(teacher, objective.teacher_paths, "teacher", detach=True)
         if objective.teacher_paths
@@ -160,6 +167,14 @@ def distill(
                 if kd.cache_teacher and teacher_taps is not None:
                     log("teacher cache: not used, the feature terms need the teacher's activations")
                 how = "cached teacher logits" if cache is not None else "teacher run per batch"
+                if opts.labelled_frames is not None:
+                    pool = len(train) - opts.labelled_frames
+                    share = (
+                        "shuffled together"
+                        if opts.unlabelled_share is None
+                        else f"{opts.unlabelled_share:.0%} of each batch unlabelled"
+                    )
+                    how += f"; {opts.labelled_frames} labelled + {pool} unlabelled frames, {share}"
                 if not objective.needs_teacher:
                     log(f"training with {kd.describe()} on {device}")
                 else:
@@ -169,6 +184,23 @@ def distill(
         ddp.teardown(ctx)
         if teacher_taps is not None:
             teacher_taps.remove()
+
+
+def _with_pool(train: Any, pool: Any, objective: DistillObjective, kd: KDConfig, opts: FitOptions) -> Any:
+    """The training set of labelled frames and then the pool's; ``opts`` and ``objective`` learn
+    where the pool starts and how batches mix it in."""
+    if not objective.needs_teacher:
+        raise ConfigError(
+            f"unlabelled frames were given, but the objective {kd.describe()} reads labels alone",
+            hint="use a teacher term (e.g. distill.kd.loss: kd), or give no unlabelled frames",
+        )
+    from edgekd.data.pooled import pool_training_frames
+
+    pooled = pool_training_frames(train, pool)
+    opts.labelled_frames = len(train)
+    opts.unlabelled_share = None if kd.unlabelled_share == "auto" else float(kd.unlabelled_share)
+    objective.has_unlabelled = True
+    return pooled
 
 
 def _teacher_cache(teacher, train, cfg: TrainConfig, kd: KDConfig, folder: Path | None, log, ctx, name: str):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,8 @@ from edgekd.artifacts import commits_on_success
 from edgekd.config import to_dict
 from edgekd.data.artifact import open_data
 from edgekd.data.batches import network_input_shape
+from edgekd.data.sources import DataSpec
+from edgekd.data.unlabelled_source import unlabelled_frames
 from edgekd.distill.distributed import barrier, is_main_process
 from edgekd.distill.reporting import teacher_comparison
 from edgekd.distill.train import KDConfig, TrainConfig, distill, evaluate_model
@@ -45,6 +48,8 @@ def stage_distill(
     *,
     resume: bool = False,
     progress: bool = False,
+    data_section: DataSpec | None = None,
+    resolve: Callable[[str], Path] = Path,
 ) -> Path:
     """Distil the teacher into the student: ``out_dir/student.pt`` (run files in ``distill-run/``).
 
@@ -53,7 +58,9 @@ def stage_distill(
     which ``distill.kd`` must then ask for (``loss: ce``). At the end the student's val
     accuracy is logged beside the teacher's, with a warning when a distilled student ends
     within noise of its teacher or above it (:func:`edgekd.distill.reporting.teacher_comparison`).
-    Under torchrun every rank trains (DDP) and rank 0 alone writes.
+    Under torchrun every rank trains (DDP) and rank 0 alone writes. ``data_section`` (the
+    recipe's, paths resolved with ``resolve``) brings unlabelled frames: ``data.unlabelled`` and
+    what ``data.hide_labels`` hides (:mod:`edgekd.data.unlabelled_source`).
     """
     dataset = open_data(data_path)
     teacher, teacher_name = (
@@ -71,10 +78,13 @@ def stage_distill(
     figures = _teacher_figures(teacher, val, main)
     s_params = count_params(model)
     log(f"distill: {_pairing(teacher_name, figures, student.model, s_params)}, {section.kd.describe()}")
+    train, pool = dataset.subset("train"), None
+    if data_section is not None:
+        train, pool = unlabelled_frames(data_section, train, resolve)
     result = distill(
         model,
         teacher,
-        dataset.subset("train"),
+        train,
         val,
         section.train,
         section.kd,
@@ -84,6 +94,7 @@ def stage_distill(
         cache_dir=out_dir / "teacher_cache",
         progress=progress,
         teacher_name=f"teacher {teacher_path}" if teacher_path is not None else None,
+        unlabelled=pool,
     )
     if main and teacher is not None:
         for line in teacher_comparison(

@@ -49,7 +49,16 @@ def _convert(
 def _student(recipe: Recipe, data: Path, teacher: Path | None, out_dir: Path, log: Log) -> Path:
     """The distillation stage, or with ``search.enabled`` a search whose winner it distils."""
     if not recipe.search.enabled:
-        return distill_stage.stage_distill(recipe.student, recipe.distill, data, teacher, out_dir, log)
+        return distill_stage.stage_distill(
+            recipe.student,
+            recipe.distill,
+            data,
+            teacher,
+            out_dir,
+            log,
+            data_section=recipe.data,
+            resolve=recipe.path,
+        )
     import os
 
     from edgekd.errors import ConfigError
@@ -85,7 +94,9 @@ def _run_stages(recipe: Recipe, out_dir: Path, log: Log) -> dict[str, Any] | Non
     resolve = recipe.path
 
     data = data_stage.stage_data(recipe.data, out_dir, resolve, log, checks=checked.data_checks)
-    teacher = teacher_stage.stage_teacher(recipe.teacher, data, out_dir, resolve, log)
+    teacher = teacher_stage.stage_teacher(
+        recipe.teacher, data, out_dir, resolve, log, hide_labels=recipe.data.hide_labels
+    )
     student = _student(recipe, data, teacher, out_dir, log)
     if not is_main_process():
         return None  # measuring on several ranks at once would only skew the figures

@@ -18,6 +18,7 @@ from edgekd.artifacts import commits_on_success, require_file
 from edgekd.config import to_dict
 from edgekd.data.artifact import open_data
 from edgekd.data.batches import network_input_shape
+from edgekd.data.unlabelled_source import split_hidden_labels
 from edgekd.distill.distributed import barrier, is_main_process
 from edgekd.distill.train import TrainConfig, train_supervised
 from edgekd.models.checkpoint import save_checkpoint
@@ -56,13 +57,15 @@ def stage_teacher(
     *,
     resume: bool = False,
     progress: bool = False,
+    hide_labels: float = 0.0,
 ) -> Path | None:
     """Train the teacher into ``out_dir/teacher.pt``, or check and return the given checkpoint;
     None for no teacher (:attr:`TeacherSection.absent`).
 
     Training state goes to ``out_dir/teacher-run/`` (metrics CSV/JSONL, best/last weights,
     the resume state); ``resume`` continues a killed run from it, with the same settings.
-    Under torchrun every rank trains (DDP) and rank 0 alone writes.
+    Under torchrun every rank trains (DDP) and rank 0 alone writes. ``hide_labels`` (the
+    recipe's ``data.hide_labels``): the teacher trains on the train frames whose labels are kept.
     """
     if section.absent:
         log("teacher: none (teacher.model: none): the student trains on its labels alone")
@@ -78,10 +81,12 @@ def stage_teacher(
     model = create_model(
         section.model, dataset.num_classes, network_input_shape(dataset)[0], **section.kwargs
     )
-    log(f"teacher: training {section.model} ({count_params(model):,} parameters)")
+    train = split_hidden_labels(dataset.subset("train"), hide_labels)[0]
+    kept = f" on the {len(train)} train frames data.hide_labels leaves labelled" if hide_labels else ""
+    log(f"teacher: training {section.model} ({count_params(model):,} parameters){kept}")
     result = train_supervised(
         model,
-        dataset.subset("train"),
+        train,
         dataset.subset("val"),
         section.train,
         log=log,
