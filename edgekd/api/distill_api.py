@@ -45,6 +45,7 @@ def distill(
     *,
     train: Any = None,
     val: Any = None,
+    unlabelled: Any = None,
     config: str | Path | None = None,
     overrides: Sequence[str] = (),
     loss: str | None = None,
@@ -79,6 +80,11 @@ def distill(
         train, val: map-style datasets yielding ``(x, y)`` or ``(x, y, extras)``, or DataLoaders
             over them (the loader's batch size is used); or ``train`` a data file (``.npz``,
             ``data.json``) whose train and val splits are used.
+        unlabelled: frames without labels the student learns from the teacher alone (KD terms on
+            every frame, label terms on the labelled ones; ``kd_options={"unlabelled_share": 0.5}``
+            sets their share of each batch): a dataset yielding ``x`` or ``(x, ...)`` (labels
+            ignored), a DataLoader over one, or an npz file holding ``x``. With ``config=``, an npz
+            file only (it becomes ``data.unlabelled``).
         config: a recipe (built-in name or YAML) instead: its data, teacher and student stages
             run as ``edgekd distill --config`` does; ``train`` may then be a data file and
             ``teacher`` a checkpoint that replace the recipe's. ``overrides``: ``KEY=VALUE``.
@@ -115,7 +121,7 @@ def _distill(a: dict[str, Any]) -> DistillResult:
         if a["config"] is not None:
             return _from_recipe(
                 a["config"], a["overrides"], explicit, a["teacher"], a["student"], a["train"], a["val"],
-                a["out"], a["resume"], a["qat"], a["log"], a["progress"],
+                a["out"], a["resume"], a["qat"], a["log"], a["progress"], a["unlabelled"],
             )  # fmt: skip
         if a["qat"]:
             raise ConfigError("qat=True needs a recipe (config=)", hint="call edgekd.qat(...) after distill")
@@ -126,6 +132,7 @@ def _distill(a: dict[str, Any]) -> DistillResult:
             a["student"],
             inputs.training_splits(a["train"], a["val"], a["class_names"]),
             explicit,
+            unlabelled=inputs.unlabelled_data(a["unlabelled"]),
             train_options=a["train_options"] or {},
             kd_options=a["kd_options"] or {},
             teacher_epochs=a["teacher_epochs"],
@@ -160,6 +167,7 @@ def _from_recipe(
     qat: bool,
     log: Log | None,
     progress: bool,
+    unlabelled: Any = None,
 ) -> DistillResult:
     if val is not None or not (train is None or inputs.is_path(train)):
         raise ConfigError(
@@ -172,6 +180,14 @@ def _from_recipe(
             hint="drop config= to distil your own nn.Modules",
         )
     extra = list(recipe_overrides(explicit))
+    if unlabelled is not None:
+        if not inputs.is_path(unlabelled):
+            raise ConfigError(
+                "with config= (a recipe), unlabelled= may only be an npz file",
+                hint="set data.unlabelled in the recipe, or drop config= to pass a dataset",
+            )
+        where = json.dumps(str(Path(unlabelled).resolve()))
+        extra += ['data.unlabelled.source="npz"', f"data.unlabelled.path={where}"]
     if student is not None:
         extra.append(f"student.model={json.dumps(student)}")
     from edgekd.api.distill_recipe import distill_recipe

@@ -126,6 +126,7 @@ def distill_objects(
     splits: inputs.Splits,
     explicit: dict[str, Any],
     *,
+    unlabelled: Any = None,
     train_options: dict,
     kd_options: dict,
     teacher_epochs: int | None,
@@ -164,6 +165,7 @@ def distill_objects(
         resume=resume,
         cache_dir=out / "teacher_cache" if out else None,
         progress=progress,
+        unlabelled=unlabelled,
     )
     teacher_acc = _report_teacher(teacher_model, splits.val, result.best_val_accuracy, kd, log)
     metrics = {

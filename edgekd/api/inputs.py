@@ -65,6 +65,27 @@ def training_splits(train: Any, val: Any, class_names: Any = None) -> Splits:
     return Splits(wrapped["train"], wrapped["val"], loader=loader)
 
 
+def unlabelled_data(data: Any) -> Any:
+    """Frames without labels for distillation: None; an npz file holding ``x`` (its labels, if
+    any, ignored); an edgekd dataset as it is; or the user's dataset or DataLoader, wrapped
+    (:class:`edgekd.data.torch_dataset.UnlabelledTorchDataset`)."""
+    if data is None:
+        return None
+    if is_path(data):
+        from edgekd.artifacts import require_file
+        from edgekd.data.unlabelled_source import open_unlabelled_file
+
+        return open_unlabelled_file(require_file(Path(data), "unlabelled frames"))
+    from edgekd.data.dataset import ArrayDataset
+    from edgekd.data.mapstyle import MapDataset
+
+    if isinstance(data, (ArrayDataset, MapDataset)):
+        return data
+    from edgekd.data.torch_dataset import UnlabelledTorchDataset, unwrap_loader
+
+    return UnlabelledTorchDataset(unwrap_loader(data, "unlabelled")[0], name="unlabelled")
+
+
 def evaluation_data(data: Any, name: str, class_names: Any = None) -> tuple[Any, Path | None]:
     """A dataset to evaluate or calibrate on: an opened data file (with its splits) and its path,
     or the user's dataset wrapped (every sample counts) and None."""

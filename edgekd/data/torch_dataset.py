@@ -169,6 +169,46 @@ class TorchDataset(MapDataset):
         return out
 
 
+def _frame_of(sample: Any) -> Any:
+    """The frame of an unlabelled sample: ``x`` alone, or the first element of a tuple."""
+    if isinstance(sample, (tuple, list)) and 1 <= len(sample) <= 3:
+        return sample[0]
+    return sample
+
+
+class UnlabelledTorchDataset(MapDataset):
+    """A user's dataset of frames without labels (``ds[i]`` is ``x``, ``(x,)``, or ``(x, y...)``
+    whose ``y`` is ignored) as a :class:`MapDataset` with placeholder labels, for
+    distillation on unlabelled frames (:mod:`edgekd.distill.unlabelled`)."""
+
+    def __init__(self, dataset: Any, *, name: str = "unlabelled") -> None:
+        n = len(dataset)
+        if n == 0:
+            raise InputFileError(f"{name} holds no samples", hint="pass a dataset with samples")
+        first = _as_array(_frame_of(dataset[0]), f"{name}[0]")
+        super().__init__(
+            rows=np.arange(n),
+            y=np.zeros(n, dtype=np.int64),
+            class_names=["unlabelled", "-"],  # placeholders: the labelled set's classes are used
+            input_shape=first.shape,
+            source=name,
+        )
+        self.dataset = dataset
+
+    def _read(self, rows: np.ndarray) -> list[np.ndarray]:
+        out = []
+        for row in rows.tolist():
+            where = f"{self.source}[{row}]"
+            x = _as_array(_frame_of(self.dataset[row]), where)
+            if x.shape != self.input_shape:
+                raise ShapeError(
+                    f"{where} has shape {list(x.shape)} but {self.source}[0] has {list(self.input_shape)}",
+                    hint="give every sample the same shape (resize or crop in the transform)",
+                )
+            out.append(np.array(x, dtype=np.float32, copy=True))
+        return out
+
+
 def unwrap_loader(data: Any, name: str) -> tuple[Any, dict[str, int]]:
     """``(dataset, settings)`` of a DataLoader, its ``batch_size`` and ``num_workers`` as
     training settings (``(data, {})`` otherwise); an iterable-style dataset is refused: edgekd
@@ -216,4 +256,4 @@ def as_torch_datasets(
     return wrapped
 
 
-__all__ = ["TorchDataset", "as_torch_datasets", "unwrap_loader"]
+__all__ = ["TorchDataset", "UnlabelledTorchDataset", "as_torch_datasets", "unwrap_loader"]

@@ -77,6 +77,11 @@ def _npz_pool(path: Path, storage: str) -> Any:
     return ArrayDataset(x=x, y=np.zeros(len(x), dtype=np.int64), class_names=POOL_CLASSES, source=where)
 
 
+def open_unlabelled_file(path: Path, storage: str = "auto") -> Any:
+    """Unlabelled frames from an npz file holding ``x`` (memory-mapped when large)."""
+    return _npz_pool(Path(path), storage)
+
+
 def open_unlabelled(spec: DataSpec, resolve: Callable[[str], Path] = Path) -> Any:
     """The frames of a recipe's ``data.unlabelled`` section (see the module doc): an in-memory
     dataset or a lazy map-style one, its labels never read."""
