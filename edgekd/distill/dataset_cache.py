@@ -58,6 +58,9 @@ def _file_identity(path: Path) -> dict[str, Any]:
 def _source_files(dataset: Any) -> list[dict[str, Any]]:
     """The identity of every file the dataset reads: its file, the arrays of its folder, or
     (an image folder read file by file) each image with the decoding settings."""
+    parts = getattr(dataset, "parts", None)
+    if parts is not None:  # labelled + unlabelled frames (edgekd.data.pooled): each part's files and rows
+        return [{"files": _source_files(part), "rows": labels_digest(part)} for part in parts]
     path = getattr(dataset, "path", None)
     if path is not None:
         path = Path(path)

@@ -327,3 +327,37 @@ def test_the_python_api_takes_a_dataset_of_frames_alone(tones, teacher) -> None:
     assert result.val_accuracy > 0 and any("+ 50 unlabelled frames" in line for line in lines), lines
     with pytest.raises(ConfigError, match="unlabelled= may only be an npz file"):
         edgekd.distill(config="modrec", unlabelled=Frames())
+
+
+def test_streamed_frames_and_a_streamed_pool_train_alike_with_and_without_workers(
+    tones, teacher, tmp_path
+) -> None:
+    train, val = tones
+    np.savez(tmp_path / "train.npz", x=train.x, y=train.y, class_names=np.asarray(train.class_names))
+    np.savez(tmp_path / "pool.npz", x=tone_dataset(80, seed=6).x)
+    lazy_train, pool = ArrayFileDataset(tmp_path / "train.npz"), PoolFileDataset(tmp_path / "pool.npz")
+    weights, lines = [], []
+    for workers in (0, 1):
+        student = _net(1)
+        cfg = TrainConfig(epochs=1, batch_size=64, device="cpu", num_workers=workers)
+        kd = KDConfig(unlabelled_share=0.5)
+        distill(student, teacher, lazy_train, val, cfg, kd, log=lines.append, unlabelled=pool)
+        weights.append(student.state_dict())
+    for p, q in zip(*(w.values() for w in weights), strict=True):
+        assert torch.equal(p, q)
+    assert any(f"{len(train)} labelled + 80 unlabelled frames" in line for line in lines), lines
+
+
+def test_two_pools_of_the_same_size_get_teacher_caches_of_their_own(tones, teacher, tmp_path) -> None:
+    train, val = tones
+    np.savez(tmp_path / "train.npz", x=train.x, y=train.y, class_names=np.asarray(train.class_names))
+    lazy_train = ArrayFileDataset(tmp_path / "train.npz")
+    computed = []
+    for seed in (6, 7):
+        np.savez(tmp_path / f"pool{seed}.npz", x=tone_dataset(40, seed=seed).x)
+        lines: list[str] = []
+        pool = PoolFileDataset(tmp_path / f"pool{seed}.npz")
+        run = {"log": lines.append, "cache_dir": tmp_path / "c", "unlabelled": pool}
+        distill(_net(1), teacher, lazy_train, val, FAST, KDConfig(), **run)
+        computed.append(any("computing" in line for line in lines))
+    assert computed == [True, True]
