@@ -21,15 +21,20 @@ from typing import Any
 import numpy as np
 
 from edgekd.artifacts import atomic_path, write_manifest
-from edgekd.data.validate import SPLIT_NAMES, check_memory, validate_arrays
-from edgekd.errors import ConfigError, InputFileError
+from edgekd.data.splits import assign_group_splits, assign_splits
+from edgekd.data.validate import SPLIT_NAMES, check_memory, group_keys, validate_arrays
+from edgekd.errors import ConfigError, InputFileError, ShapeError
 
 SPLITS = SPLIT_NAMES
-NPZ_KEYS = ("x", "y", "class_names", "snr", "split")
+NPZ_KEYS = ("x", "y", "class_names", "snr", "split", "group")
 NPZ_HINT = (
     "an edgekd dataset npz holds x [N, C, L] and y [N]; split [N] (0 train, 1 val, 2 test) too for "
-    "distill and run; class_names [K] (else '0'..'K-1') and snr [N] optionally"
+    "distill and run (or group [N] to have it drawn by group); class_names [K] (else '0'..'K-1') "
+    "and snr [N] optionally"
 )
+# The split drawn for a file that has a group array and no split array: a fixed rule, so that
+# every command that opens the file (data stage, distill, bench...) sees the same split.
+GROUP_SPLIT = {"val_fraction": 0.1, "test_fraction": 0.2, "seed": 0}
 # Names other tools give the arrays of NPZ_KEYS (RadioML's X/Y/Z, scikit-learn's data/target...),
 # so a refusal can say which array to rename. Checked case-insensitively, after an exact
 # case-insensitive match and before a spelling match.
@@ -309,13 +314,40 @@ def missing_arrays_note(path: Path, missing: list[str]) -> str:
     return f"; it holds {shown}" + (f": rename {fixes}" if fixes else "")
 
 
-def load_npz(path: str | os.PathLike[str]) -> ArrayDataset:
+def drawn_split(
+    group: Any,
+    y: np.ndarray,
+    snr: np.ndarray | None,
+    where: str,
+    *,
+    test_fraction: float = GROUP_SPLIT["test_fraction"],
+    draw_missing: bool = False,
+) -> np.ndarray | None:
+    """The split of a file without a split array: by its ``group`` array (frames of one group
+    in one split, :func:`edgekd.data.splits.assign_group_splits`, :data:`GROUP_SPLIT`), else,
+    with ``draw_missing``, per (class, SNR) cell; else None (no split)."""
+    val, seed = GROUP_SPLIT["val_fraction"], GROUP_SPLIT["seed"]
+    if group is not None:
+        keys = group_keys(group, len(y), where)
+        return assign_group_splits(keys, y, snr, val, test_fraction, seed)
+    return assign_splits(y, snr, val, test_fraction, seed) if draw_missing else None
+
+
+def load_npz(
+    path: str | os.PathLike[str],
+    *,
+    test_fraction: float = GROUP_SPLIT["test_fraction"],
+    draw_missing: bool = False,
+) -> ArrayDataset:
     """Read and check a dataset written by :meth:`ArrayDataset.save_npz` (or by hand with the same keys).
 
     Required keys: ``x`` [N, C, L] or [N, C, H, W] and ``y`` [N] (class ids; one-hot [N, K] is
     accepted); optional ``class_names`` [K] (without it the classes are named '0'..'K-1', with
     one warning line), ``snr`` [N] (dB), ``split`` [N] (0/1/2: training needs it, see
-    :func:`edgekd.data.validate.check_splits`; a file without it is scored whole).
+    :func:`edgekd.data.validate.check_splits`; a file without it is scored whole), ``group`` [N]
+    (ints or strings: without ``split``, the split is drawn by group, :func:`drawn_split`).
+    ``test_fraction`` and ``draw_missing`` as in :func:`drawn_split` (a main file beside a
+    separate test file: train and val only, drawn even without a group).
     Raises InputFileError naming the file and the array for anything
     :func:`edgekd.data.validate.validate_arrays` refuses; a missing ``x`` or ``y`` names the
     arrays the file holds and the one to rename (``'X'`` to ``'x'``).
@@ -330,7 +362,7 @@ def load_npz(path: str | os.PathLike[str]) -> ArrayDataset:
         note = missing_arrays_note(path, missing)
         raise InputFileError(f"{where} lacks array(s) {', '.join(missing)}{note}", hint=NPZ_HINT)
     names_near_miss = None if "class_names" in arrays else class_names_near_miss(path)
-    return validate_arrays(
+    dataset = validate_arrays(
         arrays["x"],
         arrays["y"],
         where=where,
@@ -338,4 +370,61 @@ def load_npz(path: str | os.PathLike[str]) -> ArrayDataset:
         snr=arrays.get("snr"),
         split=arrays.get("split"),
         names_near_miss=names_near_miss,
+    )
+    if dataset.split is None:
+        drawn = drawn_split(
+            arrays.get("group"),
+            dataset.y,
+            dataset.snr,
+            where,
+            test_fraction=test_fraction,
+            draw_missing=draw_missing,
+        )
+        dataset.split = None if drawn is None else drawn.astype(np.int8)
+    return dataset
+
+
+def join_test_file(main: ArrayDataset, test: ArrayDataset, where: str, test_where: str) -> ArrayDataset:
+    """``main``'s train and val frames and every frame of ``test`` as the test split.
+
+    The test file's labels are mapped by class name onto ``main``'s label order (its classes
+    must be among ``main``'s); frame shapes must match, and both or neither carry SNR labels.
+    ``main`` may hold no test frames of its own (split code 2).
+    """
+    if main.split is not None and (main.split == SPLITS.index("test")).any():
+        count = int((main.split == SPLITS.index("test")).sum())
+        raise ConfigError(
+            f"{where} holds {count} test frames of its own (split 2) and data.test_path gives the test split",
+            hint="give those frames split 0 or 1 (or remove the test folder), or remove data.test_path",
+        )
+    if test.input_shape != main.input_shape:
+        raise ShapeError(
+            f"{test_where} (data.test_path) holds frames of shape {list(test.input_shape)} but "
+            f"{where} holds {list(main.input_shape)}",
+            hint="data.test_path takes a file of the same source and frame shape as data.path",
+        )
+    foreign = [name for name in test.class_names if name not in main.class_names]
+    if foreign:
+        raise InputFileError(
+            f"{test_where} (data.test_path) holds class {foreign[0]!r}, which {where} lacks "
+            f"(its classes: {', '.join(main.class_names)})",
+            hint="the test file's class_names must be among the training file's",
+        )
+    if (main.snr is None) != (test.snr is None):
+        has, lacks = (where, test_where) if test.snr is None else (test_where, where)
+        raise InputFileError(
+            f"{has} has SNR labels but {lacks} has none",
+            hint="give both files an snr array, or neither",
+        )
+    check_memory(main.x.nbytes + test.x.nbytes, f"{where} with its test file", "use smaller files")
+    label_of = np.asarray([main.class_names.index(name) for name in test.class_names], dtype=np.int64)
+    return ArrayDataset(
+        x=np.concatenate([main.x, test.x]),
+        y=np.concatenate([main.y, label_of[test.y]]),
+        class_names=list(main.class_names),
+        snr=None if main.snr is None else np.concatenate([main.snr, test.snr]),
+        split=None
+        if main.split is None
+        else np.concatenate([main.split, np.full(len(test), SPLITS.index("test"), dtype=np.int8)]),
+        source=where,
     )

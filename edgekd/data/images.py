@@ -8,6 +8,11 @@ Two layouts are read:
 * flat: ``root/CLASS/*``, split deterministically, stratified by class, with
   :func:`edgekd.data.splits.assign_splits`.
 
+With a ``group`` setting (``patient``: OCT2017's ``CLASS-PATIENT-INDEX.jpeg`` names, or a
+regex), the splits drawn here keep each group's images together
+(:func:`edgekd.data.splits.assign_group_splits`): scans of one patient never reach both the
+training and the validation or test images.
+
 The folder is checked when it is opened: at least two class folders, every class folder holds
 images and nothing else (hidden entries such as ``.DS_Store`` are skipped), no empty image
 file. Each image is checked when it is decoded: an unreadable, truncated or oversized one
@@ -29,6 +34,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 import struct
 from pathlib import Path
 from typing import Any
@@ -36,7 +42,7 @@ from typing import Any
 import numpy as np
 
 from edgekd.data.dataset import SPLITS, ArrayDataset
-from edgekd.data.splits import assign_splits
+from edgekd.data.splits import assign_group_splits, assign_splits
 from edgekd.data.validate import check_class_count, check_memory
 from edgekd.errors import ConfigError, InputFileError
 from edgekd.optional import require_module
@@ -49,6 +55,9 @@ MAX_SIDE = 8192  # pixels, for resize and image_size: larger asks for gigabytes 
 # What Pillow raises for a damaged file: OSError (truncated, unidentified), SyntaxError (some
 # plugins' "broken PNG"), struct.error / IndexError / EOFError from header parsers.
 _DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, IndexError, TypeError, KeyError, struct.error)
+# ``group: patient``: OCT2017 names its scans CLASS-PATIENT-INDEX (``CNV-1016042-1.jpeg``).
+PATIENT_PATTERN = r"^[^-]+-(.+)-[^-.]+\.[^.]+$"
+GROUP_HINT = "group is none, patient (names CLASS-PATIENT-INDEX.ext) or a regex whose first group is the key"
 FOLDER_HINT = "lay it out as ROOT/CLASS/*.png or ROOT/{train,val,test}/CLASS/*.png, two or more classes"
 
 
@@ -174,6 +183,42 @@ def view_seed(base_seed: int, epoch: int, index: int) -> int:
     return int(state[0]) << 31 | int(state[1]) >> 1
 
 
+def group_pattern(group: str | None) -> re.Pattern[str] | None:
+    """The regex an image folder's ``group`` setting names (None for "none"); ConfigError if bad."""
+    if group in (None, "", "none"):
+        return None
+    try:
+        return re.compile(PATIENT_PATTERN if group == "patient" else group)
+    except re.error as exc:
+        raise ConfigError(
+            f"data.imagefolder.group {group!r} is not a valid regex: {exc}", hint=GROUP_HINT
+        ) from None
+
+
+def file_groups(files: list[Path], pattern: re.Pattern[str]) -> np.ndarray:
+    """The group key of each image (str [N]): ``pattern``'s first group searched in the file
+    name, or its whole match when it has no group. A name it does not match is refused."""
+    keys = []
+    for path in files:
+        found = pattern.search(path.name)
+        if found is None:
+            raise InputFileError(
+                f"image {path}: its name does not match the group pattern {pattern.pattern!r}",
+                hint=f"rename it, or change data.imagefolder.group ({GROUP_HINT})",
+            )
+        keys.append(found.group(1) if pattern.groups else found.group(0))
+    return np.asarray(keys, dtype=np.str_)
+
+
+def _draw(
+    y: np.ndarray, groups: np.ndarray | None, val_fraction: float, test_fraction: float, seed: int
+) -> np.ndarray:
+    """Split codes stratified by class, by group when the folder has a group setting."""
+    if groups is None:
+        return assign_splits(y, None, val_fraction, test_fraction, seed)
+    return assign_group_splits(groups, y, None, val_fraction, test_fraction, seed)
+
+
 def _carve_missing_splits(
     split: np.ndarray,
     y: np.ndarray,
@@ -181,6 +226,7 @@ def _carve_missing_splits(
     val_fraction: float,
     test_fraction: float,
     seed: int,
+    groups: np.ndarray | None = None,
 ) -> np.ndarray:
     """Split codes int8 [N] where the ``train`` folder also supplies the splits without a folder.
 
@@ -196,7 +242,7 @@ def _carve_missing_splits(
         return split
     train = np.flatnonzero(split == SPLITS.index("train"))
     out = split.copy()
-    out[train] = assign_splits(y[train], None, val, test, seed)
+    out[train] = _draw(y[train], None if groups is None else groups[train], val, test, seed)
     return out
 
 
@@ -235,6 +281,8 @@ class ImageFolder:
         transform: resize/crop/normalise settings.
         val_fraction, test_fraction, seed: the split of a flat layout, and of the ``train``
             folder into the splits that have no folder of their own.
+        group: "none", "patient" or a regex (:func:`file_groups`): images sharing a key never
+            straddle the splits drawn here (fractions count groups); given folders stay as they are.
     """
 
     def __init__(
@@ -245,6 +293,7 @@ class ImageFolder:
         val_fraction: float = 0.1,
         test_fraction: float = 0.2,
         seed: int = 0,
+        group: str | None = None,
     ) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
@@ -282,12 +331,20 @@ class ImageFolder:
                 splits.extend([SPLITS.index(top) if top else 0] * len(images))
         self.files = files
         self.y = np.asarray(labels, dtype=np.int64)
+        pattern = group_pattern(group)
+        groups = None if pattern is None else file_groups(files, pattern)
         if split_dirs:
             self.split = _carve_missing_splits(
-                np.asarray(splits, dtype=np.int8), self.y, split_dirs, val_fraction, test_fraction, seed
+                np.asarray(splits, dtype=np.int8),
+                self.y,
+                split_dirs,
+                val_fraction,
+                test_fraction,
+                seed,
+                groups,
             )
         else:
-            self.split = assign_splits(self.y, None, val_fraction, test_fraction, seed)
+            self.split = _draw(self.y, groups, val_fraction, test_fraction, seed)
 
     def __len__(self) -> int:
         return len(self.files)

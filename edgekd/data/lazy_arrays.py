@@ -1,7 +1,7 @@
 """Large labelled arrays read through a memory map: an uncompressed npz or a folder of .npy files.
 
 Two layouts hold the keys of an edgekd dataset npz (``x``, ``y``, and optionally
-``class_names``, ``snr``, ``split``; see :mod:`edgekd.data.dataset`):
+``class_names``, ``snr``, ``split``, ``group``; see :mod:`edgekd.data.dataset`):
 
 * an ``.npz`` written by ``np.savez`` (as :meth:`ArrayDataset.save_npz` writes it). Its
   members are stored uncompressed in the zip, so ``x`` is memory-mapped at its offset in the
@@ -37,6 +37,7 @@ from edgekd.data.dataset import (
     NPZ_KEYS,
     _read_member,
     class_names_near_miss,
+    drawn_split,
     missing_arrays_note,
     npy_header,
 )
@@ -47,8 +48,8 @@ from edgekd.errors import InputFileError
 ZIP_LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")  # zipfile.structFileHeader: 30 bytes
 ZIP_LOCAL_SIGNATURE = b"PK\x03\x04"
 FOLDER_HINT = (
-    "a dataset folder holds x.npy [N, C, L] and y.npy [N]; split.npy too for distill and run; "
-    "class_names.npy and snr.npy optionally"
+    "a dataset folder holds x.npy [N, C, L] and y.npy [N]; split.npy (or group.npy) too for distill "
+    "and run; class_names.npy and snr.npy optionally"
 )
 
 
@@ -233,6 +234,8 @@ class ArrayFileDataset(MapDataset):
             split=meta.get("split"),
             names_near_miss=None if "class_names" in meta else class_names_near_miss(self.path),
         )
+        if split is None:  # drawn by group as the in-memory reader draws it: one split per file
+            split = drawn_split(meta.get("group"), y, snr, self._where)
         super().__init__(
             rows=np.arange(len(x)),
             y=y,

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from edgekd.data.dataset import ArrayDataset
-from edgekd.data.splits import assign_splits
+from edgekd.data.splits import assign_group_splits, burst_groups
 from edgekd.data.validate import check_finite, check_kind, check_memory
 from edgekd.errors import ConfigError, InputFileError
 from edgekd.registry import suggestion
@@ -42,6 +42,10 @@ _UNREADABLE = (
 LAYOUT_HINT = "a RadioML 2016 pickle is a dict {(modulation, snr_db): float32 array [n, 2, 128]}"
 _SHORT = reprlib.Repr()  # keys shown in messages: a forged key may be huge or deeply nested
 _SHORT.maxstring, _SHORT.maxother, _SHORT.maxlevel = 40, 40, 2
+# Frames per burst for the split. The published generator slices each channel run into a few
+# dozen consecutive frames, so neighbours share a capture; 100 cuts a 1,000-frame cell of
+# RML2016.10a into 10 bursts, which the default 0.1/0.2 fractions split 7/1/2.
+BURST_FRAMES = 100
 
 
 class RefusedGlobal(pickle.UnpicklingError):
@@ -199,28 +203,12 @@ def read_rml2016_pickle(path: str | os.PathLike[str]) -> dict[tuple[str, int], n
     return frames
 
 
-def load_rml2016(
-    path: str | os.PathLike[str],
-    *,
-    classes: list[str] | None = None,
-    snrs: list[int] | None = None,
-    val_fraction: float = 0.1,
-    test_fraction: float = 0.2,
-    seed: int = 0,
-) -> ArrayDataset:
-    """Read a RadioML 2016 pickle into an :class:`ArrayDataset` x float32 [N, 2, L].
+def file_class_order(frames: dict[tuple[str, int], np.ndarray]) -> list[str]:
+    """The modulations of a pickle's dict in the order they first appear among its keys."""
+    return list(dict.fromkeys(mod for mod, _ in frames))
 
-    Args:
-        path: the ``.pkl`` file (e.g. ``RML2016.10a_dict.pkl``).
-        classes: class names in label order, a subset of the file's; default all, sorted.
-        snrs: SNR labels (dB) to keep; default all in the file.
-        val_fraction, test_fraction, seed: the split, stratified by (class, SNR) with
-            :func:`edgekd.data.splits.assign_splits`.
 
-    Frames are ordered by class label, then SNR ascending, then their order in the file.
-    """
-    frames = read_rml2016_pickle(path)
-    present = sorted({mod for mod, _ in frames})
+def _chosen_classes(path: Any, present: list[str], classes: list[str] | None) -> list[str]:
     names = list(classes) if classes else present
     for name in names:
         if name not in present:
@@ -230,6 +218,37 @@ def load_rml2016(
             )
     if len(set(names)) != len(names):
         raise ConfigError("classes lists a modulation twice", hint="name each class once")
+    return names
+
+
+def load_rml2016(
+    path: str | os.PathLike[str],
+    *,
+    classes: list[str] | None = None,
+    snrs: list[int] | None = None,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    burst_frames: int = BURST_FRAMES,
+) -> ArrayDataset:
+    """Read a RadioML 2016 pickle into an :class:`ArrayDataset` x float32 [N, 2, L].
+
+    Args:
+        path: the ``.pkl`` file (e.g. ``RML2016.10a_dict.pkl``).
+        classes: class names in label order, a subset of the file's; default all, in the
+            order each modulation first appears among the file's keys.
+        snrs: SNR labels (dB) to keep; default all in the file.
+        val_fraction, test_fraction, seed: the split, stratified by (class, SNR) with
+            :func:`edgekd.data.splits.assign_group_splits`, by bursts.
+        burst_frames: frames of one (class, SNR) entry are cut, in their file order, into
+            contiguous bursts of at most this many frames (at least 10 bursts per entry,
+            :func:`edgekd.data.splits.burst_groups`); a burst never spans two splits, since
+            neighbouring frames come from one capture. 1 splits frame by frame.
+
+    Frames are ordered by class label, then SNR ascending, then their order in the file.
+    """
+    frames = read_rml2016_pickle(path)
+    names = _chosen_classes(path, file_class_order(frames), classes)
     keep_snr = None if snrs is None else {int(s) for s in snrs}
     xs, ys, ss = [], [], []
     for label, name in enumerate(names):
@@ -243,10 +262,11 @@ def load_rml2016(
     if not xs:
         raise ConfigError(f"no frames of RadioML 2016 file {path} match snrs {sorted(keep_snr or [])}")
     y, snr = np.concatenate(ys), np.concatenate(ss)
+    bursts = burst_groups(y * 2**16 + (snr.astype(np.int64) + 2**15), burst_frames)  # one id per cell
     return ArrayDataset(
         x=np.concatenate(xs).astype(np.float32, copy=False),
         y=y,
         class_names=names,
         snr=snr,
-        split=assign_splits(y, snr, val_fraction, test_fraction, seed),
+        split=assign_group_splits(bursts, y, snr, val_fraction, test_fraction, seed),
     )

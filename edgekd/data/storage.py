@@ -18,6 +18,7 @@ source                        lazy form
 ``rml2016``
 ============================  =========================================================
 
+A section with ``data.test_path`` is always held in memory (its two files are joined there).
 The in-memory form is :func:`edgekd.data.sources.load_dataset`'s result (the path every
 pipeline stage and the demo use today, unchanged) wrapped in a
 :class:`~edgekd.data.mapstyle.MemoryDataset`. Both forms pass the same checks: splits that
@@ -111,6 +112,13 @@ def open_map_dataset(
     """
     spec.validate()
     choose_storage(0, storage)  # refuses an unknown storage before anything is read
+    if spec.test_path:  # two files joined: only the in-memory form exists
+        if storage == "lazy":
+            raise ConfigError(
+                "data.test_path joins two files in memory; they have no lazy form",
+                hint="use storage 'auto' or 'memory', or remove data.test_path",
+            )
+        return MemoryDataset(load_dataset(spec, resolve))
     if spec.source not in LAZY_SOURCES:
         if storage == "lazy":
             raise ConfigError(

@@ -248,6 +248,19 @@ def split_codes(split: Any, n: int, where: str) -> np.ndarray:
     return codes.astype(np.int8)
 
 
+def group_keys(group: Any, n: int, where: str) -> np.ndarray:
+    """Group keys [n] (whole numbers or strings) from [n] or [n, 1]: frames sharing one never
+    straddle the splits drawn for them (:func:`edgekd.data.splits.assign_group_splits`)."""
+    arr = np.asarray(group)
+    hint = "group holds one key per frame (a burst, a patient id): integers or strings"
+    if arr.size != n or arr.ndim not in (1, 2) or arr.shape[0] != n:
+        raise InputFileError(f"{where}: group has shape {list(arr.shape)}; expected [{n}]", hint=hint)
+    arr = arr.reshape(n)
+    if arr.dtype.kind in "US":
+        return arr
+    return integral(arr, f"{where}: group", hint)
+
+
 def warn_unnamed_classes(where: str, count: int, near_miss: str | None = None) -> None:
     """One warning line per source and process: ``where`` names no classes, so they are called
     '0'..'K-1' (reports, checkpoints and an ONNX teacher's class check then see those names).

@@ -51,7 +51,7 @@ def stage_data(
     Under torchrun only rank 0 writes; the other ranks wait, then read its files.
     """
     source = resolve(section.path) if section.path else Path()
-    if section.source == "npz":
+    if section.source == "npz" and not section.test_path:
         path = require_file(source, "dataset", hint="set data.path to an existing .npz")
         dataset = check_training_set(open_data(path, storage=section.storage), section, path)
         run_checks(checks, dataset, describe_source(section, path))
@@ -82,6 +82,8 @@ def stores_lazily(section: DataSpec, source: Path) -> tuple[bool, Any]:
     folder always, as a uint8 pixel cache a twelfth of float32's size; RadioML 2018 when its
     frames would take more than a quarter of RAM; the other sources never), and the lazy
     dataset when deciding opened it (else None), so that it is not read twice."""
+    if section.test_path:
+        return False, None  # two files joined in memory (DataSpec.validate refuses storage: lazy)
     if section.storage != "auto":
         return section.storage == "lazy", None
     if section.source == "imagefolder":
@@ -104,7 +106,9 @@ def _write_data_npz(
     dataset = load_dataset(section, resolve)
     run_checks(checks, dataset, describe_source(section, source))
     # A file source is a parent artifact; a folder of images is not hashed as one.
-    parents = [source] if section.source in ("rml2016", "rml2018") and section.path else None
+    parents = [source] if section.source in ("rml2016", "rml2018", "npz") and section.path else None
+    if parents and section.test_path:
+        parents.append(resolve(section.test_path))
     dataset.save_npz(path, config=to_dict(section), parents=parents)
     counts = {name: int((dataset.split == i).sum()) for i, name in enumerate(("train", "val", "test"))}
     log(
