@@ -138,7 +138,8 @@ def _oct_tree(root: Path, per_class: int = 5, test_per_class: int = 2) -> None:
             for i in range(count):
                 scan = rng.integers(0, 256, size=(40, 52), dtype=np.uint8)
                 suffix = ".jpeg" if i % 2 else ".png"
-                Image.fromarray(scan, mode="L").save(folder / f"{name}-{i}{suffix}")
+                # OCT2017's CLASS-PATIENT-INDEX names: the recipe keeps a patient in one split
+                Image.fromarray(scan, mode="L").save(folder / f"{name}-{1000 + i}-1{suffix}")
 
 
 def test_kd_oct_recipe_says_what_the_issue_asks():
@@ -147,6 +148,7 @@ def test_kd_oct_recipe_says_what_the_issue_asks():
     assert recipe.student.model == "timm:efficientnet_b2"
     kd = recipe.distill.kd
     assert (kd.loss, kd.temperature, kd.alpha) == ("kd", 4.0, 0.7)
+    assert recipe.data.imagefolder.group == "patient"  # val of unseen patients
     assert recipe.distill.train.optimizer == "adamw" and recipe.teacher.train.optimizer == "adamw"
     assert recipe.data.source == "imagefolder" and recipe.data.imagefolder.image_size == 384
     assert recipe.data.imagefolder.classes == OCT_CLASSES
