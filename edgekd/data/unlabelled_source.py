@@ -23,9 +23,9 @@ import numpy as np
 from edgekd.data.dataset import ArrayDataset, read_npz_arrays
 from edgekd.data.lazy_arrays import ArrayFileDataset, CompressedArrayError, locate_frames
 from edgekd.data.mapstyle import MapDataset
-from edgekd.data.sources import DataSpec, describe_source
+from edgekd.data.sources import DATA_SOURCES, LAZY_SOURCES, DataSpec, describe_source
 from edgekd.data.storage import choose_storage, open_map_dataset
-from edgekd.data.validate import check_finite, check_frame_layout
+from edgekd.data.validate import check_finite, check_frame_layout, validate_dataset
 from edgekd.errors import InputFileError
 
 #: The seed of the frames ``data.hide_labels`` hides: the teacher and distill stages draw the same.
@@ -94,11 +94,13 @@ def open_unlabelled(spec: DataSpec, resolve: Callable[[str], Path] = Path) -> An
         )
     if spec.source == "npz":
         return _npz_pool(path, spec.storage)
+    where = f"data.unlabelled ({describe_source(spec, path)})"
+    if spec.source not in LAZY_SOURCES:  # read whole: its splits, if any, do not matter here
+        return validate_dataset(DATA_SOURCES.get(spec.source)(spec, path, **spec.options), where)
     try:
         return open_map_dataset(spec, resolve, spec.storage)
-    except InputFileError as exc:
-        # Its splits do not matter here, but the loader checks them: name the section.
-        raise InputFileError(f"data.unlabelled ({describe_source(spec, path)}): {exc.one_line}") from None
+    except InputFileError as exc:  # the lazy loaders check their splits: name the section
+        raise InputFileError(f"{where}: {exc.message}", hint=exc.hint) from None
 
 
 def split_hidden_labels(train: Any, share: float) -> tuple[Any, Any]:

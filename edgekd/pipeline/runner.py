@@ -74,7 +74,7 @@ def _student(recipe: Recipe, data: Path, teacher: Path | None, out_dir: Path, lo
     target = load_target(recipe.search.target or recipe.gate.target)
     _doc, student = run_search_and_distill(
         recipe.search, recipe.distill, teacher=teacher, data=data, target=target, out_dir=out_dir,
-        threads=recipe.bench.threads, log=log,
+        threads=recipe.bench.threads, log=log, data_section=recipe.data, resolve=recipe.path,
     )  # fmt: skip
     return student
 

@@ -58,11 +58,15 @@ def run_search_and_distill(
     ssh: Any = None,
     remote_python: str = "python3",
     log: Log = lambda _line: None,
+    data_section: Any = None,
+    resolve: Any = Path,
 ) -> tuple[dict[str, Any], Path]:
     """Search, distil the winner fully (``out_dir/student.pt``), write the search report.
 
     ``distill``: the recipe's :class:`edgekd.pipeline.distill_stage.DistillSection` (the short
-    runs use its objective and optimiser). Returns (search document, student path).
+    runs use its objective and optimiser). ``data_section`` (the recipe's, paths resolved with
+    ``resolve``) brings the unlabelled frames to the winner's full run (the short runs rank the
+    candidates on the labelled frames). Returns (search document, student path).
     """
     from edgekd.models.checkpoint import load_checkpoint
     from edgekd.pipeline.distill_stage import StudentSection, stage_distill
@@ -78,8 +82,9 @@ def run_search_and_distill(
     # The full run reads the teacher cache the short runs filled: stage_distill's folder
     # (out_dir/teacher_cache, or kd.cache_dir) is the one the search used (run._cache_dir).
     student = stage_distill(
-        StudentSection(model=winner.model, kwargs=winner.kwargs_dict()), distill, data, teacher, out_dir, log
-    )
+        StudentSection(model=winner.model, kwargs=winner.kwargs_dict()), distill, data, teacher, out_dir, log,
+        data_section=data_section, resolve=resolve,
+    )  # fmt: skip
     _model, meta = load_checkpoint(student)
     path = finish(outcome.doc, out_dir, final_accuracy=meta.metrics.get("val_accuracy"), student=student)
     log(f"search: wrote {path}")

@@ -361,3 +361,12 @@ def test_two_pools_of_the_same_size_get_teacher_caches_of_their_own(tones, teach
         distill(_net(1), teacher, lazy_train, val, FAST, KDConfig(), **run)
         computed.append(any("computing" in line for line in lines))
     assert computed == [True, True]
+
+
+def test_the_synthetic_generator_gives_a_pool_from_another_seed() -> None:
+    section = {"source": "synthetic_modulation", "synthetic": {"frames_per_class_snr": 2, "seed": 5}}
+    pool = open_unlabelled(from_dict(DataSpec, section))
+    labelled = from_dict(DataSpec, {"synthetic": {"frames_per_class_snr": 2}})
+    first = open_unlabelled(labelled)
+    assert len(pool) == 8 * 20 * 2 and pool.input_shape == (2, 128)
+    assert not np.allclose(pool.x, first.x)
