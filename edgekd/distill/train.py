@@ -166,24 +166,33 @@ def distill(
             if log is not None and ctx.is_main:
                 if kd.cache_teacher and teacher_taps is not None:
                     log("teacher cache: not used, the feature terms need the teacher's activations")
-                how = "cached teacher logits" if cache is not None else "teacher run per batch"
-                if opts.labelled_frames is not None:
-                    pool = len(train) - opts.labelled_frames
-                    share = (
-                        "shuffled together"
-                        if opts.unlabelled_share is None
-                        else f"{opts.unlabelled_share:.0%} of each batch unlabelled"
-                    )
-                    how += f"; {opts.labelled_frames} labelled + {pool} unlabelled frames, {share}"
-                if not objective.needs_teacher:
-                    log(f"training with {kd.describe()} on {device}")
-                else:
-                    log(f"distilling with {kd.describe()} on {device} ({how})")
+                log(_start_line(kd, objective, device, cache is not None, opts, len(train)))
             return fit(student, objective, Teacher(teacher, cache, teacher_taps, name), train, val, cfg, opts)
     finally:
         ddp.teardown(ctx)
         if teacher_taps is not None:
             teacher_taps.remove()
+
+
+def _start_line(
+    kd: KDConfig,
+    objective: DistillObjective,
+    device: torch.device,
+    cached: bool,
+    opts: FitOptions,
+    frames: int,
+) -> str:
+    """The log line that opens a run: the objective, the device, where teacher logits come from
+    and, with unlabelled frames, how many of each kind and how batches mix them."""
+    if not objective.needs_teacher:
+        return f"training with {kd.describe()} on {device}"
+    how = "cached teacher logits" if cached else "teacher run per batch"
+    if opts.labelled_frames is not None:
+        pool = frames - opts.labelled_frames
+        share = opts.unlabelled_share
+        mixing = "shuffled together" if share is None else f"{share:.0%} of each batch unlabelled"
+        how += f"; {opts.labelled_frames} labelled + {pool} unlabelled frames, {mixing}"
+    return f"distilling with {kd.describe()} on {device} ({how})"
 
 
 def _with_pool(train: Any, pool: Any, objective: DistillObjective, kd: KDConfig, opts: FitOptions) -> Any:
