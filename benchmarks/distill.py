@@ -15,7 +15,11 @@ It then measures training throughput (samples/s of the second epoch's optimizer 
 validation excluded) of ``--throughput-student`` alone, with online KD (teacher run per
 batch) and with cached-teacher KD (fp16 and top-k storage), and with IQ augmentation (time
 shift + phase rotation, 4 cached views). The modes run in turn, ``--repeats`` times, and the
-table gives the median (and range) of each. Prints Markdown.
+table gives the median (and range) of each. ``--hand-loop`` measures instead edgekd's
+cached-teacher KD step beside a minimal hand-written loop (the same student, batch,
+optimiser and fp16 teacher logits) on the frames in memory and memory-mapped from an npz
+(``edgekd.data.lazy_arrays``, as real-size data is read), in alternating repeats (issue #20).
+Prints Markdown.
 
     python benchmarks/distill.py                     # the 2026-11-25 table: ~18 min on 2 shared cores
     python benchmarks/distill.py --epochs 64 --views 16 --methods kd,kd-mixup --no-throughput  # ~8 min
@@ -27,6 +31,7 @@ table gives the median (and range) of each. Prints Markdown.
     # with --frames 80 (twice the labelled frames, for every model)
     python benchmarks/distill.py --quick             # smoke run, ~1 min
     python benchmarks/distill.py --throughput-only   # the training-mode table alone, ~1-2 min
+    python benchmarks/distill.py --hand-loop --repeats 7   # edgekd against a hand loop, ~1 min
     python benchmarks/distill.py --device cuda --amp-compare
 """
 
@@ -35,14 +40,17 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
+import functools
 import platform
 import statistics
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from edgekd.config import from_dict
 from edgekd.data.dataset import ArrayDataset
@@ -50,6 +58,7 @@ from edgekd.data.modulation import SyntheticModulationConfig, generate_modulatio
 from edgekd.distill.augment import materialize_views
 from edgekd.distill.checks import predict_logits
 from edgekd.distill.config import AugmentConfig
+from edgekd.distill.optim import make_optimizer
 from edgekd.distill.train import KDConfig, TrainConfig, distill, train_supervised
 from edgekd.models import create_model
 from edgekd.models.complexity import count_macs, count_params
@@ -252,6 +261,136 @@ def _print_throughput(speeds: dict[str, list[float]]) -> None:
         print(f"| {name} | {median:,.0f} | {spread} | {median / reference:.2f}x |")
 
 
+# --- edgekd's training loop beside a hand-written one (issue #20, part 3) ---
+
+LOOP_KD = {"temperature": 4.0, "alpha": 0.7}
+LOOP_STUDENT = ("cnn1d_small", {"width": 32})  # 1,106,432 MACs on [2, 128] frames
+
+
+def _loop_student(k: int, channels: int) -> torch.nn.Module:
+    torch.manual_seed(0)  # the same initial weights for both loops
+    return create_model(LOOP_STUDENT[0], k, channels, **LOOP_STUDENT[1])
+
+
+def _hand_loop(
+    x: torch.Tensor | np.ndarray, y: torch.Tensor, logits: torch.Tensor, cfg: TrainConfig, on_step
+) -> float:
+    """Seconds of epoch 2 of a minimal KD loop: shuffle, index the frames (a tensor, or a
+    memory map read one fancy index per batch), look up the fp16 teacher logits, one step.
+    ``on_step(step)`` (or None) after each step, as ``distill`` calls it."""
+    model = _loop_student(logits.shape[1], int(x.shape[1]))
+    model.train()
+    optimizer = make_optimizer([model], cfg)  # edgekd's AdamW groups: the same optimiser
+    t, alpha, n = LOOP_KD["temperature"], LOOP_KD["alpha"], len(y)
+    generator = torch.Generator().manual_seed(0)
+    seconds, step = 0.0, 0
+    for _epoch in range(cfg.epochs):
+        start = time.perf_counter()
+        order = torch.randperm(n, generator=generator)
+        for first in range(0, n, cfg.batch_size):
+            idx = order[first : first + cfg.batch_size]
+            xb = x[idx] if isinstance(x, torch.Tensor) else torch.from_numpy(np.array(x[idx.numpy()]))
+            out, soft = model(xb), logits[idx].float()
+            kl = F.kl_div(
+                F.log_softmax(out / t, 1), F.log_softmax(soft / t, 1), log_target=True, reduction="batchmean"
+            )
+            loss = alpha * kl * t * t + (1 - alpha) * F.cross_entropy(out, y[idx])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            step += 1
+            if on_step is not None:
+                on_step(step)
+        seconds = time.perf_counter() - start
+    return seconds
+
+
+def _edgekd_loop(train, teacher, val, cfg: TrainConfig, cache_dir: str, on_step) -> float:
+    """Seconds of epoch 2's steps (validation excluded) of ``distill`` with a cached teacher."""
+    model = _loop_student(train.num_classes, train.input_shape[0])
+    kd = KDConfig(loss="kd", **LOOP_KD)
+    result = distill(model, teacher, train, val, cfg, kd, cache_dir=cache_dir, on_step=on_step)
+    return result.history[1]["train_seconds"]
+
+
+def _loop_speed(run, n: int, clock: str, batch_size: int) -> float:
+    """samples/s of a 2-epoch ``run(on_step)`` (it returns epoch 2's seconds): by wall time, or
+    ``clock`` "cpu": from the median process time per step of epoch 2 (the training process
+    alone: a worker's CPU is not counted)."""
+    if clock == "wall":
+        return n / run(None)
+    stamps: list[float] = []
+    run(lambda _step: stamps.append(time.process_time()))
+    steps = np.diff(stamps[len(stamps) // 2 - 1 :])
+    return batch_size / float(np.median(steps))
+
+
+def _loop_table(args, teacher, train: ArrayDataset, val: ArrayDataset) -> list[tuple[str, list, list]]:
+    """(data, hand samples/s per repeat, edgekd samples/s per repeat), the modes alternating."""
+    from edgekd.data.lazy_arrays import ArrayFileDataset
+
+    base = TrainConfig(epochs=2, batch_size=128, lr=5e-3, device="cpu", seed=0, num_threads=args.threads)
+    tiny_val = val.take(np.arange(min(64, len(val))))
+    with torch.no_grad():
+        logits = predict_logits(teacher.eval(), train.x, 512).half()  # as the fp16 cache holds them
+    x, y = torch.from_numpy(np.ascontiguousarray(train.x)), torch.from_numpy(train.y).long()
+    with tempfile.TemporaryDirectory(prefix="edgekd-loop-bench-") as work:
+        train.save_npz(Path(work) / "train.npz")  # np.savez: x stored, so memory-mapped
+        np.save(Path(work) / "x.npy", train.x)  # the same frames for the hand loop's np.load map
+        mapped = ArrayFileDataset(Path(work) / "train.npz")
+        x_map = np.load(Path(work) / "x.npy", mmap_mode="r")
+        cache = str(Path(work) / "cache")  # the teacher runs once per data kind, not per repeat
+        rows = [("in memory", x, train, base)]  # (data, the hand loop's frames, edgekd's, its config)
+        for workers in args.loop_workers.split(","):
+            cfg = dataclasses.replace(base, num_workers=workers if workers == "auto" else int(workers))
+            rows.append((f"memory-mapped npz, workers {workers}", x_map, mapped, cfg))
+        speeds = [(name, [], []) for name, *_ in rows]
+        for repeat in range(args.repeats):
+            for (_name, frames, data, cfg), (_, hands, edges) in zip(rows, speeds, strict=True):
+                hand = functools.partial(_hand_loop, frames, y, logits, base)
+                edge = functools.partial(_edgekd_loop, data, teacher, tiny_val, cfg, cache)
+                hands.append(_loop_speed(hand, len(y), args.clock, base.batch_size))
+                edges.append(_loop_speed(edge, len(y), args.clock, base.batch_size))
+            _note(f"hand-loop repeat {repeat + 1}/{args.repeats} done")
+    return speeds
+
+
+def _print_loop_table(speeds: list[tuple[str, list, list]]) -> None:
+    print("| data | hand loop samples/s (median, range) | edgekd samples/s (median, range) | edgekd / hand |")
+    print("| --- | ---: | ---: | ---: |")
+    for name, hands, edges in speeds:
+        hand, edge = statistics.median(hands), statistics.median(edges)
+        cells = [f"{statistics.median(v):,.0f} ({min(v):,.0f}-{max(v):,.0f})" for v in (hands, edges)]
+        print(f"| {name} | {cells[0]} | {cells[1]} | {edge / hand:.2f}x |")
+
+
+def _run_hand_loop(args, train: ArrayDataset, val: ArrayDataset, t0: float) -> None:
+    torch.manual_seed(0)
+    teacher = create_model("resnet1d", train.num_classes, train.input_shape[0])  # speed only: untrained
+    speeds = _loop_table(args, teacher, train, val)
+    student = _loop_student(train.num_classes, train.input_shape[0])
+    flags = " ".join(f for f in ("avx2", "avx512f", "avx512_vnni", "amx_tile") if _cpu_has(f))
+    print(
+        f"\n### Training loop against a hand-written one ({platform.processor() or platform.machine()}, "
+        f"flags {flags or 'unknown'}, cpu, {args.threads} thread(s), {args.repeats} alternating repeats, "
+        f"{args.clock} clock, "
+        f"{(time.perf_counter() - t0) / 60:.1f} min)\n"
+    )
+    print(
+        f"train {len(train)} frames, batch 128, student {LOOP_STUDENT[0]} {LOOP_STUDENT[1]} "
+        f"({count_macs(student, train.input_shape):,} MACs), kd T={LOOP_KD['temperature']} "
+        f"alpha={LOOP_KD['alpha']}, fp16 teacher logits; samples/s of epoch 2\n"
+    )
+    _print_loop_table(speeds)
+
+
+def _cpu_has(flag: str) -> bool:
+    try:
+        return flag in Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=40, help="frames per class and SNR (train+val)")
@@ -305,6 +444,16 @@ def main() -> None:
         help="only the training-mode table (an untrained teacher: speed does not depend on its weights)",
     )
     parser.add_argument("--no-throughput", action="store_true", help="skip the training-mode table")
+    parser.add_argument(
+        "--hand-loop",
+        action="store_true",
+        help="only edgekd's cached-teacher KD step against a hand-written loop (in memory, memory map)",
+    )
+    parser.add_argument(
+        "--loop-workers",
+        default="auto",
+        help="--hand-loop: comma-separated num_workers of the memory-map rows (auto, 0, 2...)",
+    )
     parser.add_argument("--repeats", type=int, default=5, help="throughput measurements per mode")
     parser.add_argument(
         "--clock",
@@ -317,6 +466,8 @@ def main() -> None:
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         parser.error(f"unknown --methods {unknown}; choose from {', '.join(METHODS)}")
+    if not all(w == "auto" or w.isdigit() for w in args.loop_workers.split(",")):
+        parser.error(f"--loop-workers takes auto or counts such as auto,0,2, got {args.loop_workers!r}")
     if args.teachers < 1:
         parser.error(f"--teachers must be at least 1, got {args.teachers}")
     if not all(part.strip().isdigit() for part in args.teacher_strides.split(",")):
@@ -329,6 +480,9 @@ def main() -> None:
 
     full = _data(args.frames, seed=0)
     train, val = full.subset("train"), full.subset("val")
+    if args.hand_loop:
+        _run_hand_loop(args, train, val, t0)
+        return
     if args.throughput_only:
         torch.manual_seed(0)
         teacher = create_model("resnet1d", train.num_classes, train.input_shape[0])

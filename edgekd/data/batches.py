@@ -6,8 +6,10 @@ dataset of :mod:`edgekd.data.mapstyle`:
 
 * a :class:`~edgekd.data.mapstyle.MemoryDataset` is sliced in this process (no workers, no
   copies beyond the batch): the fast path of the demo and the 1-D benchmarks;
-* a lazy dataset (image files, an image cache, HDF5 rows, a memory-mapped array) is read by
-  DataLoader workers, batch by batch, so RAM holds a few batches whatever the split's size.
+* a lazy dataset (image files, an image cache, HDF5 rows, a memory-mapped array) is read
+  batch by batch (:meth:`~edgekd.data.mapstyle.MapDataset.read_batch`: one read of the source
+  per batch, no per-sample collation), by DataLoader workers or in this process
+  (:func:`resolve_workers`), so RAM holds a few batches whatever the split's size.
 
 A batch is ``(x, y, idx)``: ``x`` the samples as the dataset gives them (float32, or uint8
 pixels for a raw image dataset), ``y`` int64 labels, ``idx`` int64 positions in the dataset.
@@ -25,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from edgekd.data.mapstyle import IndexedDataset, MapDataset, MemoryDataset
+from edgekd.data.mapstyle import BatchReads, MapDataset, MemoryDataset
 from edgekd.data.worker_errors import CarryErrors, carried_errors
 from edgekd.errors import ConfigError
 
@@ -34,6 +36,9 @@ from edgekd.errors import ConfigError
 MAX_AUTO_WORKERS = 8
 #: The environment variable that sets what "auto" workers means.
 WORKERS_ENV = "EDGEKD_NUM_WORKERS"
+#: A memory-mapped array of at most this share of RAM (as float32) stays in the page cache
+#: after its first epoch: a batch is then a memory copy, read in the training process.
+PAGE_CACHE_FRACTION = 0.5
 
 
 def available_cores() -> int:
@@ -47,8 +52,9 @@ def resolve_workers(workers: int | str | None, dataset: Any) -> int:
     """DataLoader worker processes for ``dataset``: an int as given (>= 0), or "auto"/None:
     0 for a dataset held in memory (slicing beats any worker), else the environment's
     ``EDGEKD_NUM_WORKERS`` when set (the test suite, which keeps workers out of its own
-    process), else one per usable core (affinity and cgroup quota: :func:`available_cores`)
-    up to :data:`MAX_AUTO_WORKERS`."""
+    process), else 0 for a memory-mapped array that fits the page cache
+    (:func:`reads_from_page_cache`), else one per usable core (affinity and cgroup quota:
+    :func:`available_cores`) up to :data:`MAX_AUTO_WORKERS`."""
     if workers not in (None, "auto"):
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
             raise ConfigError(
@@ -65,7 +71,38 @@ def resolve_workers(workers: int | str | None, dataset: Any) -> int:
                 f"{WORKERS_ENV}={override!r} is not a worker count", hint=f"set {WORKERS_ENV} to 0, 1, 2..."
             )
         return int(override)
+    if reads_from_page_cache(dataset):
+        return 0
     return min(MAX_AUTO_WORKERS, available_cores())
+
+
+def reads_from_page_cache(dataset: Any) -> bool:
+    """Whether ``dataset`` is a memory-mapped array (an npz or .npy folder:
+    :class:`~edgekd.data.lazy_arrays.ArrayFileDataset`) small enough to stay in the page cache
+    (:data:`PAGE_CACHE_FRACTION` of RAM as float32; 2 GiB where RAM is unknown).
+
+    Reading a batch of it is then one memory copy of ~100 KB: a worker would spend more on
+    passing the batch back than on reading it, and takes a core from the training thread
+    (on 2 cores, KD trained at 0.83x of a hand-written loop with 2 workers, 0.99x reading
+    in this process: docs/benchmarks.md). A larger map is read from disk: workers hide the
+    reads' latency. A dataset that augments each sample keeps its workers (CPU work).
+    """
+    from edgekd.data.lazy_arrays import ArrayFileDataset
+
+    if getattr(dataset, "augment", None) is not None:
+        return False
+    parts = getattr(dataset, "parts", None)  # labelled + unlabelled frames (edgekd.data.pooled)
+    if parts is not None:
+        return all(in_memory(p) or reads_from_page_cache(p) for p in parts) and _fits_page_cache(dataset)
+    return isinstance(dataset, ArrayFileDataset) and _fits_page_cache(dataset)
+
+
+def _fits_page_cache(dataset: Any) -> bool:
+    from edgekd.data.validate import physical_memory
+
+    total = physical_memory()
+    budget = total * PAGE_CACHE_FRACTION if total else 2 << 30
+    return dataset.nbytes <= budget
 
 
 def in_memory(dataset: Any) -> bool:
@@ -90,6 +127,12 @@ def _collate(items: list[tuple[torch.Tensor, int, int]]) -> tuple[torch.Tensor, 
     return torch.stack(xs), torch.as_tensor(ys, dtype=torch.int64), torch.as_tensor(idx, dtype=torch.int64)
 
 
+def _as_read(batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, ...]:
+    """The collate function of a :class:`~edgekd.data.mapstyle.BatchReads` loader: a batch
+    arrives collated (a module-level function: a forkserver worker unpickles it)."""
+    return batch
+
+
 #: Runtimes whose thread pools do not survive a fork: once one is loaded in this process,
 #: DataLoader workers start from a fresh forkserver process instead (a forked worker of a
 #: process that ran OpenVINO or NNCF dies with SIGSEGV).
@@ -105,8 +148,10 @@ def start_method() -> str | None:
     return None
 
 
-def loader_options(workers: int, *, pin_memory: bool = False) -> dict[str, Any]:
-    """DataLoader keyword arguments for ``workers`` processes.
+def loader_options(workers: int, *, pin_memory: bool = False, batched: bool = False) -> dict[str, Any]:
+    """DataLoader keyword arguments for ``workers`` processes; ``batched``: for a loader over
+    :class:`~edgekd.data.mapstyle.BatchReads` (``batch_size=None``, batches of keys as its
+    sampler), whose items are whole batches.
 
     Workers are forked where the platform allows (see :func:`start_method`): the dataset
     object is shared copy-on-write rather than pickled, and every lazy dataset reopens its
@@ -120,7 +165,7 @@ def loader_options(workers: int, *, pin_memory: bool = False) -> dict[str, Any]:
     """
     opts: dict[str, Any] = {
         "num_workers": workers,
-        "collate_fn": _collate,
+        "collate_fn": _as_read if batched else _collate,
         "pin_memory": pin_memory,
         "generator": torch.Generator().manual_seed(0),
     }
@@ -131,13 +176,15 @@ def loader_options(workers: int, *, pin_memory: bool = False) -> dict[str, Any]:
 
 
 def keyed_loader(dataset: Any, batch_sampler: Any, workers: int, *, pin_memory: bool = False) -> Any:
-    """A DataLoader over ``IndexedDataset(dataset)`` (batches ``(x, y, idx)``) taking its keys
-    from ``batch_sampler``. Iterate it inside :func:`edgekd.data.worker_errors.carried_errors`:
-    a bad file met in a worker is then the one-line error it would be in this process."""
+    """A DataLoader of batches ``(x, y, idx)`` of ``dataset``, one per list of keys that
+    ``batch_sampler`` yields, each read as a whole (:class:`~edgekd.data.mapstyle.BatchReads`).
+    Iterate it inside :func:`edgekd.data.worker_errors.carried_errors`: a bad file met in a
+    worker is then the one-line error it would be in this process."""
     return torch.utils.data.DataLoader(
-        CarryErrors(IndexedDataset(dataset)),
-        batch_sampler=batch_sampler,
-        **loader_options(workers, pin_memory=pin_memory),
+        CarryErrors(BatchReads(dataset)),
+        sampler=batch_sampler,
+        batch_size=None,
+        **loader_options(workers, pin_memory=pin_memory, batched=True),
     )
 
 
@@ -175,7 +222,7 @@ def iter_batches(
             )
         return
     count = resolve_workers(workers, dataset)
-    batches = [order[s : s + batch_size].tolist() for s in range(0, len(order), batch_size)]
+    batches = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]  # int64 arrays
     loader = keyed_loader(dataset, batches, count, pin_memory=pin_memory)
     with carried_errors():  # a bad file read in a worker is still one line naming it
         yield from loader

@@ -14,6 +14,10 @@ rows, memory-mapped arrays: ``lazy_images``, ``lazy_rml2018``, ``lazy_arrays``):
   (samplers built with ``with_epoch=True`` yield these keys, see :mod:`edgekd.data.samplers`);
 * ``dataset.__getitems__(keys)`` returns the list of those pairs. ``DataLoader`` calls it with a
   whole batch of keys, so a source reads a batch in one go (HDF5 rows in runs);
+* ``dataset.read_batch(keys)`` is the same batch already collated, ``(x [B, ...], y [B], idx
+  [B])``: without per-sample augmentation it is one read of the source (one fancy index into
+  a memory map) turned into one tensor, no per-sample tensors, ints or ``torch.stack``. The
+  training feed and :func:`edgekd.data.batches.iter_batches` read through it (:class:`BatchReads`);
 * metadata, known when the dataset is opened (nothing is decoded for it): ``class_names``,
   ``num_classes``, ``input_shape`` (one sample, no batch axis), ``y`` int64 [N], ``snr``
   int16 [N] (dB) or None, ``split`` int8 [N] (0 train, 1 val, 2 test) or None, ``len()``;
@@ -131,22 +135,33 @@ class MapDataset(SplitsMixin, Dataset):
         return len(self) * 4 * math.prod(self.input_shape)
 
     def _index(self, index: Any) -> int:
-        i = int(index)
-        if i < -len(self) or i >= len(self):
-            raise IndexError(f"sample index {i} out of range for {len(self)} samples of {self.source}")
-        return i + len(self) if i < 0 else i
+        return int(self._positions(np.asarray([int(index)], dtype=np.int64))[0])
 
-    def _split_keys(self, keys: Sequence[Key]) -> tuple[np.ndarray, list[int | None]]:
-        """Sample indices int64 [n] and the epoch of each key (None: the evaluation view)."""
-        index, epochs = [], []
-        for key in keys:
-            if isinstance(key, (tuple, list)):
-                index.append(self._index(key[0]))
-                epochs.append(int(key[1]))
-            else:
-                index.append(self._index(key))
-                epochs.append(None)
-        return np.asarray(index, dtype=np.int64), epochs
+    def _positions(self, index: np.ndarray) -> np.ndarray:
+        """``index`` int64 [n] checked against this dataset's length, negatives wrapped: one
+        vectorised check per batch, not a Python call per key."""
+        n = len(self)
+        if len(index):
+            low, high = int(index.min()), int(index.max())
+            if low < -n or high >= n:
+                bad = low if low < -n else high
+                raise IndexError(f"sample index {bad} out of range for {n} samples of {self.source}")
+            if low < 0:
+                index = np.where(index < 0, index + n, index)
+        return index
+
+    def _split_keys(self, keys: Sequence[Key] | np.ndarray) -> tuple[np.ndarray, list[int | None]]:
+        """Sample indices int64 [n] and the epoch of each key (None: the evaluation view).
+
+        ``keys``: ints, ``(index, epoch)`` pairs, or an int array (evaluation views)."""
+        if isinstance(keys, (np.ndarray, torch.Tensor)):
+            index = self._positions(np.asarray(keys, dtype=np.int64).reshape(-1))
+            return index, [None] * len(index)
+        pair = [isinstance(key, (tuple, list)) for key in keys]
+        index = [key[0] if p else key for key, p in zip(keys, pair, strict=True)]
+        epochs = [int(key[1]) if p else None for key, p in zip(keys, pair, strict=True)]
+        as_ints = [int(i) for i in index] if any(not isinstance(i, int) for i in index) else index
+        return self._positions(np.asarray(as_ints, dtype=np.int64)), epochs
 
     def __getitems__(self, keys: Sequence[Key]) -> list[tuple[torch.Tensor, int]]:
         index, epochs = self._split_keys(keys)
@@ -157,6 +172,27 @@ class MapDataset(SplitsMixin, Dataset):
                 x = self.augment(x, sample_seed(self.augment_seed, epoch, i))
             out.append((torch.from_numpy(np.ascontiguousarray(x, dtype=self.sample_dtype)), int(self.y[i])))
         return out
+
+    def read_batch(self, keys: Sequence[Key] | np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The samples of ``keys`` as one batch: ``x`` [B, *input_shape] (``sample_dtype``),
+        ``y`` int64 [B], ``idx`` int64 [B] (the sample indices), the collated
+        ``__getitems__(keys)``.
+
+        The batch is one ``_read`` of the source turned into one tensor, the per-sample work
+        skipped, unless a key asks for a training view of a dataset that augments (each
+        sample its own view) or ``__getitems__`` is not this class's own (a subclass, or a
+        wrapper set on the instance, that reads or records in its own way): then it goes
+        through ``__getitems__``.
+        """
+        index, epochs = self._split_keys(keys)
+        own = "__getitems__" not in vars(self) and type(self).__getitems__ is MapDataset.__getitems__
+        if not len(index):
+            x = _as_batch(np.empty((0, *self.input_shape)), self.sample_dtype)
+        elif not own or (self.augment is not None and any(e is not None for e in epochs)):
+            x = torch.stack([x for x, _ in self.__getitems__(keys)])
+        else:
+            x = _as_batch(self._read(self.rows[index]), self.sample_dtype)
+        return x, torch.from_numpy(self.y[index]), torch.from_numpy(index)
 
     def __getitem__(self, key: Key) -> tuple[torch.Tensor, int]:
         return self.__getitems__([key])[0]
@@ -224,8 +260,32 @@ class IndexedDataset(Dataset):
 
     def __getitems__(self, keys: Sequence[Key]) -> list[tuple[torch.Tensor, int, int]]:
         pairs = self.dataset.__getitems__(keys)
-        index = [self.dataset._index(k[0] if isinstance(k, (tuple, list)) else k) for k in keys]
+        index = self.dataset._split_keys(keys)[0].tolist()  # one vectorised check, not one per key
         return [(x, y, i) for (x, y), i in zip(pairs, index, strict=True)]
 
     def __getitem__(self, key: Key) -> tuple[torch.Tensor, int, int]:
         return self.__getitems__([key])[0]
+
+
+class BatchReads(Dataset):
+    """``dataset`` read a whole batch per key: ``reads[keys]`` is ``dataset.read_batch(keys)``,
+    ``(x [B, ...], y [B], idx [B])``. A ``DataLoader(BatchReads(d), sampler=batches_of_keys,
+    batch_size=None)`` then hands each batch over as read, without per-sample collation."""
+
+    def __init__(self, dataset: MapDataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitems__(self, batches: Sequence[Any]) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        return [self.dataset.read_batch(keys) for keys in batches]
+
+    def __getitem__(self, keys: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.dataset.read_batch(keys)
+
+
+def _as_batch(samples: Sequence[np.ndarray], dtype: type) -> torch.Tensor:
+    """``_read``'s samples (an array [n, ...] or a list of n arrays) as one tensor of ``dtype``."""
+    batch = samples if isinstance(samples, np.ndarray) else np.stack(samples)
+    return torch.from_numpy(np.ascontiguousarray(batch, dtype=dtype))

@@ -8,8 +8,12 @@ run, mid-epoch included, takes up at the very batch where the snapshot was taken
   anything that fits: :func:`edgekd.data.storage.choose_storage`); a batch is an index into
   it. No workers, no copies beyond the batch: the fastest path for small frames.
 * :class:`LoaderFeed`: a lazy dataset (images, an image cache, HDF5 rows, a memory map) read
-  by a ``torch.utils.data.DataLoader`` with persistent workers, pinned memory on CUDA and a
-  few batches prefetched per worker. Each key is ``(index, view)`` when the dataset
+  a batch at a time (:meth:`edgekd.data.mapstyle.MapDataset.read_batch`: one read of the
+  source, one tensor, no per-sample collation unless the dataset augments each sample). With
+  workers, by a ``torch.utils.data.DataLoader`` with persistent workers, pinned memory on
+  CUDA and a few batches prefetched per worker; with 0 (a memory map in the page cache under
+  "auto": :func:`edgekd.data.batches.resolve_workers`), in this process without a
+  DataLoader, as :class:`MemoryFeed` slices. Each key is ``(index, view)`` when the dataset
   augments: the view's randomness is a pure function of (seed, view, index)
   (:func:`edgekd.data.mapstyle.sample_seed`), so the worker that reads a sample draws exactly
   the view the teacher cache scored. Under torchrun each rank's loader reads only that
@@ -30,7 +34,7 @@ import numpy as np
 import torch
 
 from edgekd.data.batches import in_memory, loader_options, memory_arrays, resolve_workers
-from edgekd.data.mapstyle import IndexedDataset
+from edgekd.data.mapstyle import BatchReads
 from edgekd.data.worker_errors import CarryErrors, carried_errors
 from edgekd.distill.run_state import ShuffledBatches
 
@@ -54,8 +58,14 @@ class MemoryFeed:
         pass
 
 
+def batch_keys(idx: torch.Tensor, view: int | None) -> np.ndarray | list[tuple[int, int]]:
+    """The dataset keys of rows ``idx``: the rows as an int64 array (evaluation views, one
+    read of the source), or ``(row, view)`` pairs for a dataset that draws training views."""
+    return idx.numpy() if view is None else [(i, view) for i in idx.tolist()]
+
+
 class _EpochKeys:
-    """The DataLoader's batch sampler: the rest of the epoch's batches, as dataset keys.
+    """The DataLoader's sampler: the rest of the epoch's batches, each one item of dataset keys.
 
     It runs in the training process; the DataLoader asks for a fresh iteration at the start
     of every epoch, after ``ShuffledBatches.start_epoch`` has set the order and the batch to
@@ -66,35 +76,50 @@ class _EpochKeys:
         self.sampler = sampler
         self.view: int | None = None  # the epoch's view, for a dataset that augments
 
-    def __iter__(self) -> Iterator[list]:
+    def __iter__(self) -> Iterator[np.ndarray | list]:
         for _b, idx in self.sampler.remaining():
-            rows = idx.tolist()
-            yield rows if self.view is None else [(i, self.view) for i in rows]
+            yield batch_keys(idx, self.view)
 
     def __len__(self) -> int:
         return len(self.sampler) - self.sampler.next_batch
 
 
 class LoaderFeed:
-    """Batches read by DataLoader workers from a lazy dataset (see the module doc)."""
+    """Batches of a lazy dataset, read by DataLoader workers or, with 0 workers, in this
+    process without a DataLoader (see the module doc)."""
 
     def __init__(self, train: Any, sampler: ShuffledBatches, workers: int, device: torch.device) -> None:
-        self.workers = workers
+        self.workers, self.train = workers, train
         self.augments = getattr(train, "augment", None) is not None
+        self.pin = device.type == "cuda"
         self.keys = _EpochKeys(sampler)
-        opts = loader_options(workers, pin_memory=device.type == "cuda")
-        self.loader = torch.utils.data.DataLoader(
-            CarryErrors(IndexedDataset(train)),
-            batch_sampler=self.keys,
-            persistent_workers=workers > 0,
-            **opts,
-        )
+        self.loader: Any = None
+        if workers:
+            self.loader = torch.utils.data.DataLoader(
+                CarryErrors(BatchReads(train)),
+                sampler=self.keys,
+                batch_size=None,  # each item is a whole batch, collated by the dataset
+                persistent_workers=True,
+                **loader_options(workers, pin_memory=self.pin, batched=True),
+            )
 
     def epoch(self, sampler: ShuffledBatches, view: int | None) -> Iterator[Batch]:
         self.keys.view = view if self.augments else None
+        if self.loader is None:
+            yield from self._read_here(sampler)
+            return
         with carried_errors():  # a bad file met in a worker: the one-line error that names it
             for b, (x, y, idx) in enumerate(self.loader, start=sampler.next_batch):
                 yield b, x, y, idx
+
+    def _read_here(self, sampler: ShuffledBatches) -> Iterator[Batch]:
+        """0 workers: each batch read in this process, where a DataLoader would only add its
+        per-batch overhead (an error is raised here as it is, already one line)."""
+        for b, idx in sampler.remaining():
+            x, y, rows = self.train.read_batch(batch_keys(idx, self.keys.view))
+            if self.pin:  # as the DataLoader's pin_memory: an asynchronous copy to the GPU
+                x, y = x.pin_memory(), y.pin_memory()
+            yield b, x, y, rows
 
     def close(self) -> None:
         """Stop the persistent workers now, not when the loader is garbage-collected: later
@@ -104,7 +129,7 @@ class LoaderFeed:
         if iterator is not None and hasattr(iterator, "_shutdown_workers"):
             with contextlib.suppress(Exception):  # already stopped, or never started
                 iterator._shutdown_workers()
-        self.loader = None  # type: ignore[assignment]
+        self.loader = None
 
 
 def make_feed(train: Any, sampler: ShuffledBatches, workers: int | str | None, device: torch.device):

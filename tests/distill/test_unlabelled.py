@@ -370,3 +370,18 @@ def test_the_synthetic_generator_gives_a_pool_from_another_seed() -> None:
     first = open_unlabelled(labelled)
     assert len(pool) == 8 * 20 * 2 and pool.input_shape == (2, 128)
     assert not np.allclose(pool.x, first.x)
+
+
+def test_a_pool_of_memory_maps_reads_in_the_training_process_under_auto_workers(
+    tones, tmp_path, monkeypatch
+) -> None:
+    from edgekd.data.batches import WORKERS_ENV, resolve_workers
+
+    monkeypatch.delenv(WORKERS_ENV, raising=False)  # the suite's own override
+    train = tones[0]
+    np.savez(tmp_path / "train.npz", x=train.x, y=train.y, class_names=np.asarray(train.class_names))
+    np.savez(tmp_path / "pool.npz", x=tone_dataset(40, seed=6).x)
+    pooled = PooledDataset(ArrayFileDataset(tmp_path / "train.npz"), PoolFileDataset(tmp_path / "pool.npz"))
+    assert resolve_workers("auto", pooled) == 0
+    pooled.augment = lambda x, seed: x  # per-sample CPU work: workers again
+    assert resolve_workers("auto", pooled) > 0
