@@ -22,6 +22,8 @@ side by side; ``--report`` prints the table from their result files.
     python benchmarks/distill_unlabelled.py --seed 1 --out /tmp/ul &
     python benchmarks/distill_unlabelled.py --seed 2 --out /tmp/ul; wait
     python benchmarks/distill_unlabelled.py --report --out /tmp/ul
+    # the equal-steps control: no pool, as many steps as the 4x pool's run (its own folder,
+    # the same teacher.pt copied in): --pools 0 --epochs 150 --no-scratch
     python benchmarks/distill_unlabelled.py --quick --out /tmp/ulq             # smoke run, ~1 min
 """
 
@@ -102,10 +104,11 @@ def _student(train: ArrayDataset, seed: int) -> torch.nn.Module:
 def _run_seed(args, teacher, train, val, test) -> dict:
     seed, results = args.seed, {}
     start = time.perf_counter()
-    student = _student(train, seed)
-    train_supervised(student, train, val, _config(args, args.epochs, 5e-3, seed))
-    results["scratch"] = _accuracy(student, test)
-    _note(f"seed {seed} scratch: {results['scratch']} at {time.perf_counter() - start:.0f}s")
+    if not args.no_scratch:
+        student = _student(train, seed)
+        train_supervised(student, train, val, _config(args, args.epochs, 5e-3, seed))
+        results["scratch"] = _accuracy(student, test)
+        _note(f"seed {seed} scratch: {results['scratch']} at {time.perf_counter() - start:.0f}s")
     kd = KDConfig(loss="kd", temperature=4.0, alpha=args.alpha, unlabelled_share=args.share)
     cache = args.out / f"cache-{seed}"
     for multiple in args.pools:
@@ -174,6 +177,7 @@ def main() -> None:
         "--pools", default="0,1,2,4,8", help="pool sizes, in multiples of the labelled frames"
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-scratch", action="store_true", help="skip the student trained alone")
     parser.add_argument("--teacher-only", action="store_true")
     parser.add_argument("--report", action="store_true")
     parser.add_argument("--quick", action="store_true")

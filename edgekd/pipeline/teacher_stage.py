@@ -21,7 +21,8 @@ from edgekd.data.batches import network_input_shape
 from edgekd.data.unlabelled_source import split_hidden_labels
 from edgekd.distill.distributed import barrier, is_main_process
 from edgekd.distill.train import TrainConfig, train_supervised
-from edgekd.models.checkpoint import save_checkpoint
+from edgekd.errors import ConfigError
+from edgekd.models.checkpoint import combine_checkpoints, save_checkpoint
 from edgekd.models.complexity import count_params
 from edgekd.models.factory import create_model
 from edgekd.models.teacher import load_teacher
@@ -34,12 +35,22 @@ NO_TEACHER = "none"
 @dataclasses.dataclass
 class TeacherSection:
     """A teacher to train (``model``) or to load (``checkpoint``, which wins when set);
-    ``model: none`` without a checkpoint: no teacher."""
+    ``model: none`` without a checkpoint: no teacher. ``seeds`` > 1 trains that many copies
+    of ``model`` independently (seeds ``train.seed``, ``train.seed + 1``, ...) that teach as
+    one ensemble, the mean of their logits: members trained apart make different mistakes."""
 
     model: str = "edgekd:resnet1d"
     kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
     checkpoint: str | None = None
+    seeds: int = 1
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+
+    def validate(self) -> None:
+        if self.seeds < 1:
+            raise ConfigError(
+                f"teacher.seeds must be 1 or more, got {self.seeds}",
+                hint="1 trains one teacher; N > 1 an ensemble of N seeds",
+            )
 
     @property
     def absent(self) -> bool:
@@ -76,25 +87,54 @@ def stage_teacher(
         load_teacher(path, dataset)
         log(f"teacher: loaded {path}")
         return path
+    train = split_hidden_labels(dataset.subset("train"), hide_labels)[0]
+    kept = f" on the {len(train)} train frames data.hide_labels leaves labelled" if hide_labels else ""
+    if section.seeds == 1:
+        path = out_dir / "teacher.pt"
+        _train_member(section, dataset, train, section.train.seed, path, out_dir / "teacher-run", data_path,
+                      log, kept, resume=resume, progress=progress)  # fmt: skip
+        return path
+    members = []
+    for i in range(section.seeds):
+        seed = section.train.seed + i
+        member = out_dir / f"teacher-seed{seed}.pt"
+        _train_member(section, dataset, train, seed, member, out_dir / f"teacher-run-seed{seed}", data_path,
+                      log, f"{kept} (ensemble member {i + 1} of {section.seeds}, seed {seed})",
+                      resume=resume, progress=progress)  # fmt: skip
+        members.append(member)
+    path = out_dir / "teacher.pt"
+    if is_main_process():
+        combine_checkpoints(members, path)
+    barrier()
+    log(f"teacher: the ensemble of {section.seeds} seeds -> {path}")
+    return path
+
+
+def _train_member(
+    section: TeacherSection,
+    dataset: Any,
+    train: Any,
+    seed: int,
+    path: Path,
+    run_dir: Path,
+    data_path: Path,
+    log: Log,
+    note: str,
+    *,
+    resume: bool,
+    progress: bool,
+) -> None:
+    """Train one ``section.model`` with ``seed`` on ``train`` into the checkpoint ``path``."""
     # Seeded initial weights: the same on every rank and run, whatever drew random numbers before.
-    torch.manual_seed(section.train.seed)
+    torch.manual_seed(seed)
     model = create_model(
         section.model, dataset.num_classes, network_input_shape(dataset)[0], **section.kwargs
     )
-    train = split_hidden_labels(dataset.subset("train"), hide_labels)[0]
-    kept = f" on the {len(train)} train frames data.hide_labels leaves labelled" if hide_labels else ""
-    log(f"teacher: training {section.model} ({count_params(model):,} parameters){kept}")
+    log(f"teacher: training {section.model} ({count_params(model):,} parameters){note}")
+    cfg = dataclasses.replace(section.train, seed=seed)
     result = train_supervised(
-        model,
-        train,
-        dataset.subset("val"),
-        section.train,
-        log=log,
-        out_dir=out_dir / "teacher-run",
-        resume=resume,
-        progress=progress,
+        model, train, dataset.subset("val"), cfg, log=log, out_dir=run_dir, resume=resume, progress=progress
     )
-    path = out_dir / "teacher.pt"
     if is_main_process():
         save_trained(
             path,
@@ -106,8 +146,7 @@ def stage_teacher(
             parents=[data_path],
             config=to_dict(section),
         )
-    barrier()  # the other ranks distil from rank 0's teacher.pt
-    return path
+    barrier()  # the other ranks distil from rank 0's checkpoint
 
 
 def save_trained(
