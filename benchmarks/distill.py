@@ -445,6 +445,13 @@ def main() -> None:
     )
     parser.add_argument("--no-throughput", action="store_true", help="skip the training-mode table")
     parser.add_argument(
+        "--unlabelled-frames",
+        type=int,
+        default=0,
+        help="every KD method also learns from this many unlabelled frames (generator seed 3); "
+        "the table against pool size: benchmarks/distill_unlabelled.py",
+    )
+    parser.add_argument(
         "--hand-loop",
         action="store_true",
         help="only edgekd's cached-teacher KD step against a hand-written loop (in memory, memory map)",
@@ -521,6 +528,11 @@ def main() -> None:
         mixed_base = dataclasses.replace(
             base, epochs=max(1, round(args.epochs / views)), augment=AugmentConfig()
         )
+    pool = None
+    if args.unlabelled_frames:  # frames of another generator seed, their labels dropped
+        drawn = _data(-(-args.unlabelled_frames // (len(CLASSES) * 20)), seed=3)
+        x = drawn.x[np.random.default_rng(3).permutation(len(drawn))[: args.unlabelled_frames]]
+        pool = ArrayDataset(x, np.zeros(len(x), dtype=np.int64), train.class_names)
     with tempfile.TemporaryDirectory(prefix="edgekd-distill-bench-") as cache_dir:  # one cache, every KD run
         for method in methods:
             spec = _method_spec(method, args.alpha)
@@ -534,7 +546,8 @@ def main() -> None:
                 if spec is None:
                     train_supervised(student, data, val, cfg)
                 else:
-                    distill(student, teacher, data, val, cfg, from_dict(KDConfig, spec), cache_dir=cache_dir)
+                    kd = from_dict(KDConfig, spec)
+                    distill(student, teacher, data, val, cfg, kd, cache_dir=cache_dir, unlabelled=pool)
                 accs.append(_accuracy(student, test))
                 elapsed = time.perf_counter() - t0
                 _note(f"{method} seed {seed}: {accs[-1][0]:.3f} / {accs[-1][1]:.3f} at {elapsed:.0f}s")
@@ -560,6 +573,7 @@ def main() -> None:
             if any(m in MIXUP_METHODS for m in methods)
             else ""
         )
+        + (f"; KD methods also on {len(pool)} unlabelled frames (seed 3)" if pool is not None else "")
         + "\n"
     )
     print("| model | params | MACs | acc (all SNR) | acc (SNR >= 0 dB) |")
