@@ -236,6 +236,8 @@ def load_checkpoint(path: str | os.PathLike[str]) -> tuple[nn.Module, Checkpoint
     path = require_file(path, "checkpoint", hint="check the path or run the distill stage first")
     payload = _read_payload(path)
     meta = _checked_meta(path, payload)
+    with reading_file(path, "checkpoint"):
+        _check_network_size(path, meta, payload["state_dict"])
     try:
         with reading_file(path, "checkpoint"):
             model = create_model(meta.model_name, meta.num_classes, meta.in_channels, **meta.model_kwargs)
@@ -260,6 +262,43 @@ def load_checkpoint(path: str | os.PathLike[str]) -> tuple[nn.Module, Checkpoint
         ) from None
     _check_finite_weights(path, model)
     return model.eval(), meta  # safe: nn.Module.eval(), inference mode
+
+
+#: How far a network's weights may exceed the file's before the build is refused unattempted.
+SIZE_SLACK = 64 << 20
+
+
+def _check_network_size(path: Path, meta: CheckpointMeta, state: dict[str, Any]) -> None:
+    """Refuse, before any memory is taken, a network larger than the weights the file holds.
+
+    The network is first built on torch's "meta" device (shapes, no storage). Its weights
+    must equal the file's for the strict load that follows, so a network that needs far more
+    bytes than the file holds (:data:`SIZE_SLACK` beyond them) can only be a forged or foreign
+    ``model_kwargs`` (a width of 2**40 asked the allocator for 56 TiB): refused here rather
+    than attempted. A smaller mismatch is left to the strict load, which names the tensors. A
+    model that cannot be built on "meta" (code that reads tensor values while building) is
+    built as before.
+    """
+    try:
+        with torch.device("meta"):
+            probe = create_model(meta.model_name, meta.num_classes, meta.in_channels, **meta.model_kwargs)
+    except (RuntimeError, OverflowError) as exc:
+        if "overflow" not in str(exc).lower():
+            return  # not a size problem: the real build reports what is wrong
+        raise _bad_field(
+            path, "model_kwargs", f"{meta.model_kwargs!r:.80} do not build a network: its size overflows"
+        ) from None
+    except Exception:  # the real build below reports any real problem in one line
+        return
+    need = sum(t.numel() * t.element_size() for t in probe.state_dict().values())
+    held = sum(t.numel() * t.element_size() for t in state.values() if isinstance(t, torch.Tensor))
+    if need > held + SIZE_SLACK:
+        raise _bad_field(
+            path,
+            "model_kwargs",
+            f"{meta.model_kwargs!r:.80} do not build a network that fits: {need / 2**20:,.1f} MiB of "
+            f"weights, the file holds {held / 2**20:,.1f} MiB",
+        )
 
 
 def _check_finite_weights(path: Path, model: nn.Module) -> None:

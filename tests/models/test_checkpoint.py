@@ -160,6 +160,28 @@ def test_a_width_too_large_to_allocate_is_refused(tmp_path: Path) -> None:
     assert str(path) in info.value.one_line()
 
 
+@pytest.mark.parametrize("width", [2**20, 2**40])
+def test_a_forged_width_is_refused_before_anything_is_allocated(tmp_path: Path, monkeypatch, width) -> None:
+    # 2**20 channels build on the meta device (96 TB of weights), 2**40 overflow even there:
+    # both are refused before the real build, which would ask the allocator for terabytes.
+    path = tmp_path / "student.pt"
+    _save(path)
+    payload = torch.load(path, weights_only=True)
+    payload["model_kwargs"] = {"width": width}
+    torch.save(payload, path)
+    import edgekd.models.checkpoint as checkpoint
+
+    real = checkpoint.create_model
+
+    def meta_only(*args, **kwargs):
+        assert torch.empty(0).device.type == "meta", "a real build was attempted"
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(checkpoint, "create_model", meta_only)
+    with pytest.raises(InputFileError, match="do not build a network"):
+        load_checkpoint(path)
+
+
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(InputFileError, match="does not exist"):
         load_checkpoint(tmp_path / "nope.pt")
