@@ -155,11 +155,16 @@ class TorchDataset(MapDataset):
                 return [str(c) for c in names]
         return None
 
+    @staticmethod
+    def _frame(sample: Any, where: str) -> Any:
+        """The frame ``x`` of one of the user's samples."""
+        return _unpack(sample, where)[0]
+
     def _read(self, rows: np.ndarray) -> list[np.ndarray]:
         out = []
         for row in rows.tolist():
             where = f"{self.source}[{row}]"
-            x = _as_array(_unpack(self.dataset[row], where)[0], where)
+            x = _as_array(self._frame(self.dataset[row], where), where)
             if x.shape != self.input_shape:
                 raise ShapeError(
                     f"{where} has shape {list(x.shape)} but {self.source}[0] has {list(self.input_shape)}",
@@ -169,14 +174,7 @@ class TorchDataset(MapDataset):
         return out
 
 
-def _frame_of(sample: Any) -> Any:
-    """The frame of an unlabelled sample: ``x`` alone, or the first element of a tuple."""
-    if isinstance(sample, (tuple, list)) and 1 <= len(sample) <= 3:
-        return sample[0]
-    return sample
-
-
-class UnlabelledTorchDataset(MapDataset):
+class UnlabelledTorchDataset(TorchDataset):
     """A user's dataset of frames without labels (``ds[i]`` is ``x``, ``(x,)``, or ``(x, y...)``
     whose ``y`` is ignored) as a :class:`MapDataset` with placeholder labels, for
     distillation on unlabelled frames (:mod:`edgekd.distill.unlabelled`)."""
@@ -185,8 +183,9 @@ class UnlabelledTorchDataset(MapDataset):
         n = len(dataset)
         if n == 0:
             raise InputFileError(f"{name} holds no samples", hint="pass a dataset with samples")
-        first = _as_array(_frame_of(dataset[0]), f"{name}[0]")
-        super().__init__(
+        first = _as_array(self._frame(dataset[0], f"{name}[0]"), f"{name}[0]")
+        MapDataset.__init__(  # TorchDataset's reads the labels this dataset does not have
+            self,
             rows=np.arange(n),
             y=np.zeros(n, dtype=np.int64),
             class_names=["unlabelled", "-"],  # placeholders: the labelled set's classes are used
@@ -195,18 +194,12 @@ class UnlabelledTorchDataset(MapDataset):
         )
         self.dataset = dataset
 
-    def _read(self, rows: np.ndarray) -> list[np.ndarray]:
-        out = []
-        for row in rows.tolist():
-            where = f"{self.source}[{row}]"
-            x = _as_array(_frame_of(self.dataset[row]), where)
-            if x.shape != self.input_shape:
-                raise ShapeError(
-                    f"{where} has shape {list(x.shape)} but {self.source}[0] has {list(self.input_shape)}",
-                    hint="give every sample the same shape (resize or crop in the transform)",
-                )
-            out.append(np.array(x, dtype=np.float32, copy=True))
-        return out
+    @staticmethod
+    def _frame(sample: Any, where: str) -> Any:
+        """``x`` alone, or the first element of a tuple (any label after it is ignored)."""
+        if isinstance(sample, (tuple, list)) and 1 <= len(sample) <= 3:
+            return sample[0]
+        return sample
 
 
 def unwrap_loader(data: Any, name: str) -> tuple[Any, dict[str, int]]:
