@@ -11,6 +11,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -329,21 +332,48 @@ def test_the_python_api_takes_a_dataset_of_frames_alone(tones, teacher) -> None:
         edgekd.distill(config="modrec", unlabelled=Frames())
 
 
+def _streamed_run(folder: Path, teacher: torch.nn.Module, workers: int, log=None) -> dict:
+    """A student distilled on the memory-mapped frames and pool of ``folder``."""
+    val = tone_dataset(256, seed=1)
+    lazy_train, pool = ArrayFileDataset(folder / "train.npz"), PoolFileDataset(folder / "pool.npz")
+    student = _net(1)
+    # One thread in both processes: the same float sums, so the same weights.
+    cfg = TrainConfig(epochs=1, batch_size=64, device="cpu", num_workers=workers, num_threads=1)
+    distill(student, teacher, lazy_train, val, cfg, KDConfig(unlabelled_share=0.5), log=log, unlabelled=pool)
+    return student.state_dict()
+
+
+def streamed_side(folder: str) -> None:
+    """Subprocess: the run with a DataLoader worker. The suite keeps workers out of its own
+    process (EDGEKD_NUM_WORKERS=0): a worker's SIGCHLD handler there outlives the loader."""
+    teacher = _net(0)
+    teacher.load_state_dict(torch.load(Path(folder) / "teacher.pt", weights_only=True))
+    torch.save(_streamed_run(Path(folder), teacher, 1), Path(folder) / "student-1.pt")
+
+
 def test_streamed_frames_and_a_streamed_pool_train_alike_with_and_without_workers(
     tones, teacher, tmp_path
 ) -> None:
-    train, val = tones
+    train = tones[0]
     np.savez(tmp_path / "train.npz", x=train.x, y=train.y, class_names=np.asarray(train.class_names))
     np.savez(tmp_path / "pool.npz", x=tone_dataset(80, seed=6).x)
-    lazy_train, pool = ArrayFileDataset(tmp_path / "train.npz"), PoolFileDataset(tmp_path / "pool.npz")
-    weights, lines = [], []
-    for workers in (0, 1):
-        student = _net(1)
-        cfg = TrainConfig(epochs=1, batch_size=64, device="cpu", num_workers=workers)
-        kd = KDConfig(unlabelled_share=0.5)
-        distill(student, teacher, lazy_train, val, cfg, kd, log=lines.append, unlabelled=pool)
-        weights.append(student.state_dict())
-    for p, q in zip(*(w.values() for w in weights), strict=True):
+    torch.save(teacher.state_dict(), tmp_path / "teacher.pt")
+    root = Path(__file__).resolve().parents[2]
+    code = "import sys; from tests.distill.test_unlabelled import streamed_side; streamed_side(sys.argv[1])"
+    env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1", "EDGEKD_NUM_WORKERS": "1"}
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines: list[str] = []
+    here = _streamed_run(tmp_path, teacher, 0, log=lines.append)
+    there = torch.load(tmp_path / "student-1.pt", weights_only=True)
+    for p, q in zip(here.values(), there.values(), strict=True):
         assert torch.equal(p, q)
     assert any(f"{len(train)} labelled + 80 unlabelled frames" in line for line in lines), lines
 
