@@ -51,6 +51,15 @@ def rank_within_strata(strata: np.ndarray, rng: np.random.Generator) -> tuple[np
     return rank, counts[inverse].astype(np.int64)
 
 
+def class_snr_cells(y: np.ndarray, snr: np.ndarray | None) -> np.ndarray:
+    """int64 [N]: the (class, SNR) cell of each frame (the class alone without SNR labels)."""
+    y = np.asarray(y, dtype=np.int64).reshape(-1)
+    if snr is None:
+        return y
+    pairs = np.stack([y, np.asarray(snr, dtype=np.int64).reshape(-1)], axis=1)
+    return np.asarray(np.unique(pairs, axis=0, return_inverse=True)[1]).reshape(-1)
+
+
 def _share(size: np.ndarray, fraction: float) -> np.ndarray:
     """Items of each cell that go to a split: rounded half up, at least one when the cell is big enough."""
     n = np.floor(size * fraction + 0.5).astype(np.int64)
@@ -81,8 +90,7 @@ def assign_splits(
             raise ConfigError(f"snr has {len(snr)} entries but y has {len(y)}")
     if len(y) == 0:
         return np.zeros(0, dtype=np.int8)
-    cell = y if snr is None else np.unique(np.stack([y, snr], axis=1), axis=0, return_inverse=True)[1]
-    rank, size = rank_within_strata(np.asarray(cell).reshape(-1), np.random.default_rng(seed))
+    rank, size = rank_within_strata(class_snr_cells(y, snr), np.random.default_rng(seed))
     n_test = np.minimum(_share(size, test_fraction), size - 1)
     n_val = np.minimum(_share(size, val_fraction), size - 1 - n_test)
     split = np.zeros(len(y), dtype=np.int8)

@@ -22,6 +22,8 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from edgekd.data.splits import class_snr_cells, rank_within_strata
+
 #: The target of a frame without a label (``ignore_index`` of the label terms).
 UNLABELLED = -1
 
@@ -98,14 +100,6 @@ def hidden_label_rows(
     """(rows that keep their labels, rows whose labels are hidden) of a train split with labels
     ``y`` (and SNRs): ``share`` of every (class, SNR) cell hidden, drawn with ``seed``, each cell
     keeping one labelled frame at least. Both sorted."""
-    n = len(y)
-    cells = y.astype(np.int64)
-    if snr is not None:  # one cell per (class, SNR): SNRs are whole dB within +-50,000
-        cells = cells * 100_000 + (snr.astype(np.int64) + 50_000)
-    rng = np.random.default_rng(seed)
-    hidden = np.zeros(n, dtype=bool)
-    for cell in np.unique(cells):
-        rows = np.flatnonzero(cells == cell)
-        count = min(int(share * len(rows)), len(rows) - 1)
-        hidden[rng.permutation(rows)[:count]] = True
+    rank, size = rank_within_strata(class_snr_cells(y, snr), np.random.default_rng(seed))
+    hidden = rank < np.minimum(np.floor(share * size), size - 1)
     return np.flatnonzero(~hidden), np.flatnonzero(hidden)
